@@ -1,0 +1,1 @@
+"""DOMAIN: adoption funnel facts and metrics (not built yet)."""

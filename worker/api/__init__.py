@@ -1,0 +1,1 @@
+"""EDGE: HTTP receiver, admin API (the only package that imports fastapi, with the sandbox)."""

@@ -1,0 +1,1 @@
+"""DOMAIN: bulk issuance campaigns (not built yet)."""

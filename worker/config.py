@@ -1,0 +1,238 @@
+"""Settings: defaults < config.yaml < environment (prefix PASSSYNC_, nesting with __).
+
+Secrets (source secrets, admin token secrets, provider API keys) are accepted only from the
+environment; a secret written into config.yaml stops start-up with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "PASSSYNC_"
+SECRET_KEYS = frozenset({"secret", "api_key"})
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it in one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+
+
+class PasscreatorSettings(_Strict):
+    base_url: str = "https://app.passcreator.com"
+    api_key: SecretStr | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    backoff_seconds: float = Field(default=0.5, ge=0)
+    default_retry_after_seconds: float = Field(default=5.0, ge=0)
+    user_provided_id_prefix: str = Field(default="passsync", pattern=r"^[A-Za-z0-9_]{1,32}$")
+    # Passcreator documents a 400 for a reused userProvidedId but not its wording (§12.2).
+    duplicate_pattern: str = r"(?i)unique|already|duplicate"
+    create_async: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class ProvidersSettings(_Strict):
+    passcreator: PasscreatorSettings = PasscreatorSettings()
+
+
+class SourceSettings(_Strict):
+    """An inbound webhook source; its secret comes from PASSSYNC_SOURCES__<NAME>__SECRET."""
+
+    secret: SecretStr | None = None
+    # Extra secrets still accepted during a key rotation, space separated.
+    previous_secrets: SecretStr | None = None
+
+
+class AdminToken(_Strict):
+    """An admin API token; its secret comes from PASSSYNC_ADMIN_TOKENS__<NAME>__SECRET."""
+
+    scopes: list[Literal["read", "write"]] = ["read"]
+    secret: SecretStr | None = None
+
+
+class PassRule(_Strict):
+    """Which pass a customer event upserts and how customer data fills its fields."""
+
+    template: str = Field(min_length=1)
+    event_types: list[str] = ["customer.created", "customer.updated"]
+    fields: dict[str, str] = {}
+
+
+class SyncSettings(_Strict):
+    provider: Literal["passcreator"] = "passcreator"
+    passes: dict[str, PassRule] = {
+        "loyalty": PassRule(
+            template="Loyalty Card",
+            fields={
+                "firstName": "customer.first_name",
+                "lastName": "customer.last_name",
+                "email": "customer.email",
+                "tier": "customer.attributes.tier",
+                "points": "customer.attributes.points",
+            },
+        )
+    }
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    retry_base_seconds: float = Field(default=2.0, ge=0)
+    retry_max_seconds: float = Field(default=300.0, ge=0)
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    sweep_stale_after_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("passes")
+    @classmethod
+    def _pass_keys(cls, value: dict[str, PassRule]) -> dict[str, PassRule]:
+        for key in value:
+            if not NAME_RE.match(key):
+                raise ValueError(f"pass key {key!r} must match {NAME_RE.pattern}")
+        return value
+
+
+class CelerySettings(_Strict):
+    visibility_timeout_seconds: int = Field(default=3600, ge=10)
+    unacked_restore_interval_seconds: int = Field(default=10, ge=1)
+    concurrency: int = Field(default=2, ge=1, le=64)
+    publish_timeout_seconds: float = Field(default=2.0, gt=0)
+
+
+class SandboxSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    api_key: SecretStr = SecretStr("sandbox-key")
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+    templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
+
+
+class Settings(BaseSettings):
+    """The one settings object; build it with load_settings() and pass it in."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    database_url: str = "sqlite:///.passsync/passsync.db"
+    broker_url: str = "embedded"
+    data_dir: Path = Path(".passsync")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    api: ApiSettings = ApiSettings()
+    providers: ProvidersSettings = ProvidersSettings()
+    sources: dict[str, SourceSettings] = {"crm": SourceSettings()}
+    admin_tokens: dict[str, AdminToken] = {}
+    sync: SyncSettings = SyncSettings()
+    celery: CelerySettings = CelerySettings()
+    sandbox: SandboxSettings = SandboxSettings()
+
+    @field_validator("sources", "admin_tokens")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not NAME_RE.match(key):
+                raise ValueError(f"name {key!r} must match {NAME_RE.pattern}")
+        return value
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url == "embedded"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """config.yaml (or the file PASSSYNC_CONFIG names), below the environment."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ is used instead
+
+    def __call__(self) -> dict[str, Any]:
+        return read_config_file(config_path())
+
+
+def config_path() -> Path | None:
+    """The config file in force: PASSSYNC_CONFIG, else ./config.yaml when it exists."""
+    named = os.environ.get(ENV_PREFIX + "CONFIG")
+    if named:
+        return Path(named)
+    default = Path("config.yaml")
+    return default if default.exists() else None
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})".replace("\n", " ")) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping")
+    _refuse_secrets(data, path, ())
+    return data
+
+
+def _refuse_secrets(node: Any, path: Path, trail: tuple[str, ...]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = (*trail, str(key))
+            if str(key).lower() in SECRET_KEYS and value not in (None, ""):
+                env = ENV_PREFIX + "__".join(part.upper() for part in here)
+                raise ConfigError(
+                    f"{'.'.join(here)} in {path}: secrets come only from the environment; "
+                    f"set {env} instead"
+                )
+            _refuse_secrets(value, path, here)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once; any problem becomes a ConfigError naming the setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        env = ENV_PREFIX + "__".join(str(part).upper() for part in first["loc"])
+        raise ConfigError(f"setting {where} ({env}): {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""DOMAIN: inbound event ledger, source payload to canonical event, dedup."""

@@ -1,0 +1,1 @@
+"""Alembic migrations, shipped inside the package so `passsync db upgrade` works anywhere."""

@@ -1,0 +1,6 @@
+"""Imports every model module so Base.metadata knows all tables (for Alembic and tests)."""
+
+from worker.inbound.models import InboundEvent
+from worker.sync.models import PassMapping
+
+__all__ = ["InboundEvent", "PassMapping"]

@@ -1,0 +1,1 @@
+"""Airship Wallet client (not built yet)."""

@@ -1,0 +1,1 @@
+"""Passcreator REST client."""

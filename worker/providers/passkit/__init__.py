@@ -1,0 +1,1 @@
+"""PassKit client (not built yet)."""

@@ -1,0 +1,1 @@
+"""INFRA: the shared provider rate limiter (not built yet)."""

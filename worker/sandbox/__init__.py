@@ -1,0 +1,1 @@
+"""A local Passcreator-compatible server for trying passsync without an account."""

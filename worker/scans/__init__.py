@@ -1,0 +1,1 @@
+"""DOMAIN: scan ledger and pass usage (not built yet)."""

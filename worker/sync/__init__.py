@@ -1,0 +1,1 @@
+"""DOMAIN: rules, the pass mapping repository and the upsert engine."""

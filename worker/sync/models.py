@@ -1,0 +1,46 @@
+"""The pass mapping: (provider, customer, pass key) -> the provider's pass and what we applied."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from worker.db import Base, UTCDateTime, utcnow
+
+
+class PassStatus(StrEnum):
+    NEW = "new"  # row claimed, nothing created at the provider yet
+    ACTIVE = "active"
+    VOIDED = "voided"
+    DELETED = "deleted"
+
+
+class PassMapping(Base):
+    __tablename__ = "pass_mappings"
+    __table_args__ = (
+        UniqueConstraint(
+            "provider", "customer_id", "pass_key", name="uq_pass_mappings_provider_customer_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    provider: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str] = mapped_column(String(255))
+    pass_key: Mapped[str] = mapped_column(String(64))
+    user_provided_id: Mapped[str] = mapped_column(String(255))
+    provider_pass_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    template_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    status: Mapped[str] = mapped_column(String(16), default=PassStatus.NEW)
+    content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_event_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    download_page: Mapped[str | None] = mapped_column(Text, default=None)
+    iphone_uri: Mapped[str | None] = mapped_column(Text, default=None)
+    android_uri: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

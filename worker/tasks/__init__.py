@@ -1,0 +1,1 @@
+"""EDGE: Celery app, thin tasks and the beat schedule (the only package that imports celery)."""
