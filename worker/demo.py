@@ -1,0 +1,327 @@
+"""`passsync demo`: the embedded stack under a generated CRM workload, checked end to end.
+
+The workload has thousands of signed events for hundreds of customers, with duplicate
+deliveries, batches and out-of-order arrivals. After the queue drains, the report is checked
+against the provider's own state (the sandbox's inspection endpoint): every accepted event
+handled, exactly one pass per customer and pass key, each showing the newest customer data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from worker.config import Settings, load_settings
+from worker.db import Database
+from worker.inbound.models import EventStatus, InboundEvent
+from worker.inbound.schema import CanonicalEvent
+from worker.inbound.signatures import sign
+from worker.stack import Stack, free_port
+from worker.sync.rules import desired_passes, user_provided_id
+
+TIERS = ("bronze", "silver", "gold", "platinum")
+FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia")
+LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson")
+
+
+@dataclass
+class DemoOptions:
+    customers: int = 300
+    events: int = 3000
+    seed: int = 7
+    duplicate_share: float = 0.1
+    batch_share: float = 0.3
+    shuffle_window: int = 40
+    senders: int = 8
+    provider_rate_per_minute: int = 12_000
+    drain_timeout_seconds: float = 600.0
+    keep: bool = False
+    data_dir: Path | None = None
+
+
+@dataclass
+class DemoReport:
+    customers: int = 0
+    events_generated: int = 0
+    deliveries_sent: int = 0
+    http_requests: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected_requests: int = 0
+    events_handled: int = 0
+    events_failed: int = 0
+    events_lost: int = 0
+    passes_expected: int = 0
+    passes_at_provider: int = 0
+    passes_missing: int = 0
+    passes_duplicated: int = 0
+    passes_wrong_fields: int = 0
+    passes_created: int = 0
+    passes_updated: int = 0
+    provider_calls: int = 0
+    provider_429s: int = 0
+    elapsed_seconds: float = 0.0
+    events_per_second: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.events_lost
+            or self.events_failed
+            or self.passes_missing
+            or self.passes_duplicated
+            or self.passes_wrong_fields
+            or self.rejected_requests
+        )
+
+
+def generate_events(options: DemoOptions) -> list[CanonicalEvent]:
+    """Customer lifecycles: one customer.created, then updates (and orders) later in time."""
+    rng = random.Random(options.seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    per_customer = Counter(rng.randrange(options.customers) for _ in range(options.events))
+    events: list[CanonicalEvent] = []
+    for index in range(options.customers):
+        customer_id = f"cust-{index:06d}"
+        at = start + timedelta(seconds=rng.randrange(86_400))
+        points = 0
+        for step in range(max(1, per_customer[index])):
+            at += timedelta(seconds=rng.randrange(1, 3600))
+            points += rng.randrange(0, 50)
+            kind = "customer.created" if step == 0 else rng.choice(
+                ("customer.updated", "customer.updated", "customer.updated", "order.completed")
+            )
+            events.append(
+                CanonicalEvent.model_validate(
+                    {
+                        "id": f"evt-{customer_id}-{step:04d}",
+                        "type": kind,
+                        "occurred_at": at.isoformat(),
+                        "customer": {
+                            "id": customer_id,
+                            "email": f"{customer_id}@example.com",
+                            "first_name": rng.choice(FIRST),
+                            "last_name": rng.choice(LAST),
+                            "attributes": {"tier": rng.choice(TIERS), "points": points},
+                        },
+                        "data": {"total": rng.randrange(5, 500)} if kind == "order.completed" else {},
+                    }
+                )
+            )
+    return events
+
+
+def delivery_plan(events: list[CanonicalEvent], options: DemoOptions) -> list[list[CanonicalEvent]]:
+    """Chronological order, shuffled within windows, duplicates re-sent later, some batched."""
+    rng = random.Random(options.seed + 1)
+    ordered = sorted(events, key=lambda e: e.occurred_at)
+    window = options.shuffle_window
+    for begin in range(0, len(ordered), window):
+        chunk = ordered[begin : begin + window]
+        rng.shuffle(chunk)
+        ordered[begin : begin + window] = chunk
+    extra = rng.sample(ordered, int(len(ordered) * options.duplicate_share))
+    for event in extra:
+        ordered.insert(rng.randrange(len(ordered) + 1), event)
+    bodies: list[list[CanonicalEvent]] = []
+    position = 0
+    while position < len(ordered):
+        size = rng.randrange(2, 26) if rng.random() < options.batch_share else 1
+        bodies.append(ordered[position : position + size])
+        position += size
+    return bodies
+
+
+def expected_passes(
+    events: list[CanonicalEvent], settings: Settings
+) -> dict[str, dict[str, Any]]:
+    """userProvidedId -> the fields the newest matching event asks for."""
+    newest: dict[tuple[str, str], tuple[tuple[datetime, str], dict[str, Any]]] = {}
+    for event in events:
+        for desired in desired_passes(event, settings.sync):
+            key = (event.customer.id, desired.pass_key)
+            order = (event.occurred_at, event.id)
+            if key not in newest or order > newest[key][0]:
+                newest[key] = (order, desired.fields)
+    prefix = settings.providers.passcreator.user_provided_id_prefix
+    return {
+        user_provided_id(prefix, pass_key, customer): fields
+        for (customer, pass_key), (_, fields) in newest.items()
+    }
+
+
+def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoReport:
+    settings = load_settings()
+    data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="passsync-demo-"))
+    demo_settings = settings.model_copy(
+        update={
+            "database_url": f"sqlite:///{(data_dir / 'passsync.db').resolve()}",
+            "broker_url": "embedded",
+            "data_dir": data_dir,
+        }
+    )
+    stack = Stack(
+        settings=demo_settings,
+        data_dir=data_dir,
+        api_port=free_port(),
+        use_sandbox=True,
+        log_to_files=True,
+        extra_env={
+            "PASSSYNC_SANDBOX__RATE_LIMIT_PER_MINUTE": str(options.provider_rate_per_minute)
+        },
+    )
+    report = DemoReport()
+    try:
+        console.print(f"starting the embedded stack in {data_dir} ...")
+        stack.start()
+        _drive(stack, options, demo_settings, report, console)
+    finally:
+        stack.stop()
+        if not options.keep and options.data_dir is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    _print(report, console, as_json)
+    return report
+
+
+def _drive(
+    stack: Stack, options: DemoOptions, settings: Settings, report: DemoReport, console: Console
+) -> None:
+    events = generate_events(options)
+    bodies = delivery_plan(events, options)
+    secret = stack.env["PASSSYNC_SOURCES__CRM__SECRET"]
+    report.customers = options.customers
+    report.events_generated = len(events)
+    report.deliveries_sent = sum(len(b) for b in bodies)
+    report.http_requests = len(bodies)
+    console.print(
+        f"sending {report.deliveries_sent} deliveries of {len(events)} events "
+        f"in {len(bodies)} signed requests ..."
+    )
+    started = time.monotonic()
+    _send_all(stack.api_url + "/webhooks/crm", secret, bodies, options.senders, report)
+    database = Database(stack.env["PASSSYNC_DATABASE_URL"], pool_size=1)
+    try:
+        _wait_for_drain(database, options.drain_timeout_seconds, stack, console)
+        report.elapsed_seconds = round(time.monotonic() - started, 2)
+        report.events_per_second = round(len(events) / max(report.elapsed_seconds, 1e-9), 1)
+        _count_ledger(database, report)
+    finally:
+        database.dispose()
+    _check_provider(stack, expected_passes(events, settings), report)
+
+
+def _send_all(
+    url: str, secret: str, bodies: list[list[CanonicalEvent]], senders: int, report: DemoReport
+) -> None:
+    def send(client: httpx.Client, body: list[CanonicalEvent]) -> dict[str, Any]:
+        if len(body) == 1:
+            payload: Any = body[0].model_dump(mode="json")
+        else:
+            payload = {"events": [e.model_dump(mode="json") for e in body]}
+        raw = json.dumps(payload).encode()
+        for attempt in range(5):
+            headers = sign(secret, f"msg_{uuid.uuid4().hex}", int(time.time()), raw)
+            headers["content-type"] = "application/json"
+            response = client.post(url, content=raw, headers=headers)
+            if response.status_code == 202:
+                return dict(response.json())
+            if response.status_code != 503 or attempt == 4:
+                return {"error": response.status_code}
+            time.sleep(float(response.headers.get("retry-after", "1")))
+        return {"error": "unreachable"}
+
+    with httpx.Client(timeout=30.0) as client, ThreadPoolExecutor(senders) as pool:
+        for answer in pool.map(lambda b: send(client, b), bodies):
+            if "error" in answer:
+                report.rejected_requests += 1
+                report.problems.append(f"request rejected: {answer['error']}")
+            else:
+                report.accepted += int(answer["accepted"])
+                report.duplicates += int(answer["duplicates"])
+
+
+def _wait_for_drain(database: Database, timeout: float, stack: Stack, console: Console) -> None:
+    deadline = time.monotonic() + timeout
+    with console.status("waiting for the queue to drain ...") as status:
+        while time.monotonic() < deadline:
+            with database.sessions() as session:
+                pending = session.scalar(
+                    select(func.count())
+                    .select_from(InboundEvent)
+                    .where(InboundEvent.status == EventStatus.PENDING)
+                )
+            if not pending:
+                return
+            if stack.dead():
+                raise RuntimeError(f"{', '.join(stack.dead())} exited during the demo")
+            status.update(f"waiting for the queue to drain: {pending} events pending")
+            time.sleep(0.25)
+
+
+def _count_ledger(database: Database, report: DemoReport) -> None:
+    with database.sessions() as session:
+        counts = dict(
+            session.execute(
+                select(InboundEvent.status, func.count()).group_by(InboundEvent.status)
+            ).all()
+        )
+    report.events_handled = int(counts.get(EventStatus.HANDLED, 0))
+    report.events_failed = int(counts.get(EventStatus.FAILED, 0))
+    report.events_lost = report.events_generated - report.events_handled - report.events_failed
+
+
+def _check_provider(stack: Stack, expected: dict[str, dict[str, Any]], report: DemoReport) -> None:
+    passes = httpx.get(stack.sandbox_url + "/_sandbox/passes", timeout=30).json()["passes"]
+    stats = httpx.get(stack.sandbox_url + "/_sandbox/stats", timeout=30).json()
+    live = [p for p in passes if not p.get("deleted")]
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for item in live:
+        by_id.setdefault(str(item.get("userProvidedId")), []).append(item)
+    report.passes_expected = len(expected)
+    report.passes_at_provider = len(live)
+    for upid, fields in expected.items():
+        found = by_id.get(upid, [])
+        if not found:
+            report.passes_missing += 1
+            report.problems.append(f"no pass for {upid}")
+        elif len(found) > 1:
+            report.passes_duplicated += 1
+            report.problems.append(f"{len(found)} passes for {upid}")
+        elif any(found[0].get("fields", {}).get(k) != v for k, v in fields.items()):
+            report.passes_wrong_fields += 1
+            report.problems.append(f"{upid} shows {found[0].get('fields')}, expected {fields}")
+    report.passes_created = int(stats.get("creates", 0))
+    report.passes_updated = int(stats.get("writes", 0)) - report.passes_created
+    report.provider_calls = int(sum(stats.get("calls", {}).values()))
+    report.provider_429s = int(stats.get("rate_limited", 0))
+
+
+def _print(report: DemoReport, console: Console, as_json: bool) -> None:
+    if as_json:
+        payload = asdict(report) | {"ok": report.ok, "problems": report.problems[:20]}
+        print(json.dumps(payload, indent=2))  # noqa: T201 - the report is the output
+        return
+    table = Table(title="passsync demo report", show_header=False)
+    for key, value in asdict(report).items():
+        if key != "problems":
+            table.add_row(key.replace("_", " "), str(value))
+    table.add_row("result", "[green]OK[/green]" if report.ok else "[red]FAILED[/red]")
+    Console().print(table)
+    for problem in report.problems[:20]:
+        console.print(f"[red]- {problem}[/red]")

@@ -1,0 +1,62 @@
+"""The Celery app: configured from Settings by `configure()` before any worker, beat or publish."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.config import ConfigError, Settings
+
+REALTIME_QUEUE = "realtime"
+BULK_QUEUE = "bulk"
+
+celery_app = Celery("passsync", include=["worker.tasks.jobs"])
+
+
+def configure(settings: Settings) -> Celery:
+    """Point the app at the broker and set the delivery guarantees the house rules ask for."""
+    if settings.embedded_broker:
+        raise ConfigError(
+            "broker_url (PASSSYNC_BROKER_URL): 'embedded' works only under `passsync run` or "
+            "`passsync demo`; give a redis:// URL to run processes separately"
+        )
+    celery = settings.celery
+    celery_app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": celery.visibility_timeout_seconds,
+            "unacked_restore_interval": celery.unacked_restore_interval_seconds,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": celery.publish_timeout_seconds,
+            "socket_connect_timeout": celery.publish_timeout_seconds,
+        },
+        # The ledger is the durable record; a publish that fails fast leaves the event pending
+        # for the sweeper instead of holding the HTTP request.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=REALTIME_QUEUE,
+        timezone="UTC",
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep-pending-events": {
+                "task": "passsync.sweep_pending",
+                "schedule": settings.sync.sweep_interval_seconds,
+                "options": {"queue": REALTIME_QUEUE, "expires": settings.sync.sweep_interval_seconds},
+            }
+        },
+    )
+    return celery_app

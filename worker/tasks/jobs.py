@@ -1,0 +1,104 @@
+"""Thin tasks: take ids, open a session, call one domain function, commit."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+from worker.inbound.status import record_failure, stale_pending_ids, touch
+from worker.providers.errors import ProviderError, RateLimitedError, TransientError
+from worker.sync.engine import process_event as apply_event
+from worker.tasks.app import REALTIME_QUEUE, celery_app
+from worker.tasks.runtime import get_runtime
+
+log = logging.getLogger("passsync.tasks")
+
+
+@celery_app.task(
+    name="passsync.process_event",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def process_event(self: Any, event_id: int) -> str:
+    """Apply one ledger event; transient failures retry with bounded, jittered backoff."""
+    runtime = get_runtime()
+    try:
+        with runtime.db.session() as session:
+            result = apply_event(session, event_id, runtime.sync)
+    except LookupError:
+        log.warning("event %s is not in the ledger; dropping the message", event_id)
+        return "missing"
+    except TransientError as exc:
+        return _retry_or_fail(self, event_id, exc)
+    except ProviderError as exc:
+        _fail(event_id, f"rejected: {exc.message}", final=True)
+        log.warning("event %s failed permanently: %s", event_id, exc.message)
+        return "failed"
+    if result.already_handled:
+        return "duplicate"
+    return ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
+
+
+def _retry_or_fail(task: Any, event_id: int, exc: TransientError) -> str:
+    runtime = get_runtime()
+    sync = runtime.settings.sync
+    attempts = _fail(event_id, f"transient: {exc.message}", final=False)
+    if attempts >= sync.max_attempts:
+        _fail(event_id, f"gave up after {attempts} attempts: {exc.message}", final=True)
+        return "failed"
+    countdown = retry_countdown(
+        attempts,
+        exc,
+        base=sync.retry_base_seconds,
+        cap=sync.retry_max_seconds,
+        visibility_timeout=runtime.settings.celery.visibility_timeout_seconds,
+    )
+    raise task.retry(countdown=countdown, max_retries=None)
+
+
+def retry_countdown(
+    attempts: int, exc: TransientError, *, base: float, cap: float, visibility_timeout: int
+) -> float:
+    """Jittered exponential backoff, or the provider's Retry-After; always well below the
+    broker's visibility timeout so a waiting retry is never redelivered as a duplicate."""
+    if isinstance(exc, RateLimitedError):
+        wait = exc.retry_after + random.uniform(0, 1)  # noqa: S311 - jitter, not crypto
+    else:
+        wait = random.uniform(0, base * 2 ** (attempts - 1))  # noqa: S311
+    return max(0.0, min(wait, cap, visibility_timeout / 2))
+
+
+def _fail(event_id: int, error: str, *, final: bool) -> int:
+    with get_runtime().db.session() as session:
+        return record_failure(session, event_id, error, final=final)
+
+
+@celery_app.task(name="passsync.sweep_pending", acks_late=True)
+def sweep_pending() -> int:
+    """Re-enqueue accepted events that never finished (lost by the broker or never sent)."""
+    runtime = get_runtime()
+    sync = runtime.settings.sync
+    with runtime.db.session() as session:
+        ids = stale_pending_ids(
+            session,
+            fresh_after=timedelta(seconds=sync.sweep_stale_after_seconds),
+            retry_grace=timedelta(seconds=sync.retry_max_seconds),
+        )
+        touch(session, ids)
+    if ids:
+        enqueue_events(ids)
+        log.info("sweeper re-enqueued %d pending events", len(ids))
+    return len(ids)
+
+
+def enqueue_events(ids: list[int]) -> None:
+    """Publish one task per ledger id over one producer connection (raises if the broker is down)."""
+    if not ids:
+        return
+    with celery_app.producer_or_acquire() as producer:
+        for event_id in ids:
+            process_event.apply_async(args=[event_id], queue=REALTIME_QUEUE, producer=producer)
