@@ -29,7 +29,10 @@ def test_yaml_overrides_defaults_and_env_overrides_yaml(
 def test_nested_secrets_come_from_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = write(tmp_path / "c.yaml", "sources:\n  crm: {}\nadmin_tokens:\n  ops:\n    scopes: [read, write]\n")
+    cfg = write(
+        tmp_path / "c.yaml",
+        "sources:\n  crm: {}\nadmin_tokens:\n  ops:\n    scopes: [read, write]\n",
+    )
     monkeypatch.setenv("PASSSYNC_CONFIG", str(cfg))
     monkeypatch.setenv("PASSSYNC_SOURCES__CRM__SECRET", "whsec_abc")
     monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SECRET", "tok")
@@ -73,5 +76,5 @@ def test_unknown_setting_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PASSSYNC_CONFIG", str(tmp_path / "nope.yaml"))
-    with pytest.raises(ConfigError, match="nope.yaml"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
         load_settings()

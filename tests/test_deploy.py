@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from typer.testing import CliRunner
 
 from worker.cli import app

@@ -51,6 +51,9 @@ class PasscreatorSettings(_Strict):
     # Passcreator documents a 400 for a reused userProvidedId but not its wording (§12.2).
     duplicate_pattern: str = r"(?i)unique|already|duplicate"
     create_async: bool = False
+    # No source names Passcreator's rate-limit headers (§9); Retry-After is our best guess.
+    retry_after_header: str = "Retry-After"
+    backoff_max_seconds: float = Field(default=8.0, ge=0)
 
     @field_validator("base_url")
     @classmethod
@@ -130,6 +133,23 @@ class SandboxSettings(_Strict):
     rate_limit_per_minute: int = Field(default=0, ge=0)
     latency_ms: float = Field(default=0.0, ge=0)
     templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
+    # The rest reproduce facts the reference marks unconfirmed (U); all are changeable at
+    # runtime through POST /_sandbox/config.
+    send_retry_after: bool = True
+    create_status: Literal[200, 201] = 200
+    unknown_template_status: Literal[400, 404] = 400
+    duplicate_message: str = "The userProvidedId {user_provided_id} is already in use."
+    async_omits_barcode: bool = True
+    v3_accepts_user_provided_id: bool = False
+    ignore_user_provided_id_param: bool = True
+    page_next_base_url: str | None = None
+    last_page_marker: Literal["null", "missing"] = "null"
+    max_page_size: int = Field(default=1000, ge=1)
+    error_500_probability: float = Field(default=0.0, ge=0, le=1)
+    error_503_probability: float = Field(default=0.0, ge=0, le=1)
+    commit_then_fail_probability: float = Field(default=0.0, ge=0, le=1)
+    non_json_probability: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
 
 
 class Settings(BaseSettings):

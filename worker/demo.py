@@ -104,8 +104,12 @@ def generate_events(options: DemoOptions) -> list[CanonicalEvent]:
         for step in range(max(1, per_customer[index])):
             at += timedelta(seconds=rng.randrange(1, 3600))
             points += rng.randrange(0, 50)
-            kind = "customer.created" if step == 0 else rng.choice(
-                ("customer.updated", "customer.updated", "customer.updated", "order.completed")
+            kind = (
+                "customer.created"
+                if step == 0
+                else rng.choice(
+                    ("customer.updated", "customer.updated", "customer.updated", "order.completed")
+                )
             )
             events.append(
                 CanonicalEvent.model_validate(
@@ -120,7 +124,9 @@ def generate_events(options: DemoOptions) -> list[CanonicalEvent]:
                             "last_name": rng.choice(LAST),
                             "attributes": {"tier": rng.choice(TIERS), "points": points},
                         },
-                        "data": {"total": rng.randrange(5, 500)} if kind == "order.completed" else {},
+                        "data": {"total": rng.randrange(5, 500)}
+                        if kind == "order.completed"
+                        else {},
                     }
                 )
             )
@@ -148,9 +154,7 @@ def delivery_plan(events: list[CanonicalEvent], options: DemoOptions) -> list[li
     return bodies
 
 
-def expected_passes(
-    events: list[CanonicalEvent], settings: Settings
-) -> dict[str, dict[str, Any]]:
+def expected_passes(events: list[CanonicalEvent], settings: Settings) -> dict[str, dict[str, Any]]:
     """userProvidedId -> the fields the newest matching event asks for."""
     newest: dict[tuple[str, str], tuple[tuple[datetime, str], dict[str, Any]]] = {}
     for event in events:
@@ -315,7 +319,7 @@ def _check_provider(stack: Stack, expected: dict[str, dict[str, Any]], report: D
 def _print(report: DemoReport, console: Console, as_json: bool) -> None:
     if as_json:
         payload = asdict(report) | {"ok": report.ok, "problems": report.problems[:20]}
-        print(json.dumps(payload, indent=2))  # noqa: T201 - the report is the output
+        print(json.dumps(payload, indent=2))
         return
     table = Table(title="passsync demo report", show_header=False)
     for key, value in asdict(report).items():

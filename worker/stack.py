@@ -8,6 +8,7 @@ are generated once and kept in `<data_dir>/secrets.env` (mode 0600), never print
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -184,10 +185,8 @@ class Stack:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _absolute_sqlite(url: str) -> str:

@@ -55,7 +55,10 @@ def configure(settings: Settings) -> Celery:
             "sweep-pending-events": {
                 "task": "passsync.sweep_pending",
                 "schedule": settings.sync.sweep_interval_seconds,
-                "options": {"queue": REALTIME_QUEUE, "expires": settings.sync.sweep_interval_seconds},
+                "options": {
+                    "queue": REALTIME_QUEUE,
+                    "expires": settings.sync.sweep_interval_seconds,
+                },
             }
         },
     )

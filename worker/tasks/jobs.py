@@ -96,7 +96,7 @@ def sweep_pending() -> int:
 
 
 def enqueue_events(ids: list[int]) -> None:
-    """Publish one task per ledger id over one producer connection (raises if the broker is down)."""
+    """Publish one task per ledger id over one producer connection; raises if the broker is down."""
     if not ids:
         return
     with celery_app.producer_or_acquire() as producer:
