@@ -1,0 +1,88 @@
+"""/healthz answers while the process lives; /readyz names the dependency that is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from worker.api import health
+from worker.api.app import create_app
+from worker.config import Settings
+from worker.db import Database
+
+from .conftest import BrokerPing, RecordingEnqueue, unreachable_database
+
+
+def test_healthz_is_ok(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_ok_when_database_and_broker_answer(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "broker": "ok"}
+
+
+def test_readyz_names_a_broker_that_is_down(
+    client: TestClient, broker: BrokerPing, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a broker ping that fails with a message carrying credentials
+    broker.error = ConnectionError("redis://:hunter2@broker:6379 refused")
+    # When readiness is probed
+    with caplog.at_level(logging.WARNING, logger="passsync"):
+        response = client.get("/readyz")
+    # Then the probe fails naming the broker, and the log shows no credentials
+    assert response.status_code == 503
+    assert response.json() == {"database": "ok", "broker": "unavailable"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "readiness check broker failed (ConnectionError)"
+    ]
+    assert "hunter2" not in caplog.text
+
+
+def test_readyz_names_a_database_that_is_down(
+    settings: Settings,
+    db: Database,
+    enqueue: RecordingEnqueue,
+    broker: BrokerPing,
+    tmp_path: Path,
+) -> None:
+    broken = unreachable_database(db, tmp_path)
+    try:
+        with TestClient(create_app(settings, broken, enqueue, broker)) as client:
+            response = client.get("/readyz")
+    finally:
+        broken.dispose()
+    assert response.status_code == 503
+    assert response.json() == {"database": "unavailable", "broker": "ok"}
+    assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_treats_a_hanging_check_as_failed(
+    settings: Settings,
+    db: Database,
+    enqueue: RecordingEnqueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a broker ping that hangs past the probe's time limit
+    monkeypatch.setattr(health, "CHECK_TIMEOUT_SECONDS", 0.2)
+    release = threading.Event()
+
+    def hang() -> None:
+        release.wait(10)
+
+    try:
+        with TestClient(create_app(settings, db, enqueue, hang)) as client:
+            # When readiness is probed
+            response = client.get("/readyz")
+    finally:
+        release.set()
+    # Then the probe answers in time, naming the broker
+    assert response.status_code == 503
+    assert response.json() == {"database": "ok", "broker": "unavailable"}

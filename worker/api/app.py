@@ -1,0 +1,88 @@
+"""The FastAPI app factory: receiver, admin API and health probes around one context."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sa_exc
+
+from worker.api import admin, health, webhooks
+from worker.api.auth import AdminAuth
+from worker.api.context import STATE_KEY, ApiContext, BrokerPing, Enqueue
+from worker.config import ConfigError, Settings
+from worker.db import Database
+from worker.inbound.signatures import SecretFormatError, WebhookVerifier
+
+log = logging.getLogger("passsync.api")
+
+RETRY_AFTER_SECONDS = 5
+
+# Errors that mean "the database is not reachable right now", not "this request is wrong".
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+
+
+def create_app(
+    settings: Settings, db: Database, enqueue: Enqueue, broker_ping: BrokerPing
+) -> FastAPI:
+    """Build the HTTP app; `enqueue` publishes ledger ids, `broker_ping` raises when down."""
+    ctx = ApiContext(
+        settings=settings,
+        db=db,
+        enqueue=enqueue,
+        broker_ping=broker_ping,
+        verifiers=_verifiers(settings),
+        admin_auth=AdminAuth(settings.admin_tokens),
+    )
+    app = FastAPI(title="passsync", version=_version())
+    setattr(app.state, STATE_KEY, ctx)
+    app.include_router(health.router)
+    app.include_router(webhooks.router)
+    app.include_router(admin.router)
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, _database_unavailable)
+    return app
+
+
+def _version() -> str:
+    # From the installed metadata: the editable install here maps `worker` as a namespace
+    # package, so `worker.__version__` is not always importable.
+    try:
+        return version("passsync")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _verifiers(settings: Settings) -> dict[str, WebhookVerifier]:
+    verifiers: dict[str, WebhookVerifier] = {}
+    for name, source in settings.sources.items():
+        try:
+            verifier = WebhookVerifier.for_source(
+                source, tolerance_seconds=settings.api.signature_tolerance_seconds
+            )
+        except SecretFormatError as exc:
+            env = f"PASSSYNC_SOURCES__{name.upper()}__SECRET / __PREVIOUS_SECRETS"
+            raise ConfigError(f"setting sources.{name} ({env}): {exc}") from None
+        if not verifier.configured:
+            log.warning("source %s has no secret: its webhooks are refused with 401", name)
+        verifiers[name] = verifier
+    return verifiers
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # The type only: driver messages can carry SQL parameters (customer data).
+    log.warning(
+        "database unavailable on %s %s (%s)", request.method, request.url.path, type(exc).__name__
+    )
+    return JSONResponse(
+        {"detail": "database unavailable"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

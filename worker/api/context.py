@@ -1,0 +1,40 @@
+"""What the routers need from the app factory, reachable through one typed dependency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, cast
+
+from fastapi import Depends, Request
+
+from worker.config import Settings
+from worker.db import Database
+from worker.inbound.signatures import WebhookVerifier
+
+if TYPE_CHECKING:
+    from worker.api.auth import AdminAuth
+
+# Publishes one task per ledger id; may raise when the broker is unreachable.
+Enqueue = Callable[[list[int]], None]
+BrokerPing = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    settings: Settings
+    db: Database
+    enqueue: Enqueue
+    broker_ping: BrokerPing
+    verifiers: Mapping[str, WebhookVerifier]
+    admin_auth: AdminAuth
+
+
+STATE_KEY = "passsync"
+
+
+def get_context(request: Request) -> ApiContext:
+    return cast(ApiContext, getattr(request.app.state, STATE_KEY))
+
+
+Context = Annotated[ApiContext, Depends(get_context)]

@@ -1,0 +1,47 @@
+"""Liveness (the process answers) and readiness (database and broker answer)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
+
+from worker.api.context import Context
+
+log = logging.getLogger("passsync.api.health")
+
+router = APIRouter(tags=["health"])
+
+# A check that hangs (a black-holed host) counts as failed instead of hanging the probe.
+CHECK_TIMEOUT_SECONDS = 5.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(ctx: Context) -> JSONResponse:
+    """200 when the database and the broker both answer, else 503 naming what failed."""
+    results = {
+        "database": await _check("database", ctx.db.ping),
+        "broker": await _check("broker", ctx.broker_ping),
+    }
+    ready = all(value == "ok" for value in results.values())
+    code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
+    return JSONResponse(results, status_code=code)
+
+
+async def _check(name: str, probe: Callable[[], None]) -> str:
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
+            await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
+    except Exception as exc:
+        # The type only: driver and broker messages can include connection URLs.
+        log.warning("readiness check %s failed (%s)", name, type(exc).__name__)
+        return "unavailable"
+    return "ok"

@@ -1,0 +1,141 @@
+"""The receiver: verify on the raw bytes, validate, record in the ledger, commit, enqueue, 202."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, NoReturn
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+
+from worker.api.context import ApiContext, Context
+from worker.db import Database
+from worker.inbound.ledger import RecordResult, record_events
+from worker.inbound.schema import CanonicalEvent, EventBatch
+from worker.inbound.signatures import SignatureError
+
+log = logging.getLogger("passsync.api.webhooks")
+
+router = APIRouter(tags=["webhooks"])
+
+
+class Accepted(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+@router.post("/webhooks/{source}", status_code=status.HTTP_202_ACCEPTED)
+async def receive_webhook(source: str, request: Request, ctx: Context) -> Accepted:
+    """One canonical event or {"events": [...]}, signed with the source's secret."""
+    verifier = ctx.verifiers.get(source)
+    if verifier is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown source")
+    limit = ctx.settings.api.max_body_bytes
+    _check_content_length(request, limit)
+    try:
+        # Headers and timestamp first: an unsigned or stale request costs no body read.
+        signed = verifier.check_headers(request.headers)
+        body = await _read_body(request, limit)
+        verifier.verify_body(signed, body)
+    except SignatureError as exc:
+        _reject(source, status.HTTP_401_UNAUTHORIZED, exc.reason)
+    events = _parse_events(source, body, ctx.settings.api.max_batch_events)
+    result = await run_in_threadpool(_record, ctx.db, source, events)
+    if result.accepted_ids:
+        await _enqueue_after_commit(ctx, source, result.accepted_ids)
+    return Accepted(accepted=len(result.accepted_ids), duplicates=result.duplicates)
+
+
+def _record(db: Database, source: str, events: list[CanonicalEvent]) -> RecordResult:
+    with db.session() as session:  # commits on leaving the block, before anything is enqueued
+        return record_events(session, source, events)
+
+
+async def _enqueue_after_commit(ctx: ApiContext, source: str, ids: list[int]) -> None:
+    try:
+        await run_in_threadpool(ctx.enqueue, ids)
+    except Exception as exc:
+        # The rows are committed as pending; the sweeper enqueues them later. Only the type is
+        # logged: broker errors can carry connection URLs with credentials.
+        log.warning(
+            "enqueue failed for %d event(s) from source %s (%s); left pending for the sweeper",
+            len(ids),
+            source,
+            type(exc).__name__,
+        )
+
+
+def _check_content_length(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        length = int(declared)
+    except ValueError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid Content-Length") from None
+    if length > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read in chunks and abandoned as soon as it exceeds `limit`."""
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise HTTPException(
+                    status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes"
+                )
+    except ClientDisconnect:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "client disconnected") from None
+    return bytes(body)
+
+
+def _parse_events(source: str, body: bytes, max_batch: int) -> list[CanonicalEvent]:
+    try:
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        _reject(source, status.HTTP_400_BAD_REQUEST, "body is not valid JSON")
+    if not isinstance(data, dict):
+        _reject(source, status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
+    batch = data.get("events")
+    if isinstance(batch, list) and len(batch) > max_batch:
+        error = {
+            "loc": ["body", "events"],
+            "msg": f"a batch holds at most {max_batch} events",
+            "type": "too_long",
+        }
+        _reject(source, status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
+    try:
+        if "events" in data:
+            return EventBatch.model_validate(data).events
+        return [CanonicalEvent.model_validate(data)]
+    except ValidationError as exc:
+        _reject(source, status.HTTP_422_UNPROCESSABLE_CONTENT, _field_errors(exc))
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors without the offending input (it may hold personal data)."""
+    return [
+        {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    # NaN and Infinity are not JSON, and Postgres JSONB refuses them.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _reject(source: str, code: int, detail: str | list[dict[str, Any]]) -> NoReturn:
+    log.info(
+        "webhook rejected: source=%s status=%d reason=%s",
+        source,
+        code,
+        detail if isinstance(detail, str) else f"{len(detail)} field error(s)",
+    )
+    raise HTTPException(code, detail)
