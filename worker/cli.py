@@ -53,6 +53,7 @@ def run(
         api_port=settings.api.port,
         use_sandbox=use_sandbox,
         worker_concurrency=concurrency,
+        sandbox_port=settings.sandbox.port,
     )
     stopping = _install_stop_handlers()
     try:

@@ -132,6 +132,7 @@ class SandboxSettings(_Strict):
     api_key: SecretStr = SecretStr("sandbox-key")
     rate_limit_per_minute: int = Field(default=0, ge=0)
     latency_ms: float = Field(default=0.0, ge=0)
+    answer_delay_ms: float = Field(default=0.0, ge=0)
     templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
     # The rest reproduce facts the reference marks unconfirmed (U); all are changeable at
     # runtime through POST /_sandbox/config.

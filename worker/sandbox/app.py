@@ -183,9 +183,15 @@ class SandboxApi:
             **self.links(request, stored),
         }
 
-    def committed(self, response: Response, *, created: bool = False) -> Response:
-        """Count an applied write; maybe answer 500 anyway ("commit then fail")."""
+    async def committed(self, response: Response, *, created: bool = False) -> Response:
+        """Count an applied write; maybe answer 500 anyway ("commit then fail").
+
+        `answer_delay_ms` holds the answer after the write is applied: the window in which a
+        killed client has changed the provider but not recorded it.
+        """
         self.control.count_write(created=created)
+        if self.control.config.answer_delay_ms > 0:
+            await asyncio.sleep(self.control.config.answer_delay_ms / 1000)
         if self.control.draw("commit_then_fail"):
             raise ApiError(500, "Internal server error")
         return response
@@ -211,7 +217,7 @@ class SandboxApi:
         is_async = request.query_params.get("async", "true").lower() != "false"
         barcode = not (is_async and config.async_omits_barcode)
         body = envelope(config.create_status, self.write_data(request, stored, barcode=barcode))
-        return self.committed(body, created=True)
+        return await self.committed(body, created=True)
 
     async def patch_pass(self, identifier: str, request: Request) -> Response:
         return await self._update(identifier, request, replace=False)
@@ -227,7 +233,7 @@ class SandboxApi:
             stored = write(identifier, data, by_upid=by_upid)
         except PassNotFound:
             raise self.not_found(identifier) from None
-        return self.committed(envelope(200, self.write_data(request, stored, barcode=True)))
+        return await self.committed(envelope(200, self.write_data(request, stored, barcode=True)))
 
     async def delete_pass(self, identifier: str) -> Response:
         by_upid = self.control.config.v3_accepts_user_provided_id
@@ -235,7 +241,7 @@ class SandboxApi:
             self.store.delete(identifier, by_upid=by_upid)
         except PassNotFound:
             raise self.not_found(identifier) from None
-        return self.committed(envelope(200, description="Pass deleted"))
+        return await self.committed(envelope(200, description="Pass deleted"))
 
     async def get_pass_v1(self, identifier: str, request: Request) -> Response:
         if self.control.draw("non_json"):
@@ -257,7 +263,7 @@ class SandboxApi:
             self.store.set_voided(identifier, body["voided"])
         except PassNotFound:
             raise self.not_found(identifier) from None
-        return self.committed(Response(status_code=204))
+        return await self.committed(Response(status_code=204))
 
     async def list_templates(self) -> Response:
         if self.control.draw("non_json"):

@@ -23,6 +23,7 @@ class SandboxConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     latency_ms: float = Field(default=0.0, ge=0)
+    answer_delay_ms: float = Field(default=0.0, ge=0)
     rate_limit_per_minute: int = Field(default=0, ge=0)
     send_retry_after: bool = True
     create_status: Literal[200, 201] = 200

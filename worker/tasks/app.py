@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu import pools as kombu_pools
 
 from worker.config import ConfigError, Settings
 
@@ -20,6 +21,7 @@ def configure(settings: Settings) -> Celery:
             "`passsync demo`; give a redis:// URL to run processes separately"
         )
     celery = settings.celery
+    _drop_connections()
     celery_app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
@@ -63,3 +65,18 @@ def configure(settings: Settings) -> Celery:
         },
     )
     return celery_app
+
+
+def _drop_connections() -> None:
+    """Forget pooled broker connections so a re-configured app talks to the new broker.
+
+    Celery has no public call for this (app.close() also deregisters the app); these are the
+    same attributes Celery itself resets after a fork.
+    """
+    pool = celery_app._pool
+    if pool is not None:
+        pool.force_close_all()
+        celery_app._pool = None
+    if "amqp" in celery_app.__dict__:
+        celery_app.amqp._producer_pool = None
+    kombu_pools.reset()  # kombu caches producer pools per URL, closed ones included

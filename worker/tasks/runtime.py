@@ -47,3 +47,9 @@ def set_runtime(runtime: Runtime) -> None:
     with _lock:
         _state.clear()
         _state[os.getpid()] = runtime
+
+
+def reset_runtime() -> None:
+    """Forget this process's runtime; the next task builds it from the settings again."""
+    with _lock:
+        _state.clear()

