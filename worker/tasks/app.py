@@ -79,4 +79,5 @@ def _drop_connections() -> None:
         celery_app._pool = None
     if "amqp" in celery_app.__dict__:
         celery_app.amqp._producer_pool = None
-    kombu_pools.reset()  # kombu caches producer pools per URL, closed ones included
+    # kombu caches producer pools per URL, closed ones included.
+    kombu_pools.reset()  # type: ignore[no-untyped-call]
