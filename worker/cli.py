@@ -215,7 +215,7 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        console.print(f"passsync: {exc}", markup=False, highlight=False)
+        sys.stderr.write(f"passsync: {exc}\n")  # one line, never wrapped
         sys.exit(2)
 
 

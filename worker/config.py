@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticUndefined
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -257,3 +258,56 @@ def load_settings(**overrides: Any) -> Settings:
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         env = ENV_PREFIX + "__".join(str(part).upper() for part in first["loc"])
         raise ConfigError(f"setting {where} ({env}): {first['msg']}") from None
+
+
+def settings_reference() -> list[tuple[str, str, str, str]]:
+    """(setting, default, environment variable, description) for every leaf setting."""
+    rows: list[tuple[str, str, str, str]] = []
+    _walk(Settings, (), Settings.model_construct(), rows)
+    return rows
+
+
+def _walk(model: type[BaseModel], trail: tuple[str, ...], instance: Any, rows: list[Any]) -> None:
+    for name, info in model.model_fields.items():
+        here = (*trail, name)
+        value = getattr(instance, name, info.default) if instance is not None else info.default
+        args = getattr(info.annotation, "__args__", ())
+        if isinstance(value, BaseModel):
+            _walk(type(value), here, value, rows)
+        elif isinstance(value, dict) and len(args) == 2 and _is_model(args[1]):
+            _walk(args[1], (*here, "<name>"), None, rows)
+        else:
+            rows.append((".".join(here), _show(name, value), _env_name(here), ""))
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def _show(name: str, value: Any) -> str:
+    if isinstance(value, SecretStr):  # a built-in default is public (the sandbox's key)
+        return value.get_secret_value()
+    if name in SECRET_KEYS or name == "previous_secrets":
+        return "(secret, environment only)"
+    if value is PydanticUndefined:
+        return "(required)"
+    if isinstance(value, Path):
+        return str(value)
+    return "(none)" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def _env_name(trail: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "__".join(part.upper() for part in trail)
+
+
+def settings_table() -> str:
+    """The README's settings table (kept in step by tests/test_readme.py)."""
+    lines = ["| Setting | Default | Environment variable |", "|---|---|---|"]
+    for path, default, env, _ in settings_reference():
+        shown = default.replace("|", "\\|")
+        lines.append(f"| `{path}` | `{shown}` | `{env}` |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())
