@@ -78,3 +78,12 @@ def test_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("PASSSYNC_CONFIG", str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match=r"nope\.yaml"):
         load_settings()
+
+
+def test_previous_secrets_in_yaml_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = write(tmp_path / "c.yaml", "sources:\n  crm:\n    previous_secrets: whsec_old\n")
+    monkeypatch.setenv("PASSSYNC_CONFIG", str(cfg))
+    with pytest.raises(ConfigError, match="PASSSYNC_SOURCES__CRM__PREVIOUS_SECRETS"):
+        load_settings()

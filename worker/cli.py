@@ -77,8 +77,8 @@ def _install_stop_handlers() -> list[int]:
     def handler(signum: int, _frame: FrameType | None) -> None:
         stopping.append(signum)
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
     return stopping
 
 

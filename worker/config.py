@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "PASSSYNC_"
-SECRET_KEYS = frozenset({"secret", "api_key"})
+SECRET_KEYS = frozenset({"secret", "previous_secrets", "api_key"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -105,7 +105,7 @@ class SyncSettings(_Strict):
             },
         )
     }
-    max_attempts: int = Field(default=8, ge=1, le=50)
+    max_attempts: int = Field(default=12, ge=1, le=50)
     retry_base_seconds: float = Field(default=2.0, ge=0)
     retry_max_seconds: float = Field(default=300.0, ge=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
@@ -271,7 +271,7 @@ def _walk(model: type[BaseModel], trail: tuple[str, ...], instance: Any, rows: l
     for name, info in model.model_fields.items():
         here = (*trail, name)
         value = getattr(instance, name, info.default) if instance is not None else info.default
-        args = getattr(info.annotation, "__args__", ())
+        args: tuple[Any, ...] = getattr(info.annotation, "__args__", ())
         if isinstance(value, BaseModel):
             _walk(type(value), here, value, rows)
         elif isinstance(value, dict) and len(args) == 2 and _is_model(args[1]):
@@ -287,7 +287,7 @@ def _is_model(kind: Any) -> bool:
 def _show(name: str, value: Any) -> str:
     if isinstance(value, SecretStr):  # a built-in default is public (the sandbox's key)
         return value.get_secret_value()
-    if name in SECRET_KEYS or name == "previous_secrets":
+    if name in SECRET_KEYS:
         return "(secret, environment only)"
     if value is PydanticUndefined:
         return "(required)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -191,6 +192,7 @@ def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoRe
         },
     )
     report = DemoReport()
+    _stop_on_signals()
     try:
         console.print(f"starting the embedded stack in {data_dir} ...")
         stack.start()
@@ -201,6 +203,16 @@ def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoRe
             shutil.rmtree(data_dir, ignore_errors=True)
     _print(report, console, as_json)
     return report
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM or SIGHUP end the demo like Ctrl-C does, so the stack is always stopped."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def _drive(

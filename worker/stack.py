@@ -105,6 +105,10 @@ class Stack:
         self.env = self._child_env()
         upgrade(self.env["PASSSYNC_DATABASE_URL"])
         if self.use_sandbox:
+            if port_in_use("127.0.0.1", self.sandbox_port):
+                raise RuntimeError(
+                    f"port {self.sandbox_port} is already in use; set PASSSYNC_SANDBOX__PORT"
+                )
             self._spawn("sandbox", ["sandbox", "--port", str(self.sandbox_port)])
             self._wait_http(self.sandbox_url + "/_sandbox/stats", "sandbox")
         self._spawn("api", ["api"])
@@ -165,9 +169,14 @@ class Stack:
         return [name for name, proc in self.procs.items() if proc.poll() is not None]
 
     def stop(self) -> None:
-        """SIGTERM every child (warm shutdown), SIGKILL what is left after a grace period."""
+        """SIGTERM every child (warm shutdown), SIGKILL what is left after a grace period.
+
+        SIGTERM goes to each child alone, not its group: Celery's pool processes die on a
+        SIGTERM of their own, while their parent waits for the running tasks to finish.
+        """
         for proc in self.procs.values():
-            _signal_group(proc, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for proc in self.procs.values():
             try:

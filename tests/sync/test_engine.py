@@ -247,3 +247,22 @@ def test_user_provided_ids_differ_for_different_pairs() -> None:
         for customer in ("c1", "c2", "c 1", "~c1")
     }
     assert len(ids) == 8
+
+
+def test_lost_update_answer_does_not_let_an_equal_newer_event_skip_the_write(
+    db: Database, ctx: SyncContext, provider: MemoryProvider
+) -> None:
+    # Given a pass at gold, and an update to silver that reached the provider but whose
+    # answer was lost (so our transaction rolled back and still says gold)
+    apply(db, store(db, make_event("e1", minutes=0, tier="gold")), ctx)
+    provider.fail_after_next["update"] = [TransientError("answer lost")]
+    e2 = store(db, make_event("e2", minutes=5, tier="silver"))
+    with pytest.raises(TransientError):
+        apply(db, e2, ctx)
+    assert provider.live()[0].fields["tier"] == "silver"
+    # When a newer event asks for gold again while e2 is still unfinished
+    assert apply(db, store(db, make_event("e3", minutes=9, tier="gold")), ctx) == [Outcome.UPDATED]
+    # Then the provider shows the newest data, and e2's retry is skipped as stale
+    assert provider.live()[0].fields["tier"] == "gold"
+    assert apply(db, e2, ctx) == [Outcome.STALE]
+    assert provider.live()[0].fields["tier"] == "gold"

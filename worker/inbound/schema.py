@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+MAX_FUTURE_SKEW = timedelta(hours=1)
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 
@@ -34,8 +35,9 @@ class CanonicalEvent(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _not_absurd(cls, value: datetime) -> datetime:
-        if value.year < 2000 or value.year > 9000:
-            raise ValueError("occurred_at is out of range")
+        # A future time would make every later real event look older and be skipped.
+        if value.year < 2000 or value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+            raise ValueError("occurred_at is before 2000 or more than an hour in the future")
         return value
 
 

@@ -13,14 +13,18 @@ from worker.inbound.models import EventStatus, InboundEvent
 MAX_ERROR_CHARS = 2000
 
 
-def record_failure(session: Session, event_id: int, error: str, *, final: bool) -> int:
-    """Count a failed attempt; `final` marks the event failed. Returns the attempts so far."""
+def record_failure(
+    session: Session, event_id: int, error: str, *, final: bool, count: bool = True
+) -> int:
+    """Record a failed attempt (`count` adds it to the attempts); `final` marks the event
+    failed. Returns the attempts so far."""
     row = session.get(InboundEvent, event_id, with_for_update=True)
     if row is None:
-        raise LookupError(f"inbound event {event_id} does not exist")
+        return 0  # nothing to record: the task drops the message
     if row.status == EventStatus.HANDLED:
         return row.attempts  # another delivery finished it meanwhile
-    row.attempts += 1
+    if count:
+        row.attempts += 1
     row.last_error = error[:MAX_ERROR_CHARS]
     row.status = EventStatus.FAILED if final else EventStatus.PENDING
     return row.attempts

@@ -30,6 +30,10 @@ from worker.sync.rules import DesiredPass, content_hash, desired_passes, user_pr
 from worker.sync.templates import TemplateResolver
 
 
+class EventNotFoundError(LookupError):
+    """The task names a ledger id that does not exist."""
+
+
 class Outcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
@@ -68,7 +72,7 @@ def process_event(session: Session, event_id: int, ctx: SyncContext) -> EventRes
         select(InboundEvent).where(InboundEvent.id == event_id).with_for_update()
     ).scalar_one_or_none()
     if row is None:
-        raise LookupError(f"inbound event {event_id} does not exist")
+        raise EventNotFoundError(f"inbound event {event_id} does not exist")
     result = EventResult(event_id=event_id)
     if row.status == EventStatus.HANDLED:
         result.already_handled = True
@@ -91,7 +95,11 @@ def _apply_pass(
         return PassResult(desired.pass_key, Outcome.STALE, mapping.provider_pass_id)
     template_id = ctx.templates.resolve(desired.template_name)
     digest = content_hash(template_id, desired.fields)
-    if mapping.provider_pass_id and mapping.content_hash == digest:
+    if (
+        mapping.provider_pass_id
+        and mapping.content_hash == digest
+        and not _other_unfinished(session, event.customer.id, event.id)
+    ):
         _record(mapping, event, digest, None)
         return PassResult(desired.pass_key, Outcome.UNCHANGED, mapping.provider_pass_id)
     outcome, found = _upsert(mapping, template_id, desired.fields, ctx.provider)
@@ -151,6 +159,24 @@ def _record(
         mapping.download_page = found.download_page or mapping.download_page
         mapping.iphone_uri = found.iphone_uri or mapping.iphone_uri
         mapping.android_uri = found.android_uri or mapping.android_uri
+
+
+def _other_unfinished(session: Session, customer_id: str, event_id: str) -> bool:
+    """Whether another event of this customer is unfinished (pending, retrying or failed).
+
+    Such an event may have reached the provider and then lost its transaction (a lost answer,
+    a SIGKILL), so the provider can be ahead of `content_hash`: then only a write is safe.
+    """
+    query = (
+        select(InboundEvent.id)
+        .where(
+            InboundEvent.customer_id == customer_id,
+            InboundEvent.event_id != event_id,
+            InboundEvent.status != EventStatus.HANDLED,
+        )
+        .limit(1)
+    )
+    return session.execute(query).first() is not None
 
 
 def _is_stale(mapping: PassMapping, event: CanonicalEvent) -> bool:

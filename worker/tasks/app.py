@@ -41,6 +41,10 @@ def configure(settings: Settings) -> Celery:
             "interval_step": 0.2,
             "interval_max": 0.2,
         },
+        # A task stuck (e.g. on a row lock) is ended long before its message could be
+        # redelivered as a duplicate by the visibility timeout.
+        task_time_limit=celery.visibility_timeout_seconds // 2,
+        task_soft_time_limit=celery.visibility_timeout_seconds // 2 - 5,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

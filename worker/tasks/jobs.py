@@ -9,6 +9,7 @@ from typing import Any
 
 from worker.inbound.status import record_failure, stale_pending_ids, touch
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
+from worker.sync.engine import EventNotFoundError
 from worker.sync.engine import process_event as apply_event
 from worker.tasks.app import REALTIME_QUEUE, celery_app
 from worker.tasks.runtime import get_runtime
@@ -29,26 +30,35 @@ def process_event(self: Any, event_id: int) -> str:
     try:
         with runtime.db.session() as session:
             result = apply_event(session, event_id, runtime.sync)
-    except LookupError:
+    except EventNotFoundError:
         log.warning("event %s is not in the ledger; dropping the message", event_id)
         return "missing"
     except TransientError as exc:
-        return _retry_or_fail(self, event_id, exc)
+        return _retry_or_fail(self, event_id, exc, exc.message)
     except ProviderError as exc:
         _fail(event_id, f"rejected: {exc.message}", final=True)
         log.warning("event %s failed permanently: %s", event_id, exc.message)
         return "failed"
+    except Exception as exc:
+        # A database hiccup ("database is locked", a dropped connection) or a bug: retry with
+        # the same bounded budget, with the type on record (its text may hold customer data).
+        log.exception("event %s raised %s", event_id, type(exc).__name__)
+        return _retry_or_fail(
+            self, event_id, TransientError(type(exc).__name__), type(exc).__name__
+        )
     if result.already_handled:
         return "duplicate"
     return ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
 
 
-def _retry_or_fail(task: Any, event_id: int, exc: TransientError) -> str:
+def _retry_or_fail(task: Any, event_id: int, exc: TransientError, reason: str) -> str:
     runtime = get_runtime()
     sync = runtime.settings.sync
-    attempts = _fail(event_id, f"transient: {exc.message}", final=False)
+    # A 429 is the provider pacing us, not the event failing: it does not use up attempts.
+    limited = isinstance(exc, RateLimitedError)
+    attempts = _fail(event_id, f"transient: {reason}", final=False, count=not limited)
     if attempts >= sync.max_attempts:
-        _fail(event_id, f"gave up after {attempts} attempts: {exc.message}", final=True)
+        _fail(event_id, f"gave up after {attempts} attempts: {reason}", final=True, count=False)
         return "failed"
     countdown = retry_countdown(
         attempts,
@@ -68,13 +78,13 @@ def retry_countdown(
     if isinstance(exc, RateLimitedError):
         wait = exc.retry_after + random.uniform(0, 1)  # noqa: S311 - jitter, not crypto
     else:
-        wait = random.uniform(0, base * 2 ** (attempts - 1))  # noqa: S311
+        wait = random.uniform(0, base * 2 ** max(0, attempts - 1))  # noqa: S311
     return max(0.0, min(wait, cap, visibility_timeout / 2))
 
 
-def _fail(event_id: int, error: str, *, final: bool) -> int:
+def _fail(event_id: int, error: str, *, final: bool, count: bool = True) -> int:
     with get_runtime().db.session() as session:
-        return record_failure(session, event_id, error, final=final)
+        return record_failure(session, event_id, error, final=final, count=count)
 
 
 @celery_app.task(name="passsync.sweep_pending", acks_late=True)
