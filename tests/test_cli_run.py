@@ -37,6 +37,21 @@ def wait_until(check: object, timeout: float = 60.0) -> None:
     raise AssertionError("timed out")
 
 
+def stop_tree(proc: subprocess.Popen[bytes]) -> None:
+    """On a failed test: stop `run` gracefully, then kill anything of its tree still there."""
+    if proc.poll() is not None:
+        return
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    for child in tree:
+        if child.is_running():
+            child.kill()
+
+
 def test_run_serves_an_event_end_to_end_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     api_port, sandbox_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PASSSYNC_")} | {
@@ -87,8 +102,7 @@ def test_run_serves_an_event_end_to_end_and_stops_cleanly_on_sigterm(tmp_path: P
         time.sleep(0.5)
         assert [c.pid for c in children if c.is_running() and c.status() != "zombie"] == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_tree(proc)
         out.close()
     log = (tmp_path / "run.log").read_text()
     assert f"POST {api}/webhooks/crm" in log
