@@ -127,16 +127,15 @@ class CelerySettings(_Strict):
     publish_timeout_seconds: float = Field(default=2.0, gt=0)
 
 
-class SandboxSettings(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8090, ge=0, le=65535)
-    api_key: SecretStr = SecretStr("sandbox-key")
-    rate_limit_per_minute: int = Field(default=0, ge=0)
+class SandboxBehaviour(_Strict):
+    """What the sandbox does; every field can also be changed at runtime (POST /_sandbox/config).
+
+    Most reproduce facts the Passcreator reference marks unconfirmed (U).
+    """
+
     latency_ms: float = Field(default=0.0, ge=0)
     answer_delay_ms: float = Field(default=0.0, ge=0)
-    templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
-    # The rest reproduce facts the reference marks unconfirmed (U); all are changeable at
-    # runtime through POST /_sandbox/config.
+    rate_limit_per_minute: int = Field(default=0, ge=0)
     send_retry_after: bool = True
     create_status: Literal[200, 201] = 200
     unknown_template_status: Literal[400, 404] = 400
@@ -152,6 +151,13 @@ class SandboxSettings(_Strict):
     commit_then_fail_probability: float = Field(default=0.0, ge=0, le=1)
     non_json_probability: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
+
+
+class SandboxSettings(SandboxBehaviour):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    api_key: SecretStr = SecretStr("sandbox-key")
+    templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
 
 
 class Settings(BaseSettings):

@@ -10,36 +10,17 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict
 
-from worker.config import SandboxSettings
+from worker.config import SandboxBehaviour, SandboxSettings
 
 FaultKind = Literal["500", "503", "commit_then_fail", "non_json"]
 
 
-class SandboxConfig(BaseModel):
+class SandboxConfig(SandboxBehaviour):
     """Everything POST /_sandbox/config may change; starts from SandboxSettings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    latency_ms: float = Field(default=0.0, ge=0)
-    answer_delay_ms: float = Field(default=0.0, ge=0)
-    rate_limit_per_minute: int = Field(default=0, ge=0)
-    send_retry_after: bool = True
-    create_status: Literal[200, 201] = 200
-    unknown_template_status: Literal[400, 404] = 400
-    duplicate_message: str = "The userProvidedId {user_provided_id} is already in use."
-    async_omits_barcode: bool = True
-    v3_accepts_user_provided_id: bool = False
-    ignore_user_provided_id_param: bool = True
-    page_next_base_url: str | None = None
-    last_page_marker: Literal["null", "missing"] = "null"
-    max_page_size: int = Field(default=1000, ge=1)
-    error_500_probability: float = Field(default=0.0, ge=0, le=1)
-    error_503_probability: float = Field(default=0.0, ge=0, le=1)
-    commit_then_fail_probability: float = Field(default=0.0, ge=0, le=1)
-    non_json_probability: float = Field(default=0.0, ge=0, le=1)
-    seed: int = 0
 
     @classmethod
     def from_settings(cls, settings: SandboxSettings) -> SandboxConfig:
