@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tests.sync.ledger_rows import store
 from worker.config import Settings
 from worker.db import Database
 from worker.inbound.models import EventStatus, InboundEvent
@@ -39,21 +40,6 @@ def make_event(
             },
         }
     )
-
-
-def store(db: Database, event: CanonicalEvent) -> int:
-    with db.session() as session:
-        row = InboundEvent(
-            source="crm",
-            event_id=event.id,
-            type=event.type,
-            customer_id=event.customer.id,
-            occurred_at=event.occurred_at,
-            payload=event.model_dump(mode="json"),
-        )
-        session.add(row)
-        session.flush()
-        return row.id
 
 
 @pytest.fixture

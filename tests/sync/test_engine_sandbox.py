@@ -8,6 +8,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from tests.sync.ledger_rows import store
 from worker.config import PasscreatorSettings, SandboxSettings, Settings
 from worker.db import Database
 from worker.inbound.models import InboundEvent
@@ -40,27 +41,18 @@ def ctx(_sandbox: SandboxHandle, make_settings: Callable[..., Settings]) -> Iter
     client.close()
 
 
-def store(db: Database) -> int:
-    event = CanonicalEvent.model_validate(
-        {
-            "id": "e1",
-            "type": "customer.created",
-            "occurred_at": "2026-04-01T10:00:00Z",
-            "customer": {"id": "c9", "first_name": "Ken", "attributes": {"tier": "silver"}},
-        }
+def store_event(db: Database) -> int:
+    return store(
+        db,
+        CanonicalEvent.model_validate(
+            {
+                "id": "e1",
+                "type": "customer.created",
+                "occurred_at": "2026-04-01T10:00:00Z",
+                "customer": {"id": "c9", "first_name": "Ken", "attributes": {"tier": "silver"}},
+            }
+        ),
     )
-    with db.session() as session:
-        row = InboundEvent(
-            source="crm",
-            event_id=event.id,
-            type=event.type,
-            customer_id=event.customer.id,
-            occurred_at=event.occurred_at,
-            payload=event.model_dump(mode="json"),
-        )
-        session.add(row)
-        session.flush()
-        return row.id
 
 
 def test_commit_then_fail_on_create_is_adopted_on_retry(
@@ -68,7 +60,7 @@ def test_commit_then_fail_on_create_is_adopted_on_retry(
 ) -> None:
     # Given the provider stores the create but answers 500
     _sandbox.configure(commit_then_fail_probability=1.0)
-    event_id = store(db)
+    event_id = store_event(db)
     with pytest.raises(TransientError), db.session() as session:
         process_event(session, event_id, ctx)
     _sandbox.configure(commit_then_fail_probability=0.0)
@@ -90,7 +82,7 @@ def test_commit_then_fail_on_create_is_adopted_on_retry(
 def test_pass_deleted_at_the_sandbox_is_recreated(
     db: Database, ctx: SyncContext, _sandbox: SandboxHandle
 ) -> None:
-    event_id = store(db)
+    event_id = store_event(db)
     with db.session() as session:
         process_event(session, event_id, ctx)
     old = _sandbox.passes()[0]["identifier"]
