@@ -8,12 +8,15 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from worker.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from worker.stack import Stack
 
 app = typer.Typer(
     name="passsync",
@@ -82,10 +85,7 @@ def _install_stop_handlers() -> list[int]:
     return stopping
 
 
-def _print_run_banner(stack: object, settings: Settings, use_sandbox: bool) -> None:
-    from worker.stack import Stack
-
-    assert isinstance(stack, Stack)
+def _print_run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> None:
     provider = (
         f"local sandbox at {stack.sandbox_url}"
         if use_sandbox

@@ -15,11 +15,11 @@ from worker.inbound.ledger import (
     get_event,
     list_events,
     mark_for_replay,
-    pending_event_ids,
     record_events,
 )
 from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
+from worker.inbound.status import stale_pending_ids
 
 
 def make_event(event_id: str, **overrides: Any) -> CanonicalEvent:
@@ -148,19 +148,21 @@ def set_row(db: Database, pk: int, **values: Any) -> None:
         session.execute(update(InboundEvent).where(InboundEvent.id == pk).values(**values))
 
 
-def test_pending_event_ids_finds_stale_pending_events(db: Database) -> None:
+def test_stale_pending_ids_finds_stale_pending_events(db: Database) -> None:
     # Given a stale pending event, a fresh one, and a stale handled one
     ids = record(db, "crm", make_event("e1"), make_event("e2"), make_event("e3")).accepted_ids
     old = datetime.now(UTC) - timedelta(minutes=10)
     set_row(db, ids[0], updated_at=old)
     set_row(db, ids[2], updated_at=old, status="handled")
-    cutoff = datetime.now(UTC) - timedelta(minutes=1)
+    no_grace = timedelta(0)
     # Then only the stale pending one is due
     with db.session() as session:
-        assert pending_event_ids(session, older_than=cutoff, limit=10) == [ids[0]]
-        assert pending_event_ids(session, older_than=datetime.now(UTC) + timedelta(1), limit=1) == [
-            ids[0]
-        ]
+        due = stale_pending_ids(session, fresh_after=timedelta(minutes=1), retry_grace=no_grace)
+        assert due == [ids[0]]
+        everything = stale_pending_ids(
+            session, fresh_after=-timedelta(days=1), retry_grace=no_grace, limit=1
+        )
+        assert everything == [ids[0]]
 
 
 def test_list_events_filters_and_pages(db: Database) -> None:

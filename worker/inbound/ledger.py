@@ -52,18 +52,6 @@ def record_events(session: Session, source: str, events: Sequence[CanonicalEvent
     return RecordResult(accepted_ids=accepted, duplicates=len(events) - len(accepted))
 
 
-def pending_event_ids(session: Session, older_than: datetime, limit: int) -> list[int]:
-    """Pending events not touched since `older_than` (lost enqueues), oldest first."""
-    stmt = (
-        select(InboundEvent.id)
-        .where(InboundEvent.status == EventStatus.PENDING.value)
-        .where(InboundEvent.updated_at < older_than)
-        .order_by(InboundEvent.id)
-        .limit(limit)
-    )
-    return list(session.scalars(stmt))
-
-
 def list_events(
     session: Session,
     status: EventStatus | None = None,
