@@ -104,6 +104,23 @@ def unreachable_database(db: Database, tmp_path: Any) -> Database:
 
 
 @pytest.fixture
+def db_down_client(
+    settings: Settings,
+    db: Database,
+    enqueue: RecordingEnqueue,
+    broker: BrokerPing,
+    tmp_path: Any,
+) -> Iterator[TestClient]:
+    """A receiver whose database (same backend) cannot be opened; the broker works."""
+    broken = unreachable_database(db, tmp_path)
+    try:
+        with TestClient(create_app(settings, broken, enqueue, broker)) as client:
+            yield client
+    finally:
+        broken.dispose()
+
+
+@pytest.fixture
 def settings_factory(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         overrides.setdefault(

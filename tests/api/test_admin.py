@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from worker.api.app import create_app
-from worker.config import Settings
 from worker.db import Database
 from worker.inbound.ledger import record_events
 from worker.inbound.models import EventStatus, InboundEvent
@@ -19,11 +16,9 @@ from worker.inbound.schema import CanonicalEvent
 from .conftest import (
     READ_TOKEN,
     WRITE_TOKEN,
-    BrokerPing,
     RecordingEnqueue,
     event,
     rows,
-    unreachable_database,
 )
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -225,19 +220,10 @@ def test_token_without_a_secret_never_matches(client: TestClient, db: Database) 
 
 
 def test_admin_api_with_the_database_down_is_503(
-    settings: Settings,
-    db: Database,
-    enqueue: RecordingEnqueue,
-    broker: BrokerPing,
-    tmp_path: Path,
+    db_down_client: TestClient, enqueue: RecordingEnqueue
 ) -> None:
-    broken = unreachable_database(db, tmp_path)
-    try:
-        with TestClient(create_app(settings, broken, enqueue, broker)) as client:
-            listing = client.get("/api/events", headers=READ)
-            replay = client.post("/api/events/1/replay", headers=WRITE)
-    finally:
-        broken.dispose()
+    listing = db_down_client.get("/api/events", headers=READ)
+    replay = db_down_client.post("/api/events/1/replay", headers=WRITE)
     assert (listing.status_code, replay.status_code) == (503, 503)
     assert replay.headers["retry-after"] == "5"
     assert enqueue.calls == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +13,7 @@ from worker.api.app import create_app
 from worker.config import Settings
 from worker.db import Database
 
-from .conftest import BrokerPing, RecordingEnqueue, unreachable_database
+from .conftest import BrokerPing, RecordingEnqueue
 
 
 def test_healthz_is_ok(client: TestClient) -> None:
@@ -46,22 +45,11 @@ def test_readyz_names_a_broker_that_is_down(
     assert "hunter2" not in caplog.text
 
 
-def test_readyz_names_a_database_that_is_down(
-    settings: Settings,
-    db: Database,
-    enqueue: RecordingEnqueue,
-    broker: BrokerPing,
-    tmp_path: Path,
-) -> None:
-    broken = unreachable_database(db, tmp_path)
-    try:
-        with TestClient(create_app(settings, broken, enqueue, broker)) as client:
-            response = client.get("/readyz")
-    finally:
-        broken.dispose()
+def test_readyz_names_a_database_that_is_down(db_down_client: TestClient) -> None:
+    response = db_down_client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"database": "unavailable", "broker": "ok"}
-    assert client.get("/healthz").status_code == 200
+    assert db_down_client.get("/healthz").status_code == 200
 
 
 def test_readyz_treats_a_hanging_check_as_failed(

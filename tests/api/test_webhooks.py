@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, MutableMapping
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,7 +31,6 @@ from .conftest import (
     row_count,
     rows,
     signed_headers,
-    unreachable_database,
 )
 
 
@@ -585,20 +583,11 @@ def test_enqueue_failure_still_answers_202_and_leaves_the_event_pending(
 
 
 def test_unreachable_database_is_503_with_retry_after(
-    settings: Settings,
-    db: Database,
-    enqueue: RecordingEnqueue,
-    broker: BrokerPing,
-    tmp_path: Path,
+    db_down_client: TestClient, db: Database, enqueue: RecordingEnqueue
 ) -> None:
     # Given a receiver whose database cannot be opened
-    broken = unreachable_database(db, tmp_path)
-    try:
-        with TestClient(create_app(settings, broken, enqueue, broker)) as client:
-            # When a valid event arrives
-            response = post(client, BODY, signed_headers(BODY))
-    finally:
-        broken.dispose()
+    # When a valid event arrives
+    response = post(db_down_client, BODY, signed_headers(BODY))
     # Then the sender is told to retry later and nothing is enqueued
     assert response.status_code == 503
     assert response.json() == {"detail": "database unavailable"}
