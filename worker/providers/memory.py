@@ -35,6 +35,7 @@ class MemoryProvider:
     )
     passes: dict[str, StoredPass] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
+    pushes: list[tuple[str, str]] = field(default_factory=list)
     fail_next: dict[str, list[ProviderError]] = field(default_factory=dict)
     fail_after_next: dict[str, list[ProviderError]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -85,9 +86,7 @@ class MemoryProvider:
     def update_pass(self, pass_id: str, fields: dict[str, Any]) -> ProviderPass:
         with self._lock:
             self._enter("update")
-            stored = self.passes.get(pass_id)
-            if stored is None or stored.deleted:
-                raise NotFoundError(f"pass {pass_id} not found", status=404)
+            stored = self._live_by_id(pass_id)
             stored.fields.update(fields)
             self._leave("update")
             return self._view(stored)
@@ -104,6 +103,33 @@ class MemoryProvider:
         with self._lock:
             self._enter("list_templates")
             return [ProviderTemplate(template_id=k, name=v) for k, v in self.templates.items()]
+
+    def set_voided(self, pass_id: str, voided: bool) -> ProviderPass:
+        with self._lock:
+            self._enter("void" if voided else "unvoid")
+            stored = self._live_by_id(pass_id)
+            stored.voided = voided
+            self._leave("void" if voided else "unvoid")
+            return self._view(stored)
+
+    def delete_pass(self, pass_id: str) -> None:
+        with self._lock:
+            self._enter("delete")
+            self._live_by_id(pass_id).deleted = True
+            self._leave("delete")
+
+    def send_push(self, pass_id: str, message: str) -> None:
+        with self._lock:
+            self._enter("push")
+            self._live_by_id(pass_id)
+            self.pushes.append((pass_id, message))
+            self._leave("push")
+
+    def _live_by_id(self, pass_id: str) -> StoredPass:
+        stored = self.passes.get(pass_id)
+        if stored is None or stored.deleted:
+            raise NotFoundError(f"pass {pass_id} not found", status=404)
+        return stored
 
     def delete_externally(self, pass_id: str) -> None:
         with self._lock:

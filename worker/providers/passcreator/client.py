@@ -52,6 +52,7 @@ SNIPPET_CHARS = 160
 PATH_V3_CREATE = "/api/v3/pass"
 PATH_V3_ITEM = "/api/v3/pass/{id}"
 PATH_V1_ITEM = "/api/pass/{id}"
+PATH_V1_PUSH = "/api/pass/{id}/sendpushnotification"
 PATH_TEMPLATES = "/api/pass-template"
 # Keys the create body sets itself; a caller's field of the same name must not override them.
 _RESERVED_CREATE_KEYS = frozenset({"templateId", "userProvidedId", "enforceUniqueUserProvidedId"})
@@ -158,6 +159,19 @@ class PasscreatorClient:
 
     def list_templates(self) -> list[ProviderTemplate]:
         return self._call("list_templates", "GET", PATH_TEMPLATES, parse_templates)
+
+    def set_voided(self, pass_id: str, voided: bool) -> ProviderPass:
+        """`PUT /api/pass/{uid}` with `{"voided": ...}` (answers 204); then the pass as stored."""
+        action = "void_pass" if voided else "unvoid_pass"
+        self._call(action, "PUT", PATH_V1_ITEM, _ignore, path_id=pass_id, body={"voided": voided})
+        return ProviderPass(pass_id=pass_id, voided=voided)
+
+    def delete_pass(self, pass_id: str) -> None:
+        self._call("delete_pass", "DELETE", PATH_V3_ITEM, _ignore, path_id=pass_id)
+
+    def send_push(self, pass_id: str, message: str) -> None:
+        body = {"pushNotificationText": message}
+        self._call("send_push", "POST", PATH_V1_PUSH, _ignore, path_id=pass_id, body=body)
 
     def close(self) -> None:
         self._http.close()
@@ -387,6 +401,10 @@ def _detail(response: httpx.Response) -> str:
         text = _snippet(response.text)
         return f": {text!r}" if text else ""
     return f": {'; '.join(messages)}" if messages else ""
+
+
+def _ignore(_body: Any) -> None:
+    """For calls whose success body carries nothing we use (204, or an unspecified shape)."""
 
 
 def _unwrap(body: Any) -> Any:
