@@ -27,6 +27,23 @@ FORBIDDEN_IN_DOMAIN = (
     *CONCRETE_CLIENTS,
 )
 
+# The action registry is shared by the CLI and the MCP server: it sees the client only through
+# its Protocol and the pure model modules, never the HTTP client or an edge.
+FORBIDDEN_IN_ACTIONS = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "celery",
+    "kombu",
+    "httpx",
+    "mcp",
+    "worker.api",
+    "worker.tasks",
+    "worker.cli",
+    "worker.commands",
+    "worker.providers.passcreator.client",
+)
+
 
 def imports_of(source: str) -> set[str]:
     names: set[str] = set()
@@ -50,6 +67,8 @@ def violations(rel: Path, source: str) -> list[str]:
             found.append(f"{rel}: {name} outside worker/tasks")
         if top in DOMAIN and name.startswith(FORBIDDEN_IN_DOMAIN):
             found.append(f"{rel}: domain imports {name}")
+        if top == "actions" and name.startswith(FORBIDDEN_IN_ACTIONS):
+            found.append(f"{rel}: actions imports {name}")
     return found
 
 
@@ -73,6 +92,11 @@ def test_the_tree_follows_the_import_rules() -> None:
         ("adoption/x.py", "import httpx"),
         ("cli.py", "from fastapi import FastAPI"),
         ("api/app.py", "import celery"),
+        (
+            "actions/registry.py",
+            "from worker.providers.passcreator.client import PasscreatorClient",
+        ),
+        ("actions/registry.py", "from mcp.server.lowlevel import Server"),
     ],
 )
 def test_the_checker_catches_each_kind_of_violation(rel: str, source: str) -> None:

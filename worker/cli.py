@@ -8,11 +8,17 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
+from worker.commands.audit import audit_app
+from worker.commands.mcp import mcp as mcp_command
+from worker.commands.passes import passes_app
+from worker.commands.rules import rules_app
+from worker.commands.templates import templates_app
+from worker.commands.tools import tools_app
 from worker.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -26,11 +32,21 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(rules_app, name="rules")
+app.add_typer(passes_app, name="passes")
+app.add_typer(templates_app, name="templates")
+app.add_typer(tools_app, name="tools")
+app.command("mcp")(mcp_command)
 console = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    return load_settings()
+    from worker.sync.rules import compile_rules
+
+    settings = load_settings()
+    compile_rules(settings.sync)  # invalid rules stop start-up, one line per problem
+    return settings
 
 
 def _logging(settings: Settings) -> None:
@@ -101,29 +117,46 @@ def _print_run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> No
 
 
 @app.command()
-def api() -> None:
+def api(
+    workers: Annotated[
+        int | None, typer.Option(help="uvicorn worker processes (default: api.workers).")
+    ] = None,
+) -> None:
     """The receiver and admin API (production process)."""
     import uvicorn
 
+    settings = _settings()
+    _logging(settings)
+    count = workers or settings.api.workers
+    common: dict[str, Any] = {
+        "host": settings.api.host,
+        "port": settings.api.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+    }
+    if count == 1:
+        uvicorn.run(api_app(settings), **common)
+    else:
+        # Each worker process builds its own app (and its own group-commit queue) from the
+        # same settings; uvicorn needs an import string to do that.
+        uvicorn.run("worker.cli:api_app", factory=True, workers=count, **common)
+
+
+def api_app(settings: Settings | None = None) -> Any:
+    """The production ASGI app: ledger database, Celery publishing, broker readiness."""
     from worker.api.app import create_app
     from worker.brokers import make_ping
     from worker.db import Database
     from worker.tasks.app import configure
-    from worker.tasks.jobs import enqueue_events
+    from worker.tasks.jobs import dispatch_events
 
-    settings = _settings()
-    _logging(settings)
+    if settings is None:  # a uvicorn worker process, started by import string
+        settings = _settings()
+        _logging(settings)
     configure(settings)
     database = Database(settings.database_url)
-    application = create_app(
-        settings, database, enqueue=enqueue_events, broker_ping=make_ping(settings.broker_url)
-    )
-    uvicorn.run(
-        application,
-        host=settings.api.host,
-        port=settings.api.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
+    return create_app(
+        settings, database, enqueue=dispatch_events, broker_ping=make_ping(settings.broker_url)
     )
 
 
@@ -133,10 +166,12 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "realtime",
 ) -> None:
     """A Celery worker (production process)."""
+    from worker.commands.rules import check_templates_at_start
     from worker.tasks.app import configure
 
     settings = _settings()
     _logging(settings)
+    check_templates_at_start(settings)
     celery = configure(settings)
     celery.worker_main(
         [

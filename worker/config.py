@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticUndefined
 from pydantic_settings import (
     BaseSettings,
@@ -33,12 +41,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class IngestSettings(_Strict):
+    """Group commit and back-pressure of the receiver (see README, "Ingest")."""
+
+    # Transactions in flight at once per API process; SQLite always uses one (one writer).
+    writers: int = Field(default=2, ge=1, le=16)
+    # Postgres: write on the event loop with psycopg's async connection (no thread hops).
+    async_driver: bool = True
+    # Events folded into one transaction at most.
+    max_group_events: int = Field(default=2000, ge=1, le=50_000)
+    # Events received but not yet committed, per process; beyond it requests get 503.
+    max_pending_events: int = Field(default=20_000, ge=1)
+    # A request whose commit has not finished by then gets 503 (its events may still land;
+    # the sender's retry is then answered as a duplicate).
+    commit_timeout_seconds: float = Field(default=10.0, gt=0)
+    retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+    # After a failed publish, events are left to the sweeper for this long (no broker calls).
+    broker_cooldown_seconds: float = Field(default=5.0, ge=0)
+    # After a failed commit, requests are refused at once for this long.
+    database_cooldown_seconds: float = Field(default=1.0, ge=0)
+
+
 class ApiSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
     signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    workers: int = Field(default=1, ge=1, le=64)
+    ingest: IngestSettings = IngestSettings()
 
 
 class PasscreatorSettings(_Strict):
@@ -55,6 +86,17 @@ class PasscreatorSettings(_Strict):
     # No source names Passcreator's rate-limit headers (§9); Retry-After is our best guess.
     retry_after_header: str = "Retry-After"
     backoff_max_seconds: float = Field(default=8.0, ge=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # v3 list paging (§2.3): the maximum page size is unconfirmed; `page.next` pointed to
+    # passcreator.com while the base URL is app.passcreator.com, so that host is allowed too.
+    page_size: int = Field(default=100, ge=1, le=1000)
+    max_pages: int = Field(default=1000, ge=1)
+    page_next_hosts: list[str] = ["passcreator.com", "app.passcreator.com"]
+    # How pass_exists looks a pass up: v1 GET /api/pass/{id} (V) or a v3 query (C), §4.5.
+    exists_via: Literal["v1_get", "v3_query"] = "v1_get"
+    # Per-action path overrides (e.g. {"get_template": "/api/pass-template/{id}"}) for the
+    # endpoints whose real path is only seen in client code (see docs/passcreator.md).
+    paths: dict[str, str] = {}
 
     @field_validator("base_url")
     @classmethod
@@ -84,32 +126,82 @@ class AdminToken(_Strict):
 
 
 class PassRule(_Strict):
-    """Which pass a customer event upserts and how customer data fills its fields."""
+    """Shorthand for a rule (kept for older configs): these event types upsert this pass."""
 
     template: str = Field(min_length=1)
     event_types: list[str] = ["customer.created", "customer.updated"]
     fields: dict[str, str] = {}
 
 
+class RuleAction(_Strict):
+    """One action; exactly one of upsert/void/unvoid/delete/push names the pass key.
+
+    Semantics (one verb, template for upsert, message for push, expressions, paths) are
+    checked by worker.sync.rules.compile_rules, which names the rule in each error.
+    """
+
+    upsert: str | None = None
+    void: str | None = None
+    unvoid: str | None = None
+    delete: str | None = None
+    push: str | None = None
+    template: str | None = None
+    fields: dict[str, str | int | float | bool] = {}
+    message: str | None = None
+
+
+class SyncRule(_Strict):
+    """On these event types, when the condition holds, apply the actions in order."""
+
+    name: str
+    on: list[str] = []
+    when: str | bool | None = None
+    actions: list[RuleAction] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+
+LOYALTY_FIELDS = {
+    "firstName": "customer.first_name",
+    "lastName": "customer.last_name",
+    "email": "customer.email",
+    "tier": "customer.attributes.tier",
+    "points": "customer.attributes.points",
+}
+
+
 class SyncSettings(_Strict):
     provider: Literal["passcreator"] = "passcreator"
-    passes: dict[str, PassRule] = {
-        "loyalty": PassRule(
-            template="Loyalty Card",
-            fields={
-                "firstName": "customer.first_name",
-                "lastName": "customer.last_name",
-                "email": "customer.email",
-                "tier": "customer.attributes.tier",
-                "points": "customer.attributes.points",
-            },
+    rules: list[SyncRule] = [
+        SyncRule(
+            name="loyalty_card",
+            on=["customer.created", "customer.updated"],
+            actions=[RuleAction(upsert="loyalty", template="Loyalty Card", fields=LOYALTY_FIELDS)],
         )
-    }
+    ]
+    passes: dict[str, PassRule] = {}
+    # Template names are resolved to ids through the provider's list, cached this long (a
+    # name not in the cache refreshes at once), so a rename is noticed within this time.
+    template_cache_seconds: float = Field(default=300.0, ge=0)
     max_attempts: int = Field(default=12, ge=1, le=50)
     retry_base_seconds: float = Field(default=2.0, ge=0)
     retry_max_seconds: float = Field(default=300.0, ge=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     sweep_stale_after_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _passes_replace_default_rules(cls, data: Any) -> Any:
+        # A config that still uses only the `passes` shorthand means exactly those passes.
+        if isinstance(data, dict) and data.get("passes") and "rules" not in data:
+            data = {**data, "rules": []}
+        return data
 
     @field_validator("passes")
     @classmethod
@@ -125,6 +217,20 @@ class CelerySettings(_Strict):
     unacked_restore_interval_seconds: int = Field(default=10, ge=1)
     concurrency: int = Field(default=2, ge=1, le=64)
     publish_timeout_seconds: float = Field(default=2.0, gt=0)
+
+
+class AuditSettings(_Strict):
+    """The audit log of provider calls: how long rows are kept and how often they are purged."""
+
+    retention_days: int = Field(default=90, ge=0)  # 0 keeps rows forever
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)
+
+
+class McpSettings(_Strict):
+    """`passsync mcp`: the provider actions as tools for agents (Model Context Protocol)."""
+
+    # Write tools (create, update, delete, void) are hidden and refused unless this is on.
+    allow_writes: bool = False
 
 
 class SandboxBehaviour(_Strict):
@@ -150,6 +256,9 @@ class SandboxBehaviour(_Strict):
     error_503_probability: float = Field(default=0.0, ge=0, le=1)
     commit_then_fail_probability: float = Field(default=0.0, ge=0, le=1)
     non_json_probability: float = Field(default=0.0, ge=0, le=1)
+    # A slow answer: the request is held `slow_ms` before it is handled (past a client timeout).
+    slow_probability: float = Field(default=0.0, ge=0, le=1)
+    slow_ms: float = Field(default=2000.0, ge=0)
     seed: int = 0
 
 
@@ -158,6 +267,9 @@ class SandboxSettings(SandboxBehaviour):
     port: int = Field(default=8090, ge=0, le=65535)
     api_key: SecretStr = SecretStr("sandbox-key")
     templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
+    # A SQLite file that keeps the sandbox's passes, templates and hooks across restarts;
+    # none keeps everything in memory.
+    store_path: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -180,6 +292,8 @@ class Settings(BaseSettings):
     admin_tokens: dict[str, AdminToken] = {}
     sync: SyncSettings = SyncSettings()
     celery: CelerySettings = CelerySettings()
+    audit: AuditSettings = AuditSettings()
+    mcp: McpSettings = McpSettings()
     sandbox: SandboxSettings = SandboxSettings()
 
     @field_validator("sources", "admin_tokens")
@@ -282,6 +396,9 @@ def _walk(model: type[BaseModel], trail: tuple[str, ...], instance: Any, rows: l
             _walk(type(value), here, value, rows)
         elif isinstance(value, dict) and len(args) == 2 and _is_model(args[1]):
             _walk(args[1], (*here, "<name>"), None, rows)
+        elif isinstance(value, list) and len(args) == 1 and _is_model(args[0]):
+            # A list of structures (sync.rules) is documented in its own README section.
+            rows.append((".".join(here), "(see README)", _env_name(here), ""))
         else:
             rows.append((".".join(here), _show(name, value), _env_name(here), ""))
 

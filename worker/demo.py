@@ -33,7 +33,7 @@ from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.inbound.signatures import sign
 from worker.stack import Stack, free_port
-from worker.sync.rules import desired_passes, user_provided_id
+from worker.sync.rules import compile_rules, desired_passes, user_provided_id
 
 TIERS = ("bronze", "silver", "gold", "platinum")
 FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia")
@@ -158,8 +158,9 @@ def delivery_plan(events: list[CanonicalEvent], options: DemoOptions) -> list[li
 def expected_passes(events: list[CanonicalEvent], settings: Settings) -> dict[str, dict[str, Any]]:
     """userProvidedId -> the fields the newest matching event asks for."""
     newest: dict[tuple[str, str], tuple[tuple[datetime, str], dict[str, Any]]] = {}
+    rules = compile_rules(settings.sync)
     for event in events:
-        for desired in desired_passes(event, settings.sync):
+        for desired in desired_passes(event, rules):
             key = (event.customer.id, desired.pass_key)
             order = (event.occurred_at, event.id)
             if key not in newest or order > newest[key][0]:

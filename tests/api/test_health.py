@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,10 +23,17 @@ def test_healthz_is_ok(client: TestClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
+def checks(response: Any) -> dict[str, str]:
+    """The dependency verdicts of a /readyz answer (without its counters)."""
+    body = response.json()
+    return {k: body[k] for k in ("database", "broker", "ingest")}
+
+
 def test_readyz_is_ok_when_database_and_broker_answer(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "broker": "ok"}
+    assert checks(response) == {"database": "ok", "broker": "ok", "ingest": "ok"}
+    assert response.json()["stats"]["pending_events"] == 0
 
 
 def test_readyz_names_a_broker_that_is_down(
@@ -36,9 +44,10 @@ def test_readyz_names_a_broker_that_is_down(
     # When readiness is probed
     with caplog.at_level(logging.WARNING, logger="passsync"):
         response = client.get("/readyz")
-    # Then the probe fails naming the broker, and the log shows no credentials
-    assert response.status_code == 503
-    assert response.json() == {"database": "ok", "broker": "unavailable"}
+    # Then the receiver stays ready (accepted events wait in the ledger for the sweeper),
+    # the broker is named as down, and the log shows no credentials
+    assert response.status_code == 200
+    assert checks(response) == {"database": "ok", "broker": "unavailable", "ingest": "ok"}
     assert [r.getMessage() for r in caplog.records] == [
         "readiness check broker failed (ConnectionError)"
     ]
@@ -48,7 +57,8 @@ def test_readyz_names_a_broker_that_is_down(
 def test_readyz_names_a_database_that_is_down(db_down_client: TestClient) -> None:
     response = db_down_client.get("/readyz")
     assert response.status_code == 503
-    assert response.json() == {"database": "unavailable", "broker": "ok"}
+    assert response.headers["retry-after"] == "5"
+    assert checks(response) == {"database": "unavailable", "broker": "ok", "ingest": "ok"}
     assert db_down_client.get("/healthz").status_code == 200
 
 
@@ -72,5 +82,4 @@ def test_readyz_treats_a_hanging_check_as_failed(
     finally:
         release.set()
     # Then the probe answers in time, naming the broker
-    assert response.status_code == 503
-    assert response.json() == {"database": "ok", "broker": "unavailable"}
+    assert checks(response) == {"database": "ok", "broker": "unavailable", "ingest": "ok"}

@@ -576,8 +576,7 @@ def test_enqueue_failure_still_answers_202_and_leaves_the_event_pending(
     assert row.status == EventStatus.PENDING
     assert enqueue.calls == [[row.id]]
     assert [r.getMessage() for r in caplog.records] == [
-        "enqueue failed for 1 event(s) from source crm (ConnectionError); "
-        "left pending for the sweeper"
+        "enqueue failed for 1 committed event(s) (ConnectionError); left pending for the sweeper"
     ]
     assert "hunter2" not in caplog.text
 
@@ -597,17 +596,24 @@ def test_unreachable_database_is_503_with_retry_after(
 
 
 def test_failing_commit_is_503_and_leaves_nothing_half_written(
-    client: TestClient, db: Database, enqueue: RecordingEnqueue
+    settings_factory: Callable[..., Settings],
+    db: Database,
+    enqueue: RecordingEnqueue,
+    broker: BrokerPing,
 ) -> None:
-    # Given a database connection that drops at COMMIT, after the INSERT ran
+    # Given the SQLAlchemy writer (the async Postgres writer has its own test in
+    # test_intake.py), and a database connection that drops at COMMIT, after the INSERT ran
+    settings = settings_factory(api={"ingest": {"async_driver": False}})
+
     def drop(conn: Any) -> None:
         raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
 
     sa_event.listen(db.engine, "commit", drop)
     try:
-        # When a batch arrives
-        body = encode({"events": [event("evt_a"), event("evt_b")]})
-        response = post(client, body, signed_headers(body))
+        with TestClient(create_app(settings, db, enqueue, broker)) as client:
+            # When a batch arrives
+            body = encode({"events": [event("evt_a"), event("evt_b")]})
+            response = post(client, body, signed_headers(body))
     finally:
         sa_event.remove(db.engine, "commit", drop)
     # Then the answer is 503, no row survives and nothing is enqueued

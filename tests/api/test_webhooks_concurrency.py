@@ -1,4 +1,8 @@
-"""The same event delivered concurrently to a real server is recorded and enqueued once."""
+"""The same event delivered concurrently to several real API processes is recorded once.
+
+Each server below has its own app and so its own group-commit queue, like separate uvicorn
+workers: the three copies race in three separate transactions.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
@@ -15,21 +20,23 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import event as sa_event
 
+from worker.api.app import create_app
+from worker.config import Settings
 from worker.db import Database
 
-from .conftest import RecordingEnqueue, event, rows, signed_headers
+from .conftest import BrokerPing, RecordingEnqueue, event, rows, signed_headers
 
 DELIVERIES = 3
 
 
-@pytest.fixture
-def live_url(app: FastAPI) -> Iterator[str]:
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
     """The app served by uvicorn on a free port, in a background thread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -42,8 +49,19 @@ def live_url(app: FastAPI) -> Iterator[str]:
     sock.close()
 
 
+@pytest.fixture
+def live_urls(
+    settings: Settings, db: Database, enqueue: RecordingEnqueue, broker: BrokerPing
+) -> Iterator[list[str]]:
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(serve(create_app(settings, db, enqueue, broker)))
+            for _ in range(DELIVERIES)
+        ]
+
+
 def test_same_event_delivered_concurrently_is_recorded_and_enqueued_once(
-    live_url: str, db: Database, enqueue: RecordingEnqueue
+    live_urls: list[str], db: Database, enqueue: RecordingEnqueue
 ) -> None:
     # Given one signed delivery, and a database that holds every request at connection
     # checkout until all three are inside the ledger insert at the same time
@@ -59,15 +77,15 @@ def test_same_event_delivered_concurrently_is_recorded_and_enqueued_once(
     answers: list[httpx.Response] = []
     lock = threading.Lock()
 
-    def deliver() -> None:
-        with httpx.Client(base_url=live_url, timeout=30) as http:
+    def deliver(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
             start.wait()
             response = http.post("/webhooks/crm", content=body, headers=headers)
         with lock:
             answers.append(response)
 
     # When three copies arrive at once
-    threads = [threading.Thread(target=deliver) for _ in range(DELIVERIES)]
+    threads = [threading.Thread(target=deliver, args=(url,)) for url in live_urls]
     try:
         for thread in threads:
             thread.start()

@@ -29,7 +29,8 @@ from worker.providers.passcreator.client import (
     parse_retry_after,
     parse_v1_pass,
 )
-from worker.providers.port import PassProvider, ProviderPass, ProviderTemplate
+from worker.providers.passcreator.models import PassDetails, PassWriteResult
+from worker.providers.port import PassProvider, ProviderTemplate
 from worker.sandbox.server import SandboxHandle
 from worker.sandbox.store import template_id_for
 
@@ -123,6 +124,7 @@ def test_create_sends_v3_body_with_uniqueness_guard_and_raw_key(
     assert request.headers["Authorization"] == KEY
     assert request.headers["Content-Type"] == "application/json"
     assert request.extensions["timeout"] == {"connect": 2.5, "read": 2.5, "write": 2.5, "pool": 2.5}
+    assert records[0].pass_ref == "passsync-c1"
     assert sent_json(route) == {
         "data": {
             "templateId": TEMPLATE,
@@ -131,7 +133,7 @@ def test_create_sends_v3_body_with_uniqueness_guard_and_raw_key(
             "firstName": "Ada",
         }
     }
-    assert created == ProviderPass(
+    assert created == PassWriteResult(
         pass_id=PASS_ID,
         user_provided_id="passsync-c1",
         template_id=TEMPLATE,
@@ -139,6 +141,7 @@ def test_create_sends_v3_body_with_uniqueness_guard_and_raw_key(
         download_page="https://dl.test/p",
         iphone_uri="https://dl.test/i",
         android_uri="https://dl.test/a",
+        barcode_value="BC-1",
     )
     assert outcomes(records) == [(1, 200, "ok")]
     assert records[0].action == "create_pass"
@@ -228,7 +231,7 @@ def test_get_reads_the_v1_pass_object_leniently(
     found = client.get_pass("passsync-c1")
     # then
     assert route.calls.last.request.headers["Authorization"] == KEY
-    assert found == ProviderPass(
+    assert found == PassDetails(
         pass_id=PASS_ID,
         user_provided_id="passsync-c1",
         template_id=TEMPLATE,
@@ -237,6 +240,7 @@ def test_get_reads_the_v1_pass_object_leniently(
         download_page="https://dl.test/page",
         iphone_uri="https://dl.test/i",
         android_uri="https://dl.test/a",
+        search_string="x|y",
     )
 
 

@@ -596,7 +596,7 @@ def test_stats_count_calls_per_endpoint_template(sbx: TestClient) -> None:
         "creates": 1,
         "rate_limited": 0,
         "faults_injected": 0,
-        "faults": {"500": 0, "503": 0, "commit_then_fail": 0, "non_json": 0},
+        "faults": {"500": 0, "503": 0, "commit_then_fail": 0, "non_json": 0, "slow": 0},
     }
 
 

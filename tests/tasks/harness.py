@@ -41,6 +41,7 @@ class Harness:
     sandbox: SandboxHandle
     workdir: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    clients: list[TestClient] = field(default_factory=list)
 
     def start_worker(self, concurrency: int = 1) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"worker-{len(self.workers)}.log").open("ab")
@@ -61,6 +62,8 @@ class Harness:
         proc.wait(timeout=10)
 
     def stop_all(self) -> None:
+        for client in self.clients:
+            client.__exit__(None, None, None)
         for proc in self.workers:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -72,13 +75,17 @@ class Harness:
                 proc.wait()
 
     def client(self, enqueue: Callable[[list[int]], None] = enqueue_events) -> TestClient:
+        """A receiver on one event loop with its lifespan running (as under uvicorn)."""
         app = create_app(
             self.settings,
             self.db,
             enqueue=enqueue,
             broker_ping=make_ping(self.settings.broker_url),
         )
-        return TestClient(app)
+        client = TestClient(app)
+        client.__enter__()
+        self.clients.append(client)
+        return client
 
     def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -3,36 +3,32 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import exc as sa_exc
 
-from worker.api import admin, health, webhooks
+from worker.api import admin, audit, health, webhooks
 from worker.api.auth import AdminAuth
 from worker.api.context import STATE_KEY, ApiContext, BrokerPing, Enqueue
+from worker.api.fastpath import PasssyncApi
+from worker.api.intake import Intake, IntakeUnavailableError, build_writers
 from worker.config import ConfigError, Settings
-from worker.db import Database
+from worker.db import DATABASE_UNAVAILABLE, Database
 from worker.inbound.signatures import SecretFormatError, WebhookVerifier
 
 log = logging.getLogger("passsync.api")
 
 RETRY_AFTER_SECONDS = 5
 
-# Errors that mean "the database is not reachable right now", not "this request is wrong".
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-)
-
 
 def create_app(
     settings: Settings, db: Database, enqueue: Enqueue, broker_ping: BrokerPing
 ) -> FastAPI:
     """Build the HTTP app; `enqueue` publishes ledger ids, `broker_ping` raises when down."""
+    intake = Intake(build_writers(db, settings.api.ingest), enqueue, settings.api.ingest)
     ctx = ApiContext(
         settings=settings,
         db=db,
@@ -40,14 +36,24 @@ def create_app(
         broker_ping=broker_ping,
         verifiers=_verifiers(settings),
         admin_auth=AdminAuth(settings.admin_tokens),
+        intake=intake,
     )
-    app = FastAPI(title="passsync", version=_version())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        intake.start()
+        yield
+        await intake.stop()
+
+    app = PasssyncApi(title="passsync", version=_version(), lifespan=lifespan)
     setattr(app.state, STATE_KEY, ctx)
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _database_unavailable)
+    app.add_exception_handler(IntakeUnavailableError, _intake_unavailable)
     return app
 
 
@@ -74,6 +80,15 @@ def _verifiers(settings: Settings) -> dict[str, WebhookVerifier]:
             log.warning("source %s has no secret: its webhooks are refused with 401", name)
         verifiers[name] = verifier
     return verifiers
+
+
+async def _intake_unavailable(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IntakeUnavailableError)
+    return JSONResponse(
+        {"detail": exc.reason},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:

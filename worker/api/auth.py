@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -48,10 +48,11 @@ class AdminAuth:
         return found
 
 
-def require_scope(scope: Scope) -> Callable[..., Principal]:
+def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency: 401 without a known bearer token, 403 when the token lacks `scope`."""
 
-    def dependency(
+    # async: a plain `def` dependency would cost a worker-thread hop per request.
+    async def dependency(
         ctx: Context,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:

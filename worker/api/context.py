@@ -14,6 +14,7 @@ from worker.inbound.signatures import WebhookVerifier
 
 if TYPE_CHECKING:
     from worker.api.auth import AdminAuth
+    from worker.api.intake import Intake
 
 # Publishes one task per ledger id; may raise when the broker is unreachable.
 Enqueue = Callable[[list[int]], None]
@@ -28,12 +29,13 @@ class ApiContext:
     broker_ping: BrokerPing
     verifiers: Mapping[str, WebhookVerifier]
     admin_auth: AdminAuth
+    intake: Intake
 
 
 STATE_KEY = "passsync"
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
     return cast(ApiContext, getattr(request.app.state, STATE_KEY))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, status
@@ -26,14 +28,23 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(ctx: Context) -> JSONResponse:
-    """200 when the database and the broker both answer, else 503 naming what failed."""
-    results = {
+    """200 when events can be accepted durably, else 503 naming what is wrong.
+
+    The receiver is ready when the database answers and its group-commit queue is not full.
+    A broker that is down is reported but does not make the receiver unready: accepted
+    events wait in the ledger and the sweeper enqueues them once the broker is back.
+    """
+    results: dict[str, Any] = {
         "database": await _check("database", ctx.db.ping),
         "broker": await _check("broker", ctx.broker_ping),
     }
-    ready = all(value == "ok" for value in results.values())
+    intake = ctx.intake
+    results["ingest"] = "overloaded" if intake.overloaded else "ok"
+    ready = results["database"] == "ok" and results["ingest"] == "ok"
+    results["stats"] = asdict(intake.stats)
     code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
-    return JSONResponse(results, status_code=code)
+    headers = None if ready else {"Retry-After": str(ctx.settings.api.ingest.retry_after_seconds)}
+    return JSONResponse(results, status_code=code, headers=headers)
 
 
 async def _check(name: str, probe: Callable[[], None]) -> str:

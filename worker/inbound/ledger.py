@@ -6,12 +6,14 @@ the returned ids only after its commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Insert, select, update
+from sqlalchemy import Insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,17 +41,55 @@ def record_events(session: Session, source: str, events: Sequence[CanonicalEvent
     deliveries of the same event record it exactly once. Repeats inside `events` are
     duplicates too (the first occurrence wins).
     """
-    unique: dict[str, CanonicalEvent] = {}
-    for event in events:
-        unique.setdefault(event.id, event)
-    now = utcnow()
-    rows = [_row(source, event, now) for event in unique.values()]
-    accepted: list[int] = []
-    for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-        stmt = _insert_ignoring_duplicates(session, rows[start : start + INSERT_CHUNK_ROWS])
-        accepted.extend(session.scalars(stmt.returning(InboundEvent.id)))
-    accepted.sort()
-    return RecordResult(accepted_ids=accepted, duplicates=len(events) - len(accepted))
+    return record_batches(session, [(source, events)])[0]
+
+
+def record_batches(
+    session: Session, batches: Sequence[tuple[str, Sequence[CanonicalEvent]]]
+) -> list[RecordResult]:
+    """`record_events` for several requests at once (group commit), one result per batch.
+
+    All rows go into the same statements, so N concurrent requests cost one round trip and,
+    in the caller's single commit, one fsync. An event that appears in two batches is
+    accepted for the first and a duplicate for the second, as if they had arrived in order.
+    """
+    plan = GroupPlan(batches)
+    insert = _insert_unnest if session.get_bind().dialect.name == "postgresql" else _insert_values
+    for chunk in plan.chunks():
+        plan.accept(insert(session, chunk))
+    return plan.results()
+
+
+class GroupPlan:
+    """The rows of a group of batches, deduplicated, and the bookkeeping back to each batch."""
+
+    def __init__(self, batches: Sequence[tuple[str, Sequence[CanonicalEvent]]]) -> None:
+        self._batches = batches
+        self._owner: dict[tuple[str, str], int] = {}
+        self.rows: list[tuple[str, CanonicalEvent]] = []
+        for index, (source, events) in enumerate(batches):
+            for event in events:
+                key = (source, event.id)
+                if key not in self._owner:
+                    self._owner[key] = index
+                    self.rows.append((source, event))
+        self._accepted: list[list[int]] = [[] for _ in batches]
+
+    def chunks(self) -> Iterable[Sequence[tuple[str, CanonicalEvent]]]:
+        for start in range(0, len(self.rows), INSERT_CHUNK_ROWS):
+            yield self.rows[start : start + INSERT_CHUNK_ROWS]
+
+    def accept(self, returned: Iterable[tuple[int, str, str]]) -> None:
+        """Record the `(id, source, event_id)` rows an insert returned (the new ones)."""
+        for pk, source, event_id in returned:
+            self._accepted[self._owner[(source, event_id)]].append(pk)
+
+    def results(self) -> list[RecordResult]:
+        out = []
+        for ids, (_source, events) in zip(self._accepted, self._batches, strict=True):
+            ids.sort()
+            out.append(RecordResult(accepted_ids=ids, duplicates=len(events) - len(ids)))
+        return out
 
 
 def list_events(
@@ -102,6 +142,59 @@ def _row(source: str, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         "updated_at": now,
         "handled_at": None,
     }
+
+
+# Postgres: one fixed statement whose rows arrive as arrays. Unlike a multi-row VALUES, it
+# is compiled once and prepared once, whatever the group size: at thousands of events per
+# second, compiling VALUES lists cost more CPU than the database spent inserting them.
+# Postgres: one fixed statement; the rows arrive as one JSON document. Unlike a multi-row
+# VALUES it is compiled and prepared once whatever the group size, and unlike unnest() over
+# arrays it needs no per-element escaping by the driver. Written with %(name)s placeholders
+# for psycopg (the receiver's async writer uses it directly).
+UNNEST_INSERT_SQL = (
+    "INSERT INTO inbound_events (source, event_id, type, customer_id, occurred_at, payload,"
+    " status, attempts, received_at, updated_at)"
+    " SELECT u.source, u.event_id, u.type, u.customer_id, u.occurred_at, u.payload,"
+    " %(status)s, 0, %(now)s, %(now)s"
+    " FROM jsonb_to_recordset(%(rows)s::jsonb)"
+    " AS u(source text, event_id text, type text, customer_id text,"
+    " occurred_at timestamptz, payload jsonb)"
+    " ON CONFLICT (source, event_id) DO NOTHING"
+    " RETURNING id, source, event_id"
+)
+_UNNEST_INSERT = text(re.sub(r"%\((\w+)\)s", r":\1", UNNEST_INSERT_SQL).replace("::", " ::"))
+
+
+def unnest_params(chunk: Sequence[tuple[str, CanonicalEvent]]) -> dict[str, Any]:
+    """The parameters of UNNEST_INSERT_SQL for a chunk of (source, event) rows."""
+    dumps = json.dumps
+    rows = ",".join(
+        f'{{"source":{dumps(source)},"event_id":{dumps(event.id)},"type":{dumps(event.type)},'
+        f'"customer_id":{dumps(event.customer.id)},'
+        f'"occurred_at":"{event.occurred_at.astimezone(UTC).isoformat()}",'
+        f'"payload":{event.model_dump_json()}}}'
+        for source, event in chunk
+    )
+    return {"status": EventStatus.PENDING.value, "now": utcnow(), "rows": f"[{rows}]"}
+
+
+def _insert_unnest(
+    session: Session, chunk: Sequence[tuple[str, CanonicalEvent]]
+) -> Iterable[tuple[int, str, str]]:
+    params = unnest_params(chunk)
+    return [
+        (pk, source, event_id) for pk, source, event_id in session.execute(_UNNEST_INSERT, params)
+    ]
+
+
+def _insert_values(
+    session: Session, chunk: Sequence[tuple[str, CanonicalEvent]]
+) -> Iterable[tuple[int, str, str]]:
+    now = utcnow()
+    rows = [_row(source, event, now) for source, event in chunk]
+    stmt = _insert_ignoring_duplicates(session, rows)
+    returning = stmt.returning(InboundEvent.id, InboundEvent.source, InboundEvent.event_id)
+    return [(pk, source, event_id) for pk, source, event_id in session.execute(returning)]
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> Insert:

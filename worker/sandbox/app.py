@@ -21,8 +21,11 @@ from worker.sandbox.query import QueryError, build_filter, decode_query, search_
 from worker.sandbox.store import (
     DuplicateUserProvidedId,
     PassNotFound,
+    PassVoided,
     SandboxStore,
+    StoredHook,
     StoredPass,
+    StoredTemplate,
     UnknownTemplate,
 )
 
@@ -78,6 +81,17 @@ def _format_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+async def _json_object(request: Request) -> dict[str, Any]:
+    """A JSON object body (v1/v2 style, no `data` wrapper); 400 envelope otherwise."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(400, "Invalid data.", [_err("body", "The body must be a JSON object")])
+    return body
+
+
 async def _json_data(request: Request) -> dict[str, Any]:
     """The `data` object of a v3 write body; 400 envelope when absent or malformed."""
     try:
@@ -98,7 +112,7 @@ class SandboxApi:
     """The routes; a class so each app instance owns its store and control."""
 
     def __init__(self, settings: SandboxSettings, clock: Callable[[], float]) -> None:
-        self.store = SandboxStore(settings.templates)
+        self.store = SandboxStore(settings.templates, path=settings.store_path)
         self.control = SandboxControl(settings, clock=clock)
         self._key = settings.api_key.get_secret_value().encode()
 
@@ -120,6 +134,9 @@ class SandboxApi:
             )
         if self.control.config.latency_ms > 0:
             await asyncio.sleep(self.control.config.latency_ms / 1000)
+        if self.control.draw("slow"):
+            # Held before the handler runs: a client that gives up meanwhile has changed nothing.
+            await asyncio.sleep(self.control.config.slow_ms / 1000)
         fault = self.control.draw_error()
         if fault is not None:
             raise ApiError(int(fault), "Injected fault")
@@ -319,6 +336,150 @@ class SandboxApi:
                 params[carried] = request.query_params[carried]
         return f"{base.rstrip('/')}/api/v3/pass/?{urlencode(params)}"
 
+    async def send_push(self, identifier: str, request: Request) -> Response:
+        """204 sent; 400 empty text or pass not active; 404 unknown (§3.2)."""
+        body = await _json_object(request)
+        text = body.get("pushNotificationText")
+        if not isinstance(text, str) or not text.strip():
+            raise ApiError(400, "Invalid data.", [_err("pushNotificationText", "Text is empty")])
+        try:
+            self.store.push(identifier, text)
+        except PassNotFound:
+            raise self.not_found(identifier) from None
+        except PassVoided:
+            raise ApiError(400, "The pass is not active.") from None
+        return await self.committed(Response(status_code=204))
+
+    async def record_app_scan(self, request: Request) -> Response:
+        """Records a scan and answers {"appScanId"}; setVoided voids the pass (§7)."""
+        body = await _json_object(request)
+        if not _opt_text(body.get("appConfigurationId")):
+            raise ApiError(400, "Invalid data.", [_err("appConfigurationId", "required")])
+        try:
+            scan = self.store.record_scan(body)
+        except PassNotFound:
+            raise self.not_found(
+                str(body.get("passId") or body.get("scannedBarcodeValue"))
+            ) from None
+        return await self.committed(JSONResponse({"appScanId": scan.identifier}))
+
+    # -- templates ----------------------------------------------------------------------------
+
+    def template_or_404(self, template_id: str) -> StoredTemplate:
+        try:
+            return self.store.template(template_id)
+        except UnknownTemplate:
+            raise ApiError(
+                404, "Template not found", [_err("identifier", f"No template {template_id}")]
+            ) from None
+
+    def describe(self, template: StoredTemplate) -> dict[str, Any]:
+        """The deprecated v1 describe shape (§5); the v2 shape is unconfirmed, so the same."""
+        names = template.data.get("additionalProperties")
+        properties = [str(n) for n in names] if isinstance(names, list) else []
+        return {
+            **template.data,
+            "identifier": template.identifier,
+            "name": template.name,
+            "numberOfCreatedPasses": self.store.count_passes(template.identifier),
+            "createPassUrl": f"/api/v3/pass?templateId={template.identifier}",
+            "unpublishedChanges": template.unpublished_changes,
+            "dynamicFields": {
+                "passFrontFields": [],
+                "passBackFields": [],
+                "additionalProperties": {n: f"{template.identifier}.{n}" for n in properties},
+            },
+        }
+
+    async def get_template(self, identifier: str) -> Response:
+        return envelope(200, self.describe(self.template_or_404(identifier)))
+
+    async def get_template_v1(self, identifier: str) -> Response:
+        return JSONResponse(self.describe(self.template_or_404(identifier)))
+
+    async def create_template(self, request: Request) -> Response:
+        body = await _json_object(request)
+        if not _opt_text(body.get("name")):
+            raise ApiError(400, "Invalid data.", [_err("name", "The property name is required")])
+        kind = body.get("type", "generic")
+        if kind not in TEMPLATE_TYPES:
+            raise ApiError(400, "Invalid data.", [_err("type", f"Unknown type {kind}")])
+        template = self.store.create_template({**body, "type": kind})
+        data = {"identifier": template.identifier, "name": template.name}
+        return await self.committed(envelope(200, data))
+
+    async def patch_template(self, identifier: str, request: Request) -> Response:
+        return await self._update_template(identifier, request, replace=False)
+
+    async def replace_template(self, identifier: str, request: Request) -> Response:
+        return await self._update_template(identifier, request, replace=True)
+
+    async def _update_template(
+        self, identifier: str, request: Request, *, replace: bool
+    ) -> Response:
+        body = await _json_object(request)
+        self.template_or_404(identifier)
+        if replace and not _opt_text(body.get("name")):
+            raise ApiError(400, "Invalid data.", [_err("name", "The property name is required")])
+        template = self.store.update_template(identifier, body, replace=replace)
+        data = {"identifier": template.identifier, "name": template.name}
+        return await self.committed(envelope(200, data))
+
+    async def publish_template(self, identifier: str) -> Response:
+        self.template_or_404(identifier)
+        template = self.store.publish_template(identifier)
+        return await self.committed(envelope(200, {"identifier": template.identifier}))
+
+    async def delete_template(self, identifier: str) -> Response:
+        self.template_or_404(identifier)
+        self.store.delete_template(identifier)
+        return await self.committed(envelope(200, description="Template deleted"))
+
+    async def template_statistics(self, identifier: str, request: Request) -> Response:
+        """Counts as strings, like the documented example (§8)."""
+        self.template_or_404(identifier)
+        per_day: dict[str, int] = {}
+        for stored in self.store.all():
+            if stored.template_id == identifier and not stored.deleted:
+                day = _format_ms(stored.created_ms)[:10]
+                per_day[day] = per_day.get(day, 0) + 1
+        created = [{"date": d, "noOfPasses": str(n)} for d, n in sorted(per_day.items())]
+        return JSONResponse(
+            {
+                "activeRegistrationsTimeline": [],
+                "inactiveRegistrationsTimeline": [],
+                "createdPassesTimeline": created,
+                "updatedPassesTimeline": [],
+                "passesPerOperatingSystem": {"iOS": "0", "Android": "0", "WindowsPhone": "0"},
+            }
+        )
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    async def subscribe(self, request: Request) -> Response:
+        return await self._subscribe(request, None)
+
+    async def subscribe_template(self, identifier: str, request: Request) -> Response:
+        return await self._subscribe(request, identifier)
+
+    async def _subscribe(self, request: Request, template_id: str | None) -> Response:
+        """201 and a new hook on every call, like the real, non-idempotent endpoint (§6)."""
+        body = await _json_object(request)
+        if not _opt_text(body.get("event")):
+            raise ApiError(400, "Invalid data.", [_err("event", "The property event is required")])
+        if body.get("pullMode") is not True and not _opt_text(body.get("target_url")):
+            raise ApiError(400, "Invalid data.", [_err("target_url", "required")])
+        if template_id is not None:
+            self.template_or_404(template_id)
+        hook = self.store.subscribe(body, template_id)
+        answer = _hook_row(hook)
+        if request.query_params.get("generateAccessToken", "").lower() == "true":
+            answer["accessToken"] = f"sbx-{hook.identifier}"
+        return await self.committed(JSONResponse(answer, status_code=201))
+
+    async def list_hooks(self) -> Response:
+        return JSONResponse([_hook_row(h) for h in self.store.hooks()])
+
     # -- /_sandbox inspection and control -----------------------------------------------------
 
     async def stats(self) -> dict[str, Any]:
@@ -338,6 +499,33 @@ class SandboxApi:
             for p in self.store.all()
         ]
         return {"count": len(rows), "passes": rows}
+
+    async def templates_state(self) -> dict[str, Any]:
+        rows = [
+            {
+                "identifier": t.identifier,
+                "name": t.name,
+                "data": t.data,
+                "unpublishedChanges": t.unpublished_changes,
+                "deleted": t.deleted,
+            }
+            for t in self.store.all_templates()
+        ]
+        return {"count": len(rows), "templates": rows}
+
+    async def hooks_state(self) -> dict[str, Any]:
+        rows = [_hook_row(h) for h in self.store.hooks()]
+        return {"count": len(rows), "hooks": rows}
+
+    async def scans_state(self) -> dict[str, Any]:
+        rows = [
+            {"appScanId": s.identifier, "passId": s.pass_id, **s.body} for s in self.store.scans()
+        ]
+        return {"count": len(rows), "scans": rows}
+
+    async def pushes_state(self) -> dict[str, Any]:
+        rows = [{"passId": p.pass_id, "text": p.text} for p in self.store.pushes()]
+        return {"count": len(rows), "pushes": rows}
 
     async def get_config(self) -> dict[str, Any]:
         return self.control.config.model_dump()
@@ -369,6 +557,29 @@ class SandboxApi:
         return JSONResponse({"identifier": stored.identifier, "deleted": True})
 
 
+TEMPLATE_TYPES = frozenset(
+    {"coupon", "storeCard", "eventTicketBackground", "eventTicket", "generic", "boardingPass"}
+)
+
+
+def _opt_text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _hook_row(hook: StoredHook) -> dict[str, Any]:
+    return {
+        "id": hook.identifier,
+        "event": hook.event,
+        "target_url": hook.target_url,
+        "templateIdentifier": hook.template_id,
+        "subscription_url": hook.body.get("subscription_url"),
+        "retryEnabled": bool(hook.body.get("retryEnabled", False)),
+        "signPayload": bool(hook.body.get("signPayload", False)),
+        "pullMode": bool(hook.body.get("pullMode", False)),
+        "createdOn": _format_ms(hook.created_ms),
+    }
+
+
 def _int_param(value: str | None, default: int | None) -> Any:
     try:
         return default if value is None else int(value)
@@ -388,6 +599,23 @@ def _api_router(api: SandboxApi) -> APIRouter:
     router.add_api_route("/pass-template", api.list_templates, methods=["GET"])
     router.add_api_route("/pass/{identifier}", api.get_pass_v1, methods=["GET"])
     router.add_api_route("/pass/{identifier}", api.void_pass_v1, methods=["PUT"])
+    router.add_api_route("/pass/{identifier}/sendpushnotification", api.send_push, methods=["POST"])
+    router.add_api_route("/pass/statistics/{identifier}", api.template_statistics, methods=["GET"])
+    router.add_api_route("/appscan", api.record_app_scan, methods=["POST"])
+    router.add_api_route("/pass-template/{identifier}", api.get_template_v1, methods=["GET"])
+    router.add_api_route("/pass-template/{identifier}", api.delete_template, methods=["DELETE"])
+    router.add_api_route("/v2/pass-template", api.create_template, methods=["POST"])
+    router.add_api_route("/v2/pass-template/{identifier}", api.patch_template, methods=["PATCH"])
+    router.add_api_route("/v2/pass-template/{identifier}", api.replace_template, methods=["POST"])
+    router.add_api_route(
+        "/v2/pass-template/{identifier}/describe", api.get_template, methods=["GET"]
+    )
+    router.add_api_route(
+        "/v2/pass-template/{identifier}/publish", api.publish_template, methods=["POST"]
+    )
+    router.add_api_route("/hook/subscribe", api.subscribe, methods=["POST"])
+    router.add_api_route("/hook/subscribe/{identifier}", api.subscribe_template, methods=["POST"])
+    router.add_api_route("/hook/list", api.list_hooks, methods=["GET"])
     return router
 
 
@@ -395,6 +623,10 @@ def _control_router(api: SandboxApi) -> APIRouter:
     router = APIRouter(prefix="/_sandbox")
     router.add_api_route("/stats", api.stats, methods=["GET"])
     router.add_api_route("/passes", api.passes, methods=["GET"])
+    router.add_api_route("/templates", api.templates_state, methods=["GET"])
+    router.add_api_route("/hooks", api.hooks_state, methods=["GET"])
+    router.add_api_route("/scans", api.scans_state, methods=["GET"])
+    router.add_api_route("/pushes", api.pushes_state, methods=["GET"])
     router.add_api_route("/config", api.get_config, methods=["GET"])
     router.add_api_route("/config", api.set_config, methods=["POST"])
     router.add_api_route("/reset", api.reset, methods=["POST"])

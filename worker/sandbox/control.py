@@ -14,7 +14,8 @@ from pydantic import ConfigDict
 
 from worker.config import SandboxBehaviour, SandboxSettings
 
-FaultKind = Literal["500", "503", "commit_then_fail", "non_json"]
+FaultKind = Literal["500", "503", "commit_then_fail", "non_json", "slow"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("500", "503", "commit_then_fail", "non_json", "slow")
 
 
 class SandboxConfig(SandboxBehaviour):
@@ -104,13 +105,14 @@ class SandboxControl:
                 self._faults[kind] += 1
             return kind
 
-    def draw(self, kind: Literal["commit_then_fail", "non_json"]) -> bool:
+    def draw(self, kind: Literal["commit_then_fail", "non_json", "slow"]) -> bool:
+        """One seeded draw for this fault; no draw at all when its probability is zero."""
         with self._lock:
-            probability = (
-                self._config.commit_then_fail_probability
-                if kind == "commit_then_fail"
-                else self._config.non_json_probability
-            )
+            probability = {
+                "commit_then_fail": self._config.commit_then_fail_probability,
+                "non_json": self._config.non_json_probability,
+                "slow": self._config.slow_probability,
+            }[kind]
             if probability <= 0 or self._rng.random() >= probability:
                 return False
             self._faults[kind] += 1
@@ -133,9 +135,7 @@ class SandboxControl:
                 "creates": self._creates,
                 "rate_limited": self._rate_limited,
                 "faults_injected": sum(self._faults.values()),
-                "faults": {
-                    k: self._faults[k] for k in ("500", "503", "commit_then_fail", "non_json")
-                },
+                "faults": {k: self._faults[k] for k in FAULT_KINDS},
             }
 
     def _apply(self, config: SandboxConfig, *, reseed: bool) -> None:

@@ -45,6 +45,23 @@ class SandboxHandle:
         result: list[dict[str, Any]] = self._control("GET", "/passes")["passes"]
         return result
 
+    def templates(self) -> list[dict[str, Any]]:
+        """Every template, deleted ones included, with its data and publish state."""
+        result: list[dict[str, Any]] = self._control("GET", "/templates")["templates"]
+        return result
+
+    def hooks(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._control("GET", "/hooks")["hooks"]
+        return result
+
+    def scans(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._control("GET", "/scans")["scans"]
+        return result
+
+    def pushes(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._control("GET", "/pushes")["pushes"]
+        return result
+
     def delete_externally(self, identifier: str) -> None:
         self._control("POST", f"/passes/{identifier}/delete-externally")
 

@@ -10,6 +10,7 @@ The caller commits; this module never does.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -23,10 +24,20 @@ from worker.config import Settings
 from worker.db import utcnow
 from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
-from worker.providers.errors import AlreadyExistsError, NotFoundError
+from worker.inbound.status import MAX_ERROR_CHARS
+from worker.providers.errors import AlreadyExistsError, NotFoundError, RejectedError
 from worker.providers.port import PassProvider, ProviderPass
 from worker.sync.models import PassMapping, PassStatus
-from worker.sync.rules import DesiredPass, content_hash, desired_passes, user_provided_id
+from worker.sync.rules import (
+    PassPlan,
+    RuleSet,
+    Step,
+    Verb,
+    compile_rules,
+    content_hash,
+    plan_event,
+    user_provided_id,
+)
 from worker.sync.templates import TemplateResolver
 
 
@@ -39,8 +50,14 @@ class Outcome(StrEnum):
     UPDATED = "updated"
     ADOPTED = "adopted"  # create said "already exists": found and brought up to date
     RECREATED = "recreated"  # update said 404: the pass was deleted at the provider
-    UNCHANGED = "unchanged"  # provider already shows these fields: no call
-    STALE = "stale"  # an newer event was already applied to this pass: no call
+    UNCHANGED = "unchanged"  # provider already shows this: no call
+    STALE = "stale"  # a newer event was already applied to this pass: no call
+    VOIDED = "voided"
+    UNVOIDED = "unvoided"
+    DELETED = "deleted"
+    PUSHED = "pushed"
+    ABSENT = "absent"  # void/unvoid/delete of a pass that does not exist: nothing to do
+    FAILED = "failed"  # a push that could not be sent; the event is still handled
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,8 @@ class PassResult:
     pass_key: str
     outcome: Outcome
     provider_pass_id: str | None
+    action: str = Verb.UPSERT
+    reason: str | None = None
 
 
 @dataclass
@@ -56,18 +75,30 @@ class EventResult:
     already_handled: bool = False
     passes: list[PassResult] = field(default_factory=list)
 
+    @property
+    def failures(self) -> list[str]:
+        return [p.reason for p in self.passes if p.outcome is Outcome.FAILED and p.reason]
+
 
 @dataclass
 class SyncContext:
-    """What the engine needs besides the session: built once per process by the edge."""
+    """What the engine needs besides the session: built once per process by the edge.
+
+    The rules are compiled from the settings on construction (RulesError if invalid).
+    """
 
     settings: Settings
     provider: PassProvider
     templates: TemplateResolver
+    rules: RuleSet = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rules = compile_rules(self.settings.sync)
 
 
 def process_event(session: Session, event_id: int, ctx: SyncContext) -> EventResult:
-    """Apply ledger event `event_id`; marks it handled. Provider errors propagate unchanged."""
+    """Apply ledger event `event_id`; marks it handled. Provider errors propagate unchanged,
+    except a push that cannot be sent: that action fails, noted in the event's last_error."""
     row = session.execute(
         select(InboundEvent).where(InboundEvent.id == event_id).with_for_update()
     ).scalar_one_or_none()
@@ -78,87 +109,203 @@ def process_event(session: Session, event_id: int, ctx: SyncContext) -> EventRes
         result.already_handled = True
         return result
     event = CanonicalEvent.model_validate(row.payload)
-    for desired in desired_passes(event, ctx.settings.sync):
-        result.passes.append(_apply_pass(session, event, desired, ctx))
+    plans = plan_event(event, ctx.rules)
+    # Every mapping row is locked before any call, always in pass-key order (no deadlocks).
+    locked = [(p, _lock_mapping(session, ctx, event.customer.id, p.pass_key)) for p in plans]
+    for plan, mapping in locked:
+        result.passes.extend(_apply_plan(session, event, plan, mapping, ctx))
     row.status = EventStatus.HANDLED
     row.attempts += 1
-    row.last_error = None
+    row.last_error = "; ".join(result.failures)[:MAX_ERROR_CHARS] or None
     row.handled_at = utcnow()
     return result
 
 
-def _apply_pass(
-    session: Session, event: CanonicalEvent, desired: DesiredPass, ctx: SyncContext
-) -> PassResult:
-    mapping = _lock_mapping(session, ctx, event.customer.id, desired.pass_key)
+@dataclass(frozen=True)
+class _PassWork:
+    """One pass of one event: its locked mapping row and everything needed to change it."""
+
+    session: Session
+    event: CanonicalEvent
+    plan: PassPlan
+    mapping: PassMapping
+    ctx: SyncContext
+
+    def others_unfinished(self) -> bool:
+        return _other_unfinished(self.session, self.event.customer.id, self.event.id)
+
+
+def _apply_plan(
+    session: Session, event: CanonicalEvent, plan: PassPlan, mapping: PassMapping, ctx: SyncContext
+) -> list[PassResult]:
     if _is_stale(mapping, event):
-        return PassResult(desired.pass_key, Outcome.STALE, mapping.provider_pass_id)
-    template_id = ctx.templates.resolve(desired.template_name)
-    digest = content_hash(template_id, desired.fields)
+        actions = "+".join(step.verb for step in plan.steps)
+        return [PassResult(plan.pass_key, Outcome.STALE, mapping.provider_pass_id, actions)]
+    work = _PassWork(session, event, plan, mapping, ctx)
+    results = [_apply_step(work, step) for step in plan.steps]  # in order, one at a time
+    mapping.last_event_at = event.occurred_at
+    mapping.last_event_id = event.id
+    return results
+
+
+def _apply_step(work: _PassWork, step: Step) -> PassResult:
+    key, mapping = work.plan.pass_key, work.mapping
+    pass_id = mapping.provider_pass_id
+    if step.verb is Verb.UPSERT:
+        return PassResult(key, _upsert_step(work, step), mapping.provider_pass_id)
+    if step.verb is Verb.PUSH:
+        return _push_step(key, step, mapping, work.ctx)
+    if step.verb is Verb.DELETE:
+        return PassResult(key, _delete_step(mapping, work.ctx), pass_id, step.verb)
+    outcome = _void_step(work, voided=step.verb is Verb.VOID)
+    return PassResult(key, outcome, mapping.provider_pass_id or pass_id, step.verb)
+
+
+def _live(mapping: PassMapping) -> bool:
+    """Whether the provider holds this pass (as far as our last commit knows)."""
+    return bool(mapping.provider_pass_id) and mapping.status in (
+        PassStatus.ACTIVE,
+        PassStatus.VOIDED,
+    )
+
+
+def _upsert_step(work: _PassWork, step: Step) -> Outcome:
+    mapping, ctx = work.mapping, work.ctx
+    name = work.plan.template_name or ""  # compile_rules gives every upserted key a template
+    template_id = ctx.templates.resolve(name)
     if (
-        mapping.provider_pass_id
-        and mapping.content_hash == digest
-        and not _other_unfinished(session, event.customer.id, event.id)
+        _live(mapping)
+        and mapping.content_hash == content_hash(template_id, step.fields)
+        and not work.others_unfinished()
     ):
-        _record(mapping, event, digest, None)
-        return PassResult(desired.pass_key, Outcome.UNCHANGED, mapping.provider_pass_id)
-    outcome, found = _upsert(mapping, template_id, desired.fields, ctx.provider)
+        return Outcome.UNCHANGED
+    outcome, found, template_id = _upsert(mapping, name, template_id, step.fields, ctx)
     mapping.template_id = template_id
-    _record(mapping, event, digest, found)
-    return PassResult(desired.pass_key, outcome, mapping.provider_pass_id)
+    mapping.content_hash = content_hash(template_id, step.fields)
+    _record_pass(mapping, found, outcome)
+    return outcome
 
 
 def _upsert(
-    mapping: PassMapping, template_id: str, fields: dict[str, Any], provider: PassProvider
-) -> tuple[Outcome, ProviderPass]:
-    if mapping.provider_pass_id:
+    mapping: PassMapping, name: str, template_id: str, fields: dict[str, Any], ctx: SyncContext
+) -> tuple[Outcome, ProviderPass, str]:
+    if _live(mapping) and mapping.provider_pass_id:
         try:
-            return Outcome.UPDATED, provider.update_pass(mapping.provider_pass_id, fields)
+            updated = ctx.provider.update_pass(mapping.provider_pass_id, fields)
+            return Outcome.UPDATED, updated, template_id
         except NotFoundError:
-            created, outcome = _create_or_adopt(mapping, template_id, fields, provider)
-            return (Outcome.RECREATED if outcome is Outcome.CREATED else outcome), created
-    created, outcome = _create_or_adopt(mapping, template_id, fields, provider)
-    return outcome, created
+            outcome, created, template_id = _create_or_adopt(
+                mapping, name, template_id, fields, ctx
+            )
+            outcome = Outcome.RECREATED if outcome is Outcome.CREATED else outcome
+            return outcome, created, template_id
+    return _create_or_adopt(mapping, name, template_id, fields, ctx)
 
 
 def _create_or_adopt(
-    mapping: PassMapping, template_id: str, fields: dict[str, Any], provider: PassProvider
-) -> tuple[ProviderPass, Outcome]:
+    mapping: PassMapping, name: str, template_id: str, fields: dict[str, Any], ctx: SyncContext
+) -> tuple[Outcome, ProviderPass, str]:
+    provider = ctx.provider
     try:
-        created = provider.create_pass(
-            template_id=template_id, user_provided_id=mapping.user_provided_id, fields=fields
-        )
-        return created, Outcome.CREATED
+        created, template_id = _create(mapping, name, template_id, fields, ctx)
+        return Outcome.CREATED, created, template_id
     except AlreadyExistsError:
         existing = provider.get_pass(mapping.user_provided_id)
         # The existing pass may carry older fields (created by an earlier attempt of another
         # event), so bring it up to date; this write happens only on the recovery path.
         updated = provider.update_pass(existing.pass_id, fields)
-        return _merge_links(updated, existing), Outcome.ADOPTED
+        return Outcome.ADOPTED, _merge_links(updated, existing), template_id
+
+
+def _create(
+    mapping: PassMapping, name: str, template_id: str, fields: dict[str, Any], ctx: SyncContext
+) -> tuple[ProviderPass, str]:
+    """Create the pass; if the cached template id is gone, list the templates once more."""
+    upid = mapping.user_provided_id
+    try:
+        return ctx.provider.create_pass(
+            template_id=template_id, user_provided_id=upid, fields=fields
+        ), template_id
+    except NotFoundError:
+        fresh = ctx.templates.refresh(name)  # UnknownTemplateError when the name is gone
+        if fresh == template_id:
+            raise
+    created = ctx.provider.create_pass(template_id=fresh, user_provided_id=upid, fields=fields)
+    return created, fresh
 
 
 def _merge_links(primary: ProviderPass, fallback: ProviderPass) -> ProviderPass:
+    # A write's answer may not say whether the pass is voided; the lookup does.
     return primary.model_copy(
         update={
             "download_page": primary.download_page or fallback.download_page,
             "iphone_uri": primary.iphone_uri or fallback.iphone_uri,
             "android_uri": primary.android_uri or fallback.android_uri,
+            "voided": fallback.voided,
         }
     )
 
 
-def _record(
-    mapping: PassMapping, event: CanonicalEvent, digest: str, found: ProviderPass | None
-) -> None:
-    mapping.content_hash = digest
-    mapping.last_event_at = event.occurred_at
-    mapping.last_event_id = event.id
-    mapping.status = PassStatus.ACTIVE
-    if found is not None:
-        mapping.provider_pass_id = found.pass_id
-        mapping.download_page = found.download_page or mapping.download_page
-        mapping.iphone_uri = found.iphone_uri or mapping.iphone_uri
-        mapping.android_uri = found.android_uri or mapping.android_uri
+def _record_pass(mapping: PassMapping, found: ProviderPass, outcome: Outcome) -> None:
+    if outcome is Outcome.ADOPTED:
+        mapping.status = PassStatus.VOIDED if found.voided else PassStatus.ACTIVE
+    elif outcome is not Outcome.UPDATED:  # an update keeps the pass voided or active
+        mapping.status = PassStatus.ACTIVE
+    mapping.provider_pass_id = found.pass_id
+    mapping.download_page = found.download_page or mapping.download_page
+    mapping.iphone_uri = found.iphone_uri or mapping.iphone_uri
+    mapping.android_uri = found.android_uri or mapping.android_uri
+
+
+def _void_step(work: _PassWork, *, voided: bool) -> Outcome:
+    mapping, ctx = work.mapping, work.ctx
+    if not _live(mapping) or mapping.provider_pass_id is None:
+        return Outcome.ABSENT
+    target = PassStatus.VOIDED if voided else PassStatus.ACTIVE
+    # Another unfinished event may have flipped the pass and lost its transaction, so the
+    # provider can differ from our status: then only a call is safe.
+    if mapping.status == target and not work.others_unfinished():
+        return Outcome.UNCHANGED
+    try:
+        ctx.provider.set_voided(mapping.provider_pass_id, voided)
+    except NotFoundError:
+        _forget_pass(mapping)  # deleted at the provider; a later upsert recreates it
+        return Outcome.ABSENT
+    mapping.status = target
+    return Outcome.VOIDED if voided else Outcome.UNVOIDED
+
+
+def _delete_step(mapping: PassMapping, ctx: SyncContext) -> Outcome:
+    if not _live(mapping) or mapping.provider_pass_id is None:
+        return Outcome.ABSENT
+    # A 404 means already gone: deleted at the provider, or our earlier attempt lost its answer.
+    with contextlib.suppress(NotFoundError):
+        ctx.provider.delete_pass(mapping.provider_pass_id)
+    _forget_pass(mapping)
+    return Outcome.DELETED
+
+
+def _forget_pass(mapping: PassMapping) -> None:
+    mapping.status = PassStatus.DELETED
+    mapping.provider_pass_id = None
+    mapping.content_hash = None
+    mapping.download_page = mapping.iphone_uri = mapping.android_uri = None
+
+
+def _push_step(pass_key: str, step: Step, mapping: PassMapping, ctx: SyncContext) -> PassResult:
+    pass_id = mapping.provider_pass_id
+    if not _live(mapping) or pass_id is None:
+        reason = f"push to pass {pass_key!r}: the customer has no such pass"
+        return PassResult(pass_key, Outcome.FAILED, None, step.verb, reason)
+    try:
+        ctx.provider.send_push(pass_id, step.message or "")
+    except NotFoundError:
+        reason = f"push to pass {pass_key!r}: pass {pass_id} not found at provider"
+        return PassResult(pass_key, Outcome.FAILED, pass_id, step.verb, reason)
+    except RejectedError as exc:
+        reason = f"push to pass {pass_key!r}: refused by provider: {exc.message}"
+        return PassResult(pass_key, Outcome.FAILED, pass_id, step.verb, reason)
+    return PassResult(pass_key, Outcome.PUSHED, pass_id, step.verb)
 
 
 def _other_unfinished(session: Session, customer_id: str, event_id: str) -> bool:

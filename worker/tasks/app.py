@@ -65,7 +65,15 @@ def configure(settings: Settings) -> Celery:
                     "queue": REALTIME_QUEUE,
                     "expires": settings.sync.sweep_interval_seconds,
                 },
-            }
+            },
+            "purge-audit-log": {
+                "task": "passsync.purge_audit",
+                "schedule": settings.audit.purge_interval_seconds,
+                "options": {
+                    "queue": REALTIME_QUEUE,
+                    "expires": settings.audit.purge_interval_seconds,
+                },
+            },
         },
     )
     return celery_app

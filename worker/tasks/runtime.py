@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from worker.audit import Actor, AuditRecorder, acting_as
 from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.providers.registry import build_provider
@@ -18,6 +21,18 @@ class Runtime:
     settings: Settings
     db: Database
     sync: SyncContext
+    audit: AuditRecorder | None = None
+
+    @contextmanager
+    def audited(self, actor: Actor) -> Iterator[None]:
+        """Attribute the block's provider calls to `actor`; open it outside the session, so
+        buffered audit rows are written after its transaction commits or rolls back."""
+        with acting_as(actor):
+            if self.audit is None:
+                yield
+                return
+            with self.audit.batch():
+                yield
 
 
 _lock = threading.Lock()
@@ -31,11 +46,20 @@ def get_runtime() -> Runtime:
         runtime = _state.get(pid)
         if runtime is None:
             settings = load_settings()
-            provider = build_provider(settings)
+            db = Database(settings.database_url, pool_size=2)
+            audit = AuditRecorder(db, provider=settings.sync.provider)
+            provider = build_provider(settings, on_attempt=audit.on_attempt)
             runtime = Runtime(
                 settings=settings,
-                db=Database(settings.database_url, pool_size=2),
-                sync=SyncContext(settings, provider, TemplateResolver(provider)),
+                db=db,
+                sync=SyncContext(
+                    settings,
+                    provider,
+                    TemplateResolver(
+                        provider, max_age_seconds=settings.sync.template_cache_seconds
+                    ),
+                ),
+                audit=audit,
             )
             _state.clear()
             _state[pid] = runtime

@@ -6,14 +6,16 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from itertools import islice
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -31,10 +33,30 @@ from worker.providers.errors import (
     RejectedError,
     TransientError,
 )
+from worker.providers.passcreator.models import (
+    AppScan,
+    AppScanResult,
+    PassCreate,
+    PassDetails,
+    PassExistence,
+    PassPage,
+    PassRow,
+    PassWriteResult,
+    TemplateCreate,
+    TemplateDetails,
+    TemplateStatistics,
+    TemplateWriteResult,
+    WebhookSubscribe,
+    WebhookSubscription,
+)
+from worker.providers.passcreator.query import Operator, PassQuery
 from worker.providers.port import ProviderPass, ProviderTemplate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+IdentifierKind = Literal["user_provided_id", "pass_id", "barcode"]
+TimeFrame = Literal["day", "week", "month", "year"]
 
 Outcome = Literal[
     "ok",
@@ -49,11 +71,25 @@ Outcome = Literal[
 ]
 
 SNIPPET_CHARS = 160
-PATH_V3_CREATE = "/api/v3/pass"
-PATH_V3_ITEM = "/api/v3/pass/{id}"
-PATH_V1_ITEM = "/api/pass/{id}"
-PATH_V1_PUSH = "/api/pass/{id}/sendpushnotification"
-PATH_TEMPLATES = "/api/pass-template"
+# The default path of each endpoint, by route key; `providers.passcreator.paths` overrides any
+# of them, because several are known only from client code (docs/passcreator.md).
+DEFAULT_PATHS: dict[str, str] = {
+    "pass_v3": "/api/v3/pass",
+    "pass_v3_item": "/api/v3/pass/{id}",
+    "pass_v1_item": "/api/pass/{id}",
+    "send_push": "/api/pass/{id}/sendpushnotification",
+    "list_templates": "/api/pass-template",
+    "get_template": "/api/v2/pass-template/{id}/describe",
+    "create_template": "/api/v2/pass-template",
+    "update_template": "/api/v2/pass-template/{id}",
+    "publish_template": "/api/v2/pass-template/{id}/publish",
+    "delete_template": "/api/pass-template/{id}",
+    "record_app_scan": "/api/appscan",
+    "subscribe_webhook": "/api/hook/subscribe",
+    "subscribe_webhook_template": "/api/hook/subscribe/{id}",
+    "list_webhooks": "/api/hook/list",
+    "template_statistics": "/api/pass/statistics/{id}",
+}
 # Keys the create body sets itself; a caller's field of the same name must not override them.
 _RESERVED_CREATE_KEYS = frozenset({"templateId", "userProvidedId", "enforceUniqueUserProvidedId"})
 
@@ -69,6 +105,8 @@ class CallRecord:
     duration_ms: float
     attempt: int
     outcome: Outcome
+    # The pass id or userProvidedId the call is about (never a body); None for other calls.
+    pass_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +118,42 @@ class _Request:
     body: dict[str, Any] | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """What one logical call needs besides its parser."""
+
+    action: str
+    method: str
+    route: str
+    path_id: str | None = None
+    params: dict[str, str] | None = None
+    body: dict[str, Any] | None = None
+    pass_ref: str | None = None
+    # Retried after any transient failure only when repeating it cannot do harm twice.
+    idempotent: bool = True
+    # A 404 on a retry means our earlier, unanswered attempt did the delete.
+    gone_after_retry_is_success: bool = False
+    url: str | None = None
+
+
 class _InvalidBodyError(TransientError):
     """A success status whose body is not the JSON we expect (HTML, null, garbage)."""
 
 
+class _NotSentError(TransientError):
+    """The connection never carried the request, so even a non-idempotent call may repeat."""
+
+
 class PasscreatorClient:
-    """PassProvider for Passcreator; every method raises only providers.errors types."""
+    """PassProvider for Passcreator plus its other actions; raises only providers.errors types.
+
+    The thirteen actions (their CallRecord action names in brackets): pass_exists
+    [pass_exists], list_passes [list_passes], search_passes [search_passes], query_passes
+    [query_passes], list_templates [list_templates], create_pass [create_pass], update_pass
+    [update_pass], delete_pass [delete_pass], get_pass [get_pass], get_template
+    [get_template], create_template [create_template], update_template [update_template],
+    delete_template [delete_template].
+    """
 
     name = "passcreator"
 
@@ -104,10 +172,15 @@ class PasscreatorClient:
         self._settings = settings
         self._on_attempt = on_attempt
         self._duplicate = re.compile(settings.duplicate_pattern)
+        self._paths = {**DEFAULT_PATHS, **settings.paths}
+        self._base = httpx.URL(settings.base_url)
         self._http = httpx.Client(
             base_url=settings.base_url,
             transport=transport,
-            timeout=httpx.Timeout(settings.timeout_seconds),
+            timeout=httpx.Timeout(
+                settings.timeout_seconds,
+                connect=min(settings.connect_timeout_seconds, settings.timeout_seconds),
+            ),
             headers={
                 "Authorization": settings.api_key.get_secret_value(),
                 "Accept": "application/json",
@@ -115,23 +188,35 @@ class PasscreatorClient:
             follow_redirects=False,
         )
 
-    # -- the port --------------------------------------------------------------------------
+    # -- passes ----------------------------------------------------------------------------
 
     def create_pass(
-        self, *, template_id: str, user_provided_id: str, fields: dict[str, Any]
-    ) -> ProviderPass:
-        """Create with enforceUniqueUserProvidedId; AlreadyExistsError when the id is used."""
-        extra = {k: v for k, v in fields.items() if k not in _RESERVED_CREATE_KEYS}
-        body = {
-            "data": {
-                "templateId": template_id,
-                "userProvidedId": user_provided_id,
-                "enforceUniqueUserProvidedId": True,
-                **extra,
-            }
-        }
+        self,
+        *,
+        template_id: str,
+        user_provided_id: str | None,
+        fields: dict[str, Any],
+        barcode_value: str | None = None,
+        grouping_identifier: str | None = None,
+        enforce_unique: bool = True,
+    ) -> PassWriteResult:
+        """v3 create; with a userProvidedId the uniqueness guard is on unless told otherwise.
 
-        def parse(envelope: Any) -> ProviderPass:
+        AlreadyExistsError when the guard finds the id used. Only a guarded create is retried
+        after an unanswered attempt: the guard turns a repeat into AlreadyExistsError.
+        """
+        extra = {k: v for k, v in fields.items() if k not in _RESERVED_CREATE_KEYS}
+        guarded = user_provided_id is not None and enforce_unique
+        request = PassCreate(
+            template_id=template_id,
+            user_provided_id=user_provided_id,
+            enforce_unique_user_provided_id=True if guarded else None,
+            barcode_value=barcode_value,
+            grouping_identifier=grouping_identifier,
+            **extra,
+        )
+
+        def parse(envelope: Any) -> PassWriteResult:
             return _pass_from_write(
                 "create_pass",
                 envelope,
@@ -142,36 +227,318 @@ class PasscreatorClient:
             )
 
         params = {"async": "true" if self._settings.create_async else "false"}
-        return self._call("create_pass", "POST", PATH_V3_CREATE, parse, params=params, body=body)
+        spec = _Spec(
+            "create_pass",
+            "POST",
+            "pass_v3",
+            params=params,
+            body={"data": request.to_wire()},
+            pass_ref=user_provided_id,
+            idempotent=guarded,
+        )
+        return self._call(spec, parse)
 
-    def update_pass(self, pass_id: str, fields: dict[str, Any]) -> ProviderPass:
-        """PATCH (merge) the fields; the returned pass's `fields` are the ones sent."""
+    def update_pass(
+        self, pass_id: str, fields: dict[str, Any], *, replace: bool = False
+    ) -> PassWriteResult:
+        """PATCH merges (fields not sent are kept); replace=True POSTs the full record.
 
-        def parse(envelope: Any) -> ProviderPass:
+        NotFoundError when the pass is gone; the returned `fields` are the ones sent.
+        """
+
+        def parse(envelope: Any) -> PassWriteResult:
             return _pass_from_write("update_pass", envelope, pass_id=pass_id, fields=fields)
 
-        body = {"data": fields}
-        return self._call("update_pass", "PATCH", PATH_V3_ITEM, parse, path_id=pass_id, body=body)
+        method = "POST" if replace else "PATCH"
+        spec = _Spec(
+            "update_pass",
+            method,
+            "pass_v3_item",
+            path_id=pass_id,
+            body={"data": fields},
+            pass_ref=pass_id,
+        )
+        return self._call(spec, parse)
 
-    def get_pass(self, identifier: str) -> ProviderPass:
-        """v1 details by pass uid, userProvidedId or barcode value."""
-        return self._call("get_pass", "GET", PATH_V1_ITEM, parse_v1_pass, path_id=identifier)
+    def get_pass(self, identifier: str, *, include_field_mapping: bool = False) -> PassDetails:
+        """v1 details by pass uid, userProvidedId or barcode value; NotFoundError if unknown."""
+        params = {"includeFieldMapping": "true"} if include_field_mapping else None
+        spec = _Spec(
+            "get_pass",
+            "GET",
+            "pass_v1_item",
+            path_id=identifier,
+            params=params,
+            pass_ref=identifier,
+        )
+        return self._call(spec, parse_v1_pass)
 
-    def list_templates(self) -> list[ProviderTemplate]:
-        return self._call("list_templates", "GET", PATH_TEMPLATES, parse_templates)
+    def delete_pass(self, pass_id: str, *, missing_ok: bool = False) -> None:
+        """v3 delete; NotFoundError when already gone (unless missing_ok)."""
+        spec = _Spec(
+            "delete_pass",
+            "DELETE",
+            "pass_v3_item",
+            path_id=pass_id,
+            pass_ref=pass_id,
+            gone_after_retry_is_success=True,
+        )
+        try:
+            self._call(spec, _ignore)
+        except NotFoundError:
+            if not missing_ok:
+                raise
+
+    def pass_exists(
+        self, identifier: str, *, by: IdentifierKind = "user_provided_id"
+    ) -> PassExistence:
+        """Whether a pass has this userProvidedId, pass id or barcode; re-checked locally.
+
+        The lookup accepts any of the three kinds of identifier, so the answer is checked
+        against the kind asked for: a userProvidedId that happens to equal another pass's
+        barcode does not count.
+        """
+        if by == "user_provided_id" and self._settings.exists_via == "v3_query":
+            return self._exists_by_query(identifier)
+        try:
+            found = self._call(
+                _Spec(
+                    "pass_exists", "GET", "pass_v1_item", path_id=identifier, pass_ref=identifier
+                ),
+                parse_v1_pass,
+            )
+        except NotFoundError:
+            return PassExistence(exists=False, identifier=identifier, by=by)
+        own = {
+            "user_provided_id": found.user_provided_id,
+            "pass_id": found.pass_id,
+            "barcode": found.barcode_value,
+        }[by]
+        if own != identifier and not (by == "barcode" and own is None):
+            return PassExistence(exists=False, identifier=identifier, by=by)
+        return _existence(identifier, by, found.pass_id, found.user_provided_id, found.voided)
+
+    def _exists_by_query(self, identifier: str) -> PassExistence:
+        query = PassQuery().where("userProvidedId", Operator.EQUALS, identifier)
+        rows = list(islice(self.iter_passes(query, page_size=10, action="pass_exists"), 1))
+        if not rows:
+            return PassExistence(exists=False, identifier=identifier, by="user_provided_id")
+        row = rows[0]
+        return _existence(
+            identifier, "user_provided_id", row.pass_id, row.user_provided_id, row.voided
+        )
+
+    def list_passes(
+        self,
+        *,
+        template_id: str | None = None,
+        page_size: int | None = None,
+        limit: int | None = None,
+    ) -> list[PassRow]:
+        """Every pass (of a template), newest first, following `page.next`; up to `limit`."""
+        query = PassQuery(template_id=template_id)
+        return self._collect(query, page_size, limit, "list_passes")
+
+    def search_passes(
+        self,
+        phrase: str,
+        *,
+        template_id: str | None = None,
+        page_size: int | None = None,
+        limit: int | None = None,
+    ) -> list[PassRow]:
+        """Passes whose data contains `phrase` (the Query Language's searchPhrase)."""
+        if not phrase.strip():
+            raise RejectedError("search_passes: the search phrase is empty")
+        query = PassQuery(template_id=template_id, search_phrase=phrase)
+        return self._collect(query, page_size, limit, "search_passes")
+
+    def query_passes(
+        self, query: PassQuery, *, page_size: int | None = None, limit: int | None = None
+    ) -> list[PassRow]:
+        """Passes matching a Query Language query (groups OR, conditions AND)."""
+        return self._collect(query, page_size, limit, "query_passes")
+
+    def _collect(
+        self, query: PassQuery, page_size: int | None, limit: int | None, action: str
+    ) -> list[PassRow]:
+        return list(islice(self.iter_passes(query, page_size=page_size, action=action), limit))
+
+    def iter_passes(
+        self,
+        query: PassQuery | None = None,
+        *,
+        page_size: int | None = None,
+        action: str = "query_passes",
+    ) -> Iterator[PassRow]:
+        """Rows page by page (a page is fetched only when needed), re-checked on our side.
+
+        `page.next` is followed only to the configured host or `page_next_hosts`: the link
+        carries our API key with it.
+        """
+        query = query or PassQuery()
+        params = {
+            "pageSize": str(page_size or self._settings.page_size),
+            "formatKeyAdditionalProperties": "name",
+        }
+        if query.to_dict():
+            params["query"] = query.encode()
+        url: str | None = None
+        seen: set[str] = set()
+        for _ in range(self._settings.max_pages):
+            spec = _Spec(action, "GET", "pass_v3", params=None if url else params, url=url)
+            page = self._call(spec, parse_pass_page)
+            yield from (row for row in page.rows if _matches(query, row))
+            if not page.next_url:
+                return
+            if page.next_url in seen:
+                raise RejectedError(f"{action}: page.next repeats a page already read")
+            seen.add(page.next_url)
+            url = self._checked_next(action, page.next_url)
+        raise RejectedError(f"{action}: more than max_pages={self._settings.max_pages} pages")
+
+    def _checked_next(self, action: str, link: str) -> str:
+        try:
+            target = httpx.URL(link)
+        except httpx.InvalidURL:
+            raise RejectedError(f"{action}: page.next is not a URL") from None
+        same_origin = (target.scheme, target.host, target.port) == (
+            self._base.scheme,
+            self._base.host,
+            self._base.port,
+        )
+        allowed = target.scheme == "https" and target.host in self._settings.page_next_hosts
+        if not (same_origin or allowed):
+            raise RejectedError(
+                f"{action}: refusing page.next to {target.scheme}://{target.host} "
+                "(not the configured host; see providers.passcreator.page_next_hosts)"
+            )
+        return link
 
     def set_voided(self, pass_id: str, voided: bool) -> ProviderPass:
         """`PUT /api/pass/{uid}` with `{"voided": ...}` (answers 204); then the pass as stored."""
         action = "void_pass" if voided else "unvoid_pass"
-        self._call(action, "PUT", PATH_V1_ITEM, _ignore, path_id=pass_id, body={"voided": voided})
+        spec = _Spec(
+            action,
+            "PUT",
+            "pass_v1_item",
+            path_id=pass_id,
+            body={"voided": voided},
+            pass_ref=pass_id,
+        )
+        self._call(spec, _ignore)
         return ProviderPass(pass_id=pass_id, voided=voided)
 
-    def delete_pass(self, pass_id: str) -> None:
-        self._call("delete_pass", "DELETE", PATH_V3_ITEM, _ignore, path_id=pass_id)
-
     def send_push(self, pass_id: str, message: str) -> None:
-        body = {"pushNotificationText": message}
-        self._call("send_push", "POST", PATH_V1_PUSH, _ignore, path_id=pass_id, body=body)
+        """A lock-screen message to the pass's devices; not repeated after an unanswered try."""
+        spec = _Spec(
+            "send_push",
+            "POST",
+            "send_push",
+            path_id=pass_id,
+            body={"pushNotificationText": message},
+            pass_ref=pass_id,
+            idempotent=False,
+        )
+        self._call(spec, _ignore)
+
+    def record_app_scan(self, scan: AppScan) -> AppScanResult:
+        """Record a scan (§7); with set_voided the pass is redeemed. Not idempotent."""
+        spec = _Spec(
+            "record_app_scan",
+            "POST",
+            "record_app_scan",
+            body=scan.to_wire(),
+            pass_ref=scan.pass_id,
+            idempotent=False,
+        )
+        return self._call(spec, _model(AppScanResult, "record_app_scan"))
+
+    # -- templates -------------------------------------------------------------------------
+
+    def list_templates(self) -> list[ProviderTemplate]:
+        """The templates the key may see: [{identifier, name}]."""
+        return self._call(_Spec("list_templates", "GET", "list_templates"), parse_templates)
+
+    def get_template(self, template_id: str) -> TemplateDetails:
+        """The template's description (v2 describe by default; path configurable)."""
+        spec = _Spec("get_template", "GET", "get_template", path_id=template_id)
+        return self._call(spec, _model(TemplateDetails, "get_template"))
+
+    def create_template(self, template: TemplateCreate) -> TemplateWriteResult:
+        """v2 create; not retried after an unanswered attempt (it could make a twin)."""
+        spec = _Spec(
+            "create_template", "POST", "create_template", body=template.to_wire(), idempotent=False
+        )
+        return self._call(spec, _model(TemplateWriteResult, "create_template"))
+
+    def update_template(
+        self,
+        template_id: str,
+        changes: dict[str, Any],
+        *,
+        replace: bool = False,
+        publish: bool = False,
+    ) -> TemplateWriteResult:
+        """PATCH (or POST with replace) the template; publish=True pushes it to saved passes."""
+        spec = _Spec(
+            "update_template",
+            "POST" if replace else "PATCH",
+            "update_template",
+            path_id=template_id,
+            body=changes,
+        )
+        result = self._call(spec, _model(TemplateWriteResult, "update_template"))
+        if publish:
+            self._call(
+                _Spec("publish_template", "POST", "publish_template", path_id=template_id),
+                _ignore,
+            )
+        return result
+
+    def delete_template(self, template_id: str) -> None:
+        """NotFoundError when it does not exist (or was already deleted)."""
+        spec = _Spec(
+            "delete_template",
+            "DELETE",
+            "delete_template",
+            path_id=template_id,
+            gone_after_retry_is_success=True,
+        )
+        self._call(spec, _ignore)
+
+    def template_statistics(
+        self, template_id: str, *, time_frame: TimeFrame = "month", day: str = "today"
+    ) -> TemplateStatistics:
+        """Registration and creation timelines of one template (§8)."""
+        spec = _Spec(
+            "template_statistics",
+            "GET",
+            "template_statistics",
+            path_id=template_id,
+            params={"timeFrame": time_frame, "day": day},
+        )
+        return self._call(spec, _model(TemplateStatistics, "template_statistics"))
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def subscribe_webhook(
+        self, subscription: WebhookSubscribe, *, template_id: str | None = None
+    ) -> WebhookSubscription:
+        """Not idempotent at Passcreator: call list_webhooks first (pitfall 7)."""
+        route = "subscribe_webhook" if template_id is None else "subscribe_webhook_template"
+        spec = _Spec(
+            "subscribe_webhook",
+            "POST",
+            route,
+            path_id=template_id,
+            body=subscription.to_wire(),
+            idempotent=False,
+        )
+        return self._call(spec, _model(WebhookSubscription, "subscribe_webhook"))
+
+    def list_webhooks(self) -> list[WebhookSubscription]:
+        return self._call(_Spec("list_webhooks", "GET", "list_webhooks"), parse_webhooks)
 
     def close(self) -> None:
         self._http.close()
@@ -184,17 +551,7 @@ class PasscreatorClient:
 
     # -- transport, retries, error mapping -------------------------------------------------
 
-    def _call(
-        self,
-        action: str,
-        method: str,
-        template: str,
-        parse: Callable[[Any], T],
-        *,
-        path_id: str | None = None,
-        params: dict[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> T:
+    def _call(self, spec: _Spec, parse: Callable[[Any], T]) -> T:
         """One logical call: up to max_attempts HTTP attempts, retrying only TransientError.
 
         `parse` runs inside each attempt, so an unreadable success body is retried and
@@ -204,30 +561,39 @@ class PasscreatorClient:
         limiter that every worker shares, and sleeping inside one client would hold a worker
         slot while the others keep hitting the limit.
         """
-        if path_id is not None and not path_id.strip():
+        if spec.path_id is not None and not spec.path_id.strip():
             # An empty id would turn /api/v3/pass/{id} into the list endpoint.
-            raise RejectedError(f"{action}: the pass identifier is empty")
-        path = template if path_id is None else template.format(id=quote(path_id, safe=""))
+            raise RejectedError(f"{spec.action}: the identifier is empty")
+        template = self._paths[spec.route]
+        path = (
+            template if spec.path_id is None else template.format(id=quote(spec.path_id, safe=""))
+        )
+        request = _Request(spec.method, template, spec.url or path, spec.params, spec.body)
         s = self._settings
         retrying = Retrying(
             stop=stop_after_attempt(s.max_attempts),
             # Jittered exponential backoff, so retrying workers do not hit the API in step.
             wait=wait_exponential(multiplier=s.backoff_seconds, max=s.backoff_max_seconds)
             + wait_random(0, s.backoff_seconds),
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(_retry_rule(spec.idempotent)),
             reraise=True,
         )
         for attempt in retrying:
             with attempt:
                 number = attempt.retry_state.attempt_number
-                request = _Request(method, template, path, params, body)
-                return self._attempt(action, request, number, parse)
+                try:
+                    return self._attempt(spec, request, number, parse)
+                except NotFoundError:
+                    if spec.gone_after_retry_is_success and number > 1:
+                        return parse(None)
+                    raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    def _attempt(self, action: str, request: _Request, number: int, parse: Callable[[Any], T]) -> T:
+    def _attempt(self, spec: _Spec, request: _Request, number: int, parse: Callable[[Any], T]) -> T:
         started = time.perf_counter()
         status: int | None = None
         outcome: Outcome = "ok"
+        action = spec.action
         try:
             response = self._http.request(
                 request.method, request.path, params=request.params, json=request.body
@@ -237,9 +603,12 @@ class PasscreatorClient:
         except ProviderError as exc:
             outcome = _outcome_of(exc)
             raise
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
+            # `from None`: httpx errors carry the request, whose headers hold the API key.
+            raise _NotSentError(f"{action}: {_transport_failure(exc)}") from None
         except httpx.TimeoutException as exc:
             outcome = "timeout"
-            # `from None`: httpx errors carry the request, whose headers hold the API key.
             raise TransientError(f"{action}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             outcome = "network_error"
@@ -248,7 +617,14 @@ class PasscreatorClient:
             elapsed = (time.perf_counter() - started) * 1000
             self._record(
                 CallRecord(
-                    action, request.method, request.template, status, elapsed, number, outcome
+                    action,
+                    request.method,
+                    request.template,
+                    status,
+                    elapsed,
+                    number,
+                    outcome,
+                    spec.pass_ref,
                 )
             )
 
@@ -315,6 +691,59 @@ class PasscreatorClient:
 
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientError) and not isinstance(exc, RateLimitedError)
+
+
+def _retry_rule(idempotent: bool) -> Callable[[BaseException], bool]:
+    """Idempotent calls retry any transient failure; others only a request never sent."""
+    if idempotent:
+        return _is_retryable
+    return lambda exc: isinstance(exc, _NotSentError)
+
+
+def _transport_failure(exc: httpx.TransportError) -> str:
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "network error"
+    return f"{kind} ({type(exc).__name__})"
+
+
+def _existence(
+    identifier: str,
+    by: IdentifierKind,
+    pass_id: str | None,
+    user_provided_id: str | None,
+    voided: bool | None,
+) -> PassExistence:
+    return PassExistence(
+        exists=True,
+        identifier=identifier,
+        by=by,
+        pass_id=pass_id,
+        user_provided_id=user_provided_id,
+        voided=voided,
+    )
+
+
+def _matches(query: PassQuery, row: PassRow) -> bool:
+    """The client-side re-check: pinned userProvidedIds and the template, when the row says."""
+    wanted = query.required_user_provided_ids()
+    if wanted is not None and row.user_provided_id not in wanted:
+        return False
+    return not (query.template_id and row.template_id and row.template_id != query.template_id)
+
+
+def _model(model: type[M], action: str) -> Callable[[Any], M]:
+    """A parser reading `model` from a bare or enveloped body; an empty body is {}."""
+
+    def parse(body: Any) -> M:
+        data = _unwrap(body)
+        try:
+            return model.model_validate({} if data is None or data == [] else data)
+        except ValidationError as exc:
+            where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:3])
+            raise _InvalidBodyError(
+                f"{action}: the response does not match {model.__name__} ({where})"
+            ) from None
+
+    return parse
 
 
 def _outcome_of(exc: ProviderError) -> Outcome:
@@ -414,6 +843,31 @@ def _unwrap(body: Any) -> Any:
     return body
 
 
+def parse_pass_page(body: Any) -> PassPage:
+    """The v3 list envelope: rows, `responseMetaData.resultsTotal`, `page.next` (may be absent)."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise _InvalidBodyError("list: the response is not a v3 list envelope")
+    meta = body.get("responseMetaData")
+    total = meta.get("resultsTotal") if isinstance(meta, dict) else None
+    page = body.get("page")
+    next_url = page.get("next") if isinstance(page, dict) else None
+    rows = _model(PassRow, "list")
+    return PassPage(
+        rows=[rows(item) for item in body["data"] if isinstance(item, dict)],
+        total=int(total) if isinstance(total, int | str) and str(total).isdigit() else None,
+        next_url=next_url if isinstance(next_url, str) and next_url else None,
+    )
+
+
+def parse_webhooks(body: Any) -> list[WebhookSubscription]:
+    """GET /api/hook/list: a bare list or an enveloped one."""
+    data = _unwrap(body)
+    if not isinstance(data, list):
+        raise _InvalidBodyError("list_webhooks: expected a JSON list of subscriptions")
+    parse = _model(WebhookSubscription, "list_webhooks")
+    return [parse(item) for item in data if isinstance(item, dict)]
+
+
 def _pass_from_write(
     action: str,
     envelope: Any,
@@ -422,7 +876,7 @@ def _pass_from_write(
     fields: dict[str, Any],
     user_provided_id: str | None = None,
     template_id: str | None = None,
-) -> ProviderPass:
+) -> PassWriteResult:
     data = envelope.get("data") if isinstance(envelope, dict) else None
     if not isinstance(data, dict):
         data = {}
@@ -431,7 +885,7 @@ def _pass_from_write(
         # A create that answers 2xx without an id cannot be adopted; retrying is safe
         # because the uniqueness guard turns a second create into AlreadyExistsError.
         raise _InvalidBodyError(f"{action}: the response holds no pass identifier")
-    return ProviderPass(
+    return PassWriteResult(
         pass_id=identifier,
         user_provided_id=user_provided_id,
         template_id=template_id,
@@ -439,6 +893,9 @@ def _pass_from_write(
         download_page=_str_or_none(data.get("downloadPage") or data.get("linkToPassPage")),
         iphone_uri=_str_or_none(data.get("iPhoneUri")),
         android_uri=_str_or_none(data.get("androidUri") or data.get("AndroidUri")),
+        barcode_value=_str_or_none(data.get("barcodeValue")),
+        serial_number=_str_or_none(data.get("serialNumber")),
+        auto_generated_id=_str_or_none(data.get("autoGeneratedId")),
     )
 
 
@@ -454,40 +911,12 @@ def parse_templates(body: Any) -> list[ProviderTemplate]:
     ]
 
 
-def parse_v1_pass(body: Any) -> ProviderPass:
+def parse_v1_pass(body: Any) -> PassDetails:
     """Read a v1 pass object leniently (voided may be a bool or the string "true")."""
     body = _unwrap(body)
     if not isinstance(body, dict) or not _str_or_none(body.get("identifier")):
         raise _InvalidBodyError("get_pass: the response is not a pass object")
-    return ProviderPass(
-        pass_id=str(body["identifier"]),
-        user_provided_id=_str_or_none(body.get("userProvidedId")),
-        template_id=_str_or_none(body.get("passTemplateGuid")),
-        voided=_truthy(body.get("voided")),
-        fields=_additional_properties(body.get("additionalProperties")),
-        download_page=_str_or_none(body.get("linkToPassPage") or body.get("downloadPage")),
-        iphone_uri=_str_or_none(body.get("iPhoneUri")),
-        android_uri=_str_or_none(body.get("androidUri") or body.get("AndroidUri")),
-    )
-
-
-def _additional_properties(value: Any) -> dict[str, Any]:
-    """A name -> value mapping, or a list of {name|id, value} items."""
-    if isinstance(value, dict):
-        return dict(value)
-    result: dict[str, Any] = {}
-    for item in value if isinstance(value, list) else []:
-        if isinstance(item, dict) and "value" in item:
-            key = item.get("name") or item.get("id")
-            if key:
-                result[str(key)] = item["value"]
-    return result
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
+    return _model(PassDetails, "get_pass")(body)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -1,0 +1,232 @@
+"""`passsync rules check|explain`, and rules checked when a process starts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from worker.cli import app
+from worker.commands import rules as rules_command
+from worker.commands.rules import check_templates_at_start
+from worker.config import Settings, load_settings
+from worker.db import Database, utcnow
+from worker.migrate import upgrade
+from worker.providers.errors import TransientError
+from worker.providers.memory import MemoryProvider
+from worker.sync.models import PassMapping
+from worker.sync.rules import RulesError, content_hash
+
+SHIPPED = Path(__file__).resolve().parent.parent / "config.yaml"
+GOOD = """
+sync:
+  rules:
+    - name: card
+      on: [customer.updated, loyalty.tier_changed]
+      actions:
+        - upsert: loyalty
+          template: Loyalty Card
+          fields: {tier: customer.attributes.tier}
+    - name: tier_message
+      on: [loyalty.tier_changed]
+      when: customer.attributes.tier in ["gold", "platinum"]
+      actions:
+        - push: loyalty
+          message: "You are {customer.attributes.tier} now"
+    - name: expire
+      on: [membership.expired]
+      actions:
+        - void: loyalty
+"""
+BAD = """
+sync:
+  rules:
+    - name: broken
+      on: [order.completed]
+      when: customer.attributes.orders_count ==
+      actions:
+        - delete: ticket
+"""
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def event_file(
+    tmp_path: Path, kind: str = "loyalty.tier_changed", at: str = "", tier: str = "gold"
+) -> Path:
+    body = {
+        "id": "evt-9",
+        "type": kind,
+        "occurred_at": at or datetime(2026, 3, 1, 12, tzinfo=UTC).isoformat(),
+        "customer": {"id": "c1", "first_name": "Ada", "attributes": {"tier": tier}},
+    }
+    return write(tmp_path, "event.json", json.dumps(body))
+
+
+def test_check_accepts_the_shipped_config() -> None:
+    result = invoke("rules", "check", str(SHIPPED))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("9 rules OK: loyalty_card, first_order_welcome_discount,")
+
+
+def test_check_prints_one_line_per_problem_and_exits_1(tmp_path: Path) -> None:
+    result = invoke("rules", "check", str(write(tmp_path, "bad.yaml", BAD)))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "rule 'broken' when: bad expression 'customer.attributes.orders_count ==': "
+        "expected a value at position 36, found the end",
+        "rule 'broken': delete of unknown pass key 'ticket' (no rule upserts it)",
+    ]
+
+
+def test_check_names_a_missing_config_file(tmp_path: Path) -> None:
+    result = invoke("rules", "check", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 1
+    assert result.output.strip() == f"config file {tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_check_with_provider_reports_templates_the_provider_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = MemoryProvider(templates={"tpl-1": "Welcome Discount"})
+    monkeypatch.setattr(rules_command, "build_provider", lambda _settings: provider)
+    result = invoke("rules", "check", "--provider", str(write(tmp_path, "c.yaml", GOOD)))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "rule 'card': template 'Loyalty Card' not found at provider (known: Welcome Discount)"
+    )
+    provider.templates["tpl-2"] = "Loyalty Card"
+    result = invoke("rules", "check", "--provider", str(tmp_path / "c.yaml"))
+    assert result.exit_code == 0
+    assert result.output.strip() == "3 rules OK: card, tier_message, expire"
+
+
+def test_invalid_rules_stop_a_process_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PASSSYNC_CONFIG", str(write(tmp_path, "bad.yaml", BAD)))
+    monkeypatch.setenv("PASSSYNC_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    result = invoke("db", "upgrade")
+    assert isinstance(result.exception, RulesError)
+    assert len(result.exception.problems) == 2
+    assert not (tmp_path / "x.db").exists()  # nothing ran
+
+
+def settings_with(text: str) -> Settings:
+    return load_settings(sync=yaml.safe_load(text)["sync"])
+
+
+def test_worker_start_refuses_unknown_templates_but_not_an_unreachable_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_with(GOOD)
+    provider = MemoryProvider(templates={"tpl-1": "Other"})
+    monkeypatch.setattr(rules_command, "build_provider", lambda _settings: provider)
+    with pytest.raises(RulesError, match="rule 'card': template 'Loyalty Card' not found"):
+        check_templates_at_start(settings)
+    provider.fail_next["list_templates"] = [TransientError("connection refused")]
+    check_templates_at_start(settings)  # logged, not fatal: events wait and retry
+    assert "could not check the rules' templates at start: connection refused" in caplog.text
+
+
+def test_explain_without_a_database_plans_a_create_and_a_push(tmp_path: Path) -> None:
+    config = write(tmp_path, "c.yaml", GOOD + f"database_url: sqlite:///{tmp_path / 'none.db'}\n")
+    result = invoke("rules", "explain", str(event_file(tmp_path)), "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "event evt-9 (loyalty.tier_changed) for customer c1",
+        "rules:",
+        "  match card: matched",
+        "  match tier_message: matched",
+        "  skip  expire: not on loyalty.tier_changed",
+        f"calls (dry run; pass state from no database at {tmp_path / 'none.db'}; "
+        "assuming no passes yet):",
+        '  loyalty: create template="Loyalty Card" user_provided_id="passsync-loyalty-c1" '
+        'fields={"tier": "gold"}',
+        '  loyalty: push pass_id="(new loyalty pass)" message="You are gold now"',
+    ]
+    assert not (tmp_path / "none.db").exists()
+
+
+@pytest.fixture
+def stored_pass(tmp_path: Path) -> Path:
+    """A migrated SQLite database holding c1's loyalty pass at tier silver (last event e1)."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    upgrade(url)
+    database = Database(url)
+    with database.session() as session:
+        session.add(
+            PassMapping(
+                provider="passcreator",
+                customer_id="c1",
+                pass_key="loyalty",
+                user_provided_id="passsync-loyalty-c1",
+                provider_pass_id="pass-7",
+                template_id="tpl-loyalty",
+                status="active",
+                content_hash=content_hash("tpl-loyalty", {"tier": "silver"}),
+                last_event_at=datetime(2026, 3, 1, 11, tzinfo=UTC),
+                last_event_id="e1",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    database.dispose()
+    return write(tmp_path, "c.yaml", GOOD + f"database_url: {url}\n")
+
+
+def explain_json(
+    tmp_path: Path, config: Path, kind: str, at: str = "", tier: str = "gold"
+) -> dict[str, Any]:
+    path = event_file(tmp_path, kind, at, tier)
+    result = invoke("rules", "explain", str(path), "--config", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output))
+
+
+def test_explain_reads_the_mapping_and_plans_an_update(tmp_path: Path, stored_pass: Path) -> None:
+    out = explain_json(tmp_path, stored_pass, "loyalty.tier_changed")
+    assert out["state_source"] == "database"
+    assert [(c["action"], c["call"], c["detail"]) for c in out["calls"]] == [
+        ("upsert", "update", {"pass_id": "pass-7", "fields": {"tier": "gold"}}),
+        ("push", "push", {"pass_id": "pass-7", "message": "You are gold now"}),
+    ]
+    assert [c["rules"] for c in out["calls"]] == [["card"], ["tier_message"]]
+
+
+def test_explain_plans_no_call_for_unchanged_fields(tmp_path: Path, stored_pass: Path) -> None:
+    out = explain_json(tmp_path, stored_pass, "customer.updated", tier="silver")
+    assert [(c["call"], c["note"]) for c in out["calls"]] == [
+        ("none", "unchanged: the pass already shows these fields")
+    ]
+
+
+def test_explain_plans_a_void_and_skips_a_stale_event(tmp_path: Path, stored_pass: Path) -> None:
+    out = explain_json(tmp_path, stored_pass, "membership.expired")
+    assert [(c["call"], c["detail"]) for c in out["calls"]] == [("void", {"pass_id": "pass-7"})]
+    older = datetime(2026, 3, 1, 10, tzinfo=UTC).isoformat()
+    out = explain_json(tmp_path, stored_pass, "membership.expired", at=older)
+    assert [(c["call"], c["note"]) for c in out["calls"]] == [
+        ("none", "stale: the pass already reflects event e1")
+    ]
+
+
+def test_explain_refuses_an_invalid_event(tmp_path: Path) -> None:
+    path = write(tmp_path, "e.json", json.dumps({"id": "x", "type": "Bad"}))
+    result = invoke("rules", "explain", str(path))
+    assert result.exit_code == 1
+    assert f"{path}: type: String should match pattern" in result.output
+    assert f"{path}: occurred_at: Field required" in result.output

@@ -1,0 +1,1 @@
+"""CLI command groups, registered on the `passsync` app by worker/cli.py."""

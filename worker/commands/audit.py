@@ -1,0 +1,153 @@
+"""`passsync audit`: show the audit log of provider calls (table or JSON) and purge it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from worker.audit import (
+    AuditEntry,
+    AuditFilter,
+    list_entries,
+    purge_expired,
+    retention_cutoff,
+)
+from worker.audit.actor import ACTOR_KINDS
+from worker.config import load_settings
+from worker.db import Database
+
+audit_app = typer.Typer(help="The audit log of provider calls.")
+
+COLUMNS = ("id", "at", "actor", "action", "method", "path", "pass_ref", "status", "attempt")
+
+
+@audit_app.callback(invoke_without_command=True)
+def show(
+    ctx: typer.Context,
+    *,
+    action: Annotated[str | None, typer.Option(help="e.g. create_pass")] = None,
+    outcome: Annotated[str | None, typer.Option(help="e.g. ok, server_error")] = None,
+    actor: Annotated[str | None, typer.Option(help="KIND or KIND:ID, e.g. event:42")] = None,
+    pass_ref: Annotated[str | None, typer.Option(help="Pass id or userProvidedId.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time, inclusive (UTC if naive).")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time, exclusive (UTC if naive).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Rows per page.")] = 50,
+    before: Annotated[int | None, typer.Option(min=1, help="Only ids below this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show audit rows, newest first (`passsync audit purge` deletes expired ones)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    kind, actor_id = _actor(actor)
+    filters = AuditFilter(
+        action=action,
+        outcome=outcome,
+        actor_kind=kind,
+        actor_id=actor_id,
+        pass_ref=pass_ref,
+        since=_time(since, "--since"),
+        until=_time(until, "--until"),
+    )
+    rows = _rows(filters, limit, before)
+    next_before = rows[-1]["id"] if len(rows) == limit else None
+    if as_json:
+        sys.stdout.write(json.dumps({"entries": rows, "next_before": next_before}) + "\n")
+    else:
+        _print_table(rows, next_before)
+
+
+@audit_app.command("purge")
+def purge(
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Keep this many days (default: audit.retention_days).")
+    ] = None,
+) -> None:
+    """Delete audit rows older than the retention period (safe to repeat)."""
+    settings = load_settings()
+    cutoff = retention_cutoff(settings.audit.retention_days if days is None else days)
+    if cutoff is None:
+        typer.echo("audit.retention_days is 0 (keep forever): nothing purged")
+        return
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        deleted = purge_expired(database, before=cutoff)
+    finally:
+        database.dispose()
+    typer.echo(f"deleted {deleted} audit rows older than {cutoff.isoformat()}")
+
+
+def _rows(filters: AuditFilter, limit: int, before: int | None) -> list[dict[str, Any]]:
+    database = Database(load_settings().database_url, pool_size=1)
+    try:
+        with database.session() as session:
+            entries = list_entries(session, filters, limit=limit, before_id=before)
+            return [_as_dict(entry) for entry in entries]
+    finally:
+        database.dispose()
+
+
+def _as_dict(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": entry.at.isoformat(),
+        "provider": entry.provider,
+        "action": entry.action,
+        "method": entry.method,
+        "path": entry.path,
+        "pass_ref": entry.pass_ref,
+        "status": entry.status,
+        "duration_ms": entry.duration_ms,
+        "attempt": entry.attempt,
+        "outcome": entry.outcome,
+        "actor_kind": entry.actor_kind,
+        "actor_id": entry.actor_id,
+    }
+
+
+def _print_table(rows: list[dict[str, Any]], next_before: int | None) -> None:
+    table = Table(*COLUMNS, "outcome", "ms", title=f"audit log ({len(rows)} rows, newest first)")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["at"][:23],
+            f"{row['actor_kind']}:{row['actor_id']}",
+            row["action"],
+            row["method"],
+            row["path"],
+            row["pass_ref"] or "",
+            "" if row["status"] is None else str(row["status"]),
+            str(row["attempt"]),
+            row["outcome"],
+            f"{row['duration_ms']:.1f}",
+        )
+    console = Console(width=200)
+    console.print(table)
+    if next_before is not None:
+        console.print(f"older rows: --before {next_before}")
+
+
+def _actor(value: str | None) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    kind, sep, actor_id = value.partition(":")
+    if kind not in ACTOR_KINDS:
+        raise typer.BadParameter(
+            f"kind must be one of {', '.join(ACTOR_KINDS)}", param_hint="--actor"
+        )
+    return kind, (actor_id if sep else None)
+
+
+def _time(value: str | None, hint: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter("not an ISO 8601 time", param_hint=hint) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed

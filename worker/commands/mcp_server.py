@@ -1,0 +1,136 @@
+"""The provider actions as a Model Context Protocol server over stdio (`passsync mcp`).
+
+Tools come from the action registry. Write tools are hidden and refused unless
+`mcp.allow_writes` is on. Every provider attempt is audited as `mcp:<client name>`.
+Arguments are checked by the strict input models before any call; a bad one gets an error
+result naming each argument, so the model can correct itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, cast
+
+import anyio
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel
+
+from worker.actions import ACTIONS, Action, ActionClient, InvalidArgumentsError
+from worker.actions.registry import input_schema, output_schema
+from worker.audit import Actor, acting_as
+from worker.audit.actor import ActorKind
+from worker.commands.audited import audited_client
+from worker.config import Settings
+from worker.providers.errors import ProviderError, RateLimitedError
+
+log = logging.getLogger("passsync.mcp")
+SERVER_NAME = "passsync"
+# Until the audit's ActorKind lists "mcp", the kind is written as given (a plain string column).
+MCP_KIND = cast(ActorKind, "mcp")
+CLIENT_NAME_CHARS = 64
+WRITES_OFF = "{name} changes data at the provider and writes are disabled (mcp.allow_writes)"
+
+
+def actor_for(client_name: str | None) -> Actor:
+    """`mcp:<client name>` from the client's initialize request, else `mcp:mcp`."""
+    name = " ".join((client_name or "").split())[:CLIENT_NAME_CHARS]
+    return Actor(MCP_KIND, name or "mcp")
+
+
+def tool_for(action: Action[Any, Any]) -> types.Tool:
+    """The MCP tool of one action: schemas from its models, read-only or write hints."""
+    return types.Tool(
+        name=action.name,
+        description=action.description,
+        input_schema=input_schema(action),
+        output_schema=output_schema(action),
+        annotations=types.ToolAnnotations(
+            read_only_hint=not action.writes,
+            destructive_hint=action.name.startswith(("delete_", "update_", "void_")),
+            idempotent_hint=not action.name.startswith("create_"),
+            open_world_hint=True,
+        ),
+    )
+
+
+class ToolServer:
+    """Lists and runs the allowed actions on one audited client."""
+
+    def __init__(self, client: ActionClient, *, allow_writes: bool) -> None:
+        self._client = client
+        self._allow_writes = allow_writes
+
+    def tools(self) -> list[types.Tool]:
+        return [tool_for(a) for a in ACTIONS.values() if self._allow_writes or not a.writes]
+
+    async def list_tools(
+        self, _ctx: ServerRequestContext[Any, Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=self.tools())
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        action = ACTIONS.get(params.name)
+        if action is None:
+            raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}")
+        actor = actor_for(_client_name(ctx))
+        if action.writes and not self._allow_writes:
+            log.warning("refused %s for %s: writes are disabled", action.name, actor)
+            return error_result("writes_disabled", WRITES_OFF.format(name=action.name))
+        return await anyio.to_thread.run_sync(self.run, action, params.arguments, actor)
+
+    def run(
+        self, action: Action[Any, Any], arguments: dict[str, Any] | None, actor: Actor
+    ) -> types.CallToolResult:
+        """Validate, call the provider as `actor`, and turn the outcome into a tool result."""
+        try:
+            parsed = action.parse(arguments)
+            with acting_as(actor):
+                output: BaseModel = action.call(self._client, parsed)
+        except InvalidArgumentsError as exc:
+            return error_result("invalid_arguments", str(exc), problems=exc.problems)
+        except RateLimitedError as exc:
+            return error_result("rate_limited", exc.message, retry_after=exc.retry_after)
+        except ProviderError as exc:
+            return error_result(type(exc).__name__, exc.message, status=exc.status)
+        data = output.model_dump(mode="json")
+        return types.CallToolResult(
+            content=[types.TextContent(text=json.dumps(data))], structured_content=data
+        )
+
+
+def error_result(kind: str, message: str, **details: Any) -> types.CallToolResult:
+    """A tool error the model can read: the message as text, the details as structure."""
+    return types.CallToolResult(
+        content=[types.TextContent(text=message)],
+        structured_content={"error": kind, "message": message, **details},
+        is_error=True,
+    )
+
+
+def _client_name(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    params = ctx.session.client_params
+    return params.client_info.name if params is not None else None
+
+
+def build_server(tools: ToolServer) -> Server[Any]:
+    return Server(
+        SERVER_NAME,
+        instructions="Wallet passes and templates at Passcreator, through passsync.",
+        on_list_tools=tools.list_tools,
+        on_call_tool=tools.call_tool,
+    )
+
+
+async def serve_stdio(settings: Settings) -> None:
+    """Serve until the client closes stdin; the audited client lives as long as the server."""
+    with audited_client(settings) as client:
+        server = build_server(ToolServer(client, allow_writes=settings.mcp.allow_writes))
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
