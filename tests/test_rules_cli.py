@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import respx
 import yaml
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from worker.audit import AuditEntry
 from worker.cli import app
 from worker.commands import rules as rules_command
 from worker.commands.rules import check_templates_at_start
@@ -102,7 +105,7 @@ def test_check_with_provider_reports_templates_the_provider_lacks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     provider = MemoryProvider(templates={"tpl-1": "Welcome Discount"})
-    monkeypatch.setattr(rules_command, "build_provider", lambda _settings: provider)
+    monkeypatch.setattr(rules_command, "build_provider", lambda _settings, **_: provider)
     result = invoke("rules", "check", "--provider", str(write(tmp_path, "c.yaml", GOOD)))
     assert result.exit_code == 1
     assert result.output.strip() == (
@@ -134,12 +137,36 @@ def test_worker_start_refuses_unknown_templates_but_not_an_unreachable_provider(
 ) -> None:
     settings = settings_with(GOOD)
     provider = MemoryProvider(templates={"tpl-1": "Other"})
-    monkeypatch.setattr(rules_command, "build_provider", lambda _settings: provider)
+    monkeypatch.setattr(rules_command, "build_provider", lambda _settings, **_: provider)
     with pytest.raises(RulesError, match="rule 'card': template 'Loyalty Card' not found"):
         check_templates_at_start(settings)
     provider.fail_next["list_templates"] = [TransientError("connection refused")]
     check_templates_at_start(settings)  # logged, not fatal: events wait and retry
     assert "could not check the rules' templates at start: connection refused" in caplog.text
+
+
+def test_worker_start_check_is_audited_as_a_system_call(tmp_path: Path) -> None:
+    # Given a migrated database and a provider (respx) that lists the rule's template
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(url)
+    settings = load_settings(
+        database_url=url,
+        sync=yaml.safe_load(GOOD)["sync"],
+        providers={"passcreator": {"base_url": "https://pc.test", "api_key": "key-123"}},
+    )
+    with respx.mock(assert_all_called=True) as mock:
+        mock.get("https://pc.test/api/pass-template").respond(
+            200, json=[{"identifier": "tpl-1", "name": "Loyalty Card"}]
+        )
+        # When the worker's start-up check runs
+        check_templates_at_start(settings)
+    # Then its one provider call is on record, as the system's
+    database = Database(url)
+    with database.session() as session:
+        entries = session.scalars(select(AuditEntry)).all()
+        recorded = [(e.action, e.actor_kind, e.status) for e in entries]
+    database.dispose()
+    assert recorded == [("list_templates", "system", 200)]
 
 
 def test_explain_without_a_database_plans_a_create_and_a_push(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
-ActorKind = Literal["event", "campaign", "admin", "cli", "system"]
-ACTOR_KINDS: tuple[ActorKind, ...] = ("event", "campaign", "admin", "cli", "system")
+ActorKind = Literal["event", "campaign", "admin", "cli", "mcp", "system"]
+ACTOR_KINDS: tuple[ActorKind, ...] = ("event", "campaign", "admin", "cli", "mcp", "system")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -30,8 +30,7 @@ from worker.providers.errors import ProviderError, RateLimitedError
 
 log = logging.getLogger("passsync.mcp")
 SERVER_NAME = "passsync"
-# Until the audit's ActorKind lists "mcp", the kind is written as given (a plain string column).
-MCP_KIND = cast(ActorKind, "mcp")
+MCP_KIND: ActorKind = "mcp"
 CLIENT_NAME_CHARS = 64
 WRITES_OFF = "{name} changes data at the provider and writes are disabled (mcp.allow_writes)"
 

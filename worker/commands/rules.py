@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from worker.audit import AuditRecorder
 from worker.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from worker.db import Database
 from worker.inbound.schema import CanonicalEvent
@@ -97,10 +98,12 @@ def _fail_on_missing_templates(settings: Settings, rules: RuleSet) -> None:
         _fail(problems)
 
 
-def templates_problems(settings: Settings, rules: RuleSet) -> list[str]:
+def templates_problems(
+    settings: Settings, rules: RuleSet, on_attempt: Callable[[Any], None] | None = None
+) -> list[str]:
     """One line per rule whose template the provider does not list (ProviderError if the
     list cannot be read)."""
-    client = build_provider(settings)
+    client = build_provider(settings, on_attempt=on_attempt)
     try:
         return missing_templates(rules, client.list_templates())
     finally:
@@ -113,11 +116,16 @@ def check_templates_at_start(settings: Settings) -> None:
     """At worker start: unknown templates stop it (RulesError); an unreachable provider is
     only logged, since the events wait and retry until it answers."""
     rules = compile_rules(settings.sync)
+    database = Database(settings.database_url, pool_size=1)
+    # Audited like every provider call (actor: system); written at once, no transaction open.
+    recorder = AuditRecorder(database, provider=settings.sync.provider)
     try:
-        problems = templates_problems(settings, rules)
+        problems = templates_problems(settings, rules, recorder.on_attempt)
     except ProviderError as exc:
         log.warning("could not check the rules' templates at start: %s", exc.message)
         return
+    finally:
+        database.dispose()
     if problems:
         raise RulesError(problems)
 
