@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         intake.start()
+        # Everything alive now (the app, its models and schemas) lives as long as the process:
+        # moving it out of the collector's reach keeps full collections, and their pauses in
+        # the middle of requests, short.
+        gc.collect()
+        gc.freeze()
         yield
         await intake.stop()
 
