@@ -1,18 +1,32 @@
 """`python -m bench`: run every benchmark in turn.
 
-So far one: the end-to-end demo workload on the embedded stack (events per second through
-the real receiver, worker and sandbox; provider calls per event). The receiver-versus-bare-
-endpoint, limiter and calls-per-event-versus-naive benchmarks come with their issues.
+- the end-to-end demo workload on the embedded stack (events per second through the real
+  receiver, worker and sandbox; provider calls per event);
+- `bench.ingest`: the receiver against a bare endpoint (needs the machine's Postgres and Redis;
+  `BENCH_INGEST_ARGS` passes options, e.g. "--soak-seconds 0").
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 
 def main() -> int:
+    status = demo()
+    status |= ingest()
+    return status
+
+
+def ingest() -> int:
+    args = os.environ.get("BENCH_INGEST_ARGS", "").split()
+    print("\nbenchmark: ingest, receiver vs bare endpoint (Postgres and Redis on this machine)")
+    return subprocess.run([sys.executable, "-m", "bench.ingest", *args], check=False).returncode
+
+
+def demo() -> int:
     result = subprocess.run(
         [sys.executable, "-m", "worker.cli", "demo", "--json"],
         capture_output=True,
