@@ -43,6 +43,14 @@ class RecordingEnqueue:
         if self.error is not None:
             raise self.error
 
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[list[int]]:
+        """The calls once there are `count` of them: the receiver publishes after answering."""
+        deadline = time.monotonic() + timeout
+        while len(self.calls) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # room for an extra (wrong) call to show up
+        return list(self.calls)
+
 
 class BrokerPing:
     def __init__(self) -> None:

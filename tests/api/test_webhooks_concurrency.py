@@ -103,4 +103,4 @@ def test_same_event_delivered_concurrently_is_recorded_and_enqueued_once(
         '{"accepted": 1, "duplicates": 0}',
     ]
     [row] = rows(db)
-    assert enqueue.calls == [[row.id]]
+    assert enqueue.wait_for(1) == [[row.id]]

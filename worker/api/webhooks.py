@@ -53,7 +53,8 @@ async def accept(
     except SignatureError as exc:
         _reject(source, status.HTTP_401_UNAUTHORIZED, exc.reason)
     events = _parse_events(source, body, ctx.settings.api.max_batch_events)
-    # Committed (group commit with concurrent requests) and published before this returns.
+    # Committed (group commit with concurrent requests) when this returns; the group's ids
+    # are published to the broker right after the answers go out.
     result = await ctx.intake.submit(source, events)
     return Accepted(accepted=len(result.accepted_ids), duplicates=result.duplicates)
 
