@@ -3,7 +3,11 @@
 - the end-to-end demo workload on the embedded stack (events per second through the real
   receiver, worker and sandbox; provider calls per event);
 - `bench.ingest`: the receiver against a bare endpoint (needs the machine's Postgres and Redis;
-  `BENCH_INGEST_ARGS` passes options, e.g. "--soak-seconds 0").
+  `BENCH_INGEST_ARGS` passes options, e.g. "--soak-seconds 0");
+- `bench.limiter`: a campaign against the rate-limited sandbox, passsync's shared limiter vs
+  Celery's per-task rate_limit (`BENCH_LIMITER_ARGS`, e.g. "--passes 2000 --limit 1200");
+- `bench.calls_per_event`: provider calls per event, the real engine vs the naive check-then-
+  create-or-update, on one seeded workload (`BENCH_CALLS_ARGS`, e.g. "--events 1000").
 """
 
 from __future__ import annotations
@@ -17,13 +21,29 @@ import sys
 def main() -> int:
     status = demo()
     status |= ingest()
+    status |= limiter()
+    status |= calls_per_event()
     return status
+
+
+def calls_per_event() -> int:
+    args = os.environ.get("BENCH_CALLS_ARGS", "").split()
+    print()
+    return subprocess.run(
+        [sys.executable, "-m", "bench.calls_per_event", *args], check=False
+    ).returncode
 
 
 def ingest() -> int:
     args = os.environ.get("BENCH_INGEST_ARGS", "").split()
     print("\nbenchmark: ingest, receiver vs bare endpoint (Postgres and Redis on this machine)")
     return subprocess.run([sys.executable, "-m", "bench.ingest", *args], check=False).returncode
+
+
+def limiter() -> int:
+    args = os.environ.get("BENCH_LIMITER_ARGS", "").split()
+    print("\nbenchmark: campaign under a rate limit, shared limiter vs Celery rate_limit")
+    return subprocess.run([sys.executable, "-m", "bench.limiter", *args], check=False).returncode
 
 
 def demo() -> int:

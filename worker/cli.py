@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
+from worker.commands.campaign import campaign_app
+from worker.commands.events import events_app
 from worker.commands.mcp import mcp as mcp_command
+from worker.commands.outbox import outbox_app
 from worker.commands.passes import passes_app
 from worker.commands.rules import rules_app
 from worker.commands.templates import templates_app
@@ -32,7 +36,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(events_app, name="events")
+app.add_typer(outbox_app, name="outbox")
 app.add_typer(rules_app, name="rules")
 app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
@@ -149,6 +157,7 @@ def api_app(settings: Settings | None = None) -> Any:
     from worker.db import Database
     from worker.tasks.app import configure
     from worker.tasks.jobs import dispatch_events
+    from worker.tasks.scans import dispatch_scans
 
     if settings is None:  # a uvicorn worker process, started by import string
         settings = _settings()
@@ -156,22 +165,30 @@ def api_app(settings: Settings | None = None) -> Any:
     configure(settings)
     database = Database(settings.database_url)
     return create_app(
-        settings, database, enqueue=dispatch_events, broker_ping=make_ping(settings.broker_url)
+        settings,
+        database,
+        enqueue=dispatch_events,
+        broker_ping=make_ping(settings.broker_url),
+        enqueue_scans=dispatch_scans,
     )
 
 
 @app.command()
 def worker(
     concurrency: Annotated[int | None, typer.Option(help="Pool processes.")] = None,
-    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "realtime",
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues: realtime, bulk (campaigns).")
+    ] = "realtime,bulk",
 ) -> None:
     """A Celery worker (production process)."""
     from worker.commands.rules import check_templates_at_start
+    from worker.outbox.transport import check_destinations
     from worker.tasks.app import configure
 
     settings = _settings()
     _logging(settings)
     check_templates_at_start(settings)
+    check_destinations(settings.outbound)  # bad secret: stop; unresolvable host: warn
     celery = configure(settings)
     celery.worker_main(
         [

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -148,6 +149,9 @@ class RuleAction(_Strict):
     template: str | None = None
     fields: dict[str, str | int | float | bool] = {}
     message: str | None = None
+    # upsert only: when the pass was deleted at the provider (404 on update), create it anew
+    # (true, the default) or send the event to the dead letter (false).
+    recreate_if_missing: bool | None = None
 
 
 class SyncRule(_Strict):
@@ -194,6 +198,12 @@ class SyncSettings(_Strict):
     retry_max_seconds: float = Field(default=300.0, ge=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     sweep_stale_after_seconds: float = Field(default=60.0, gt=0)
+    # Events for one customer arriving within this window collapse into one provider call
+    # carrying the latest state; every event waits this long before its first attempt (0: off).
+    coalesce_window_ms: int = Field(default=500, ge=0, le=60_000)
+    # How long one attempt may hold a pass; must exceed its slowest provider calls (client
+    # retries included). A crashed worker's pass is free again after this.
+    claim_seconds: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -219,11 +229,187 @@ class CelerySettings(_Strict):
     publish_timeout_seconds: float = Field(default=2.0, gt=0)
 
 
+class RateLimitSettings(_Strict):
+    """The provider budget shared by every worker through Redis (see README, "Rate limit")."""
+
+    enabled: bool = True
+    # The Redis that holds the budget; none means broker_url (the embedded one under `run`).
+    redis_url: str | None = None
+    # The provider's limit for one account: the ceiling the adaptive rate never exceeds.
+    per_minute: int = Field(default=600, ge=1)
+    # Calls allowed back to back after a quiet spell.
+    burst: int = Field(default=10, ge=1)
+    # The share of the rate bulk work can never take while a realtime call waits.
+    realtime_share: float = Field(default=0.2, ge=0, lt=1)
+    # A worker waits at most this long for a slot; a longer wait goes back to the queue.
+    max_wait_seconds: float = Field(default=2.0, ge=0, le=30)
+    # On a 429 the rate is multiplied by this (once per hold), down to floor_share of it.
+    decrease_factor: float = Field(default=0.5, gt=0, lt=1)
+    floor_share: float = Field(default=0.1, gt=0, le=1)
+    # Seconds without a 429 for the rate to climb back from the floor to the ceiling.
+    recovery_seconds: float = Field(default=60.0, gt=0)
+    key_prefix: str = "passsync:ratelimit"
+
+
+class CampaignSettings(_Strict):
+    """Bulk issuance campaigns (see README, "Campaigns")."""
+
+    # Recipients per bulk task.
+    chunk_size: int = Field(default=100, ge=1, le=10_000)
+    # Chunks queued or running at once per campaign (bounds the broker's bulk queue).
+    max_queued_chunks: int = Field(default=8, ge=1, le=1000)
+    # A chunk task hands its unstarted recipients back after this long, so a pool shared
+    # with realtime work frees a process often.
+    chunk_max_seconds: float = Field(default=2.0, gt=0)
+    # How often beat runs the dispatcher (starts, ends, top-ups, recovery).
+    tick_seconds: float = Field(default=1.0, gt=0)
+    # A queued or started recipient untouched this long (lost message, killed worker) is
+    # handed out again; the ledger and the engine keep it exactly-once.
+    requeue_after_seconds: float = Field(default=60.0, gt=0)
+    # Rows per INSERT while importing a file (memory stays flat whatever the file size).
+    import_batch_rows: int = Field(default=2000, ge=1, le=10_000)
+
+
 class AuditSettings(_Strict):
     """The audit log of provider calls: how long rows are kept and how often they are purged."""
 
     retention_days: int = Field(default=90, ge=0)  # 0 keeps rows forever
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
+
+
+OUTBOUND_EVENT_TYPES = (
+    "pass.issued",
+    "pass.updated",
+    "pass.voided",
+    "pass.deleted",
+    "pass.installed",
+    "pass.removed",
+    "pass.used",
+    "event.failed",
+)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+class DestinationSettings(_Strict):
+    """A receiver of outbound events; its secret comes from
+    PASSSYNC_OUTBOUND__DESTINATIONS__<NAME>__SECRET (a `whsec_` Standard Webhooks secret)."""
+
+    url: str
+    event_types: list[str] = list(OUTBOUND_EVENT_TYPES)
+    secret: SecretStr
+    # Plain http is refused except to a loopback host, unless this is set (e.g. a private
+    # network): the payloads carry customer ids and pass links.
+    allow_http: bool = False
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(OUTBOUND_EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {list(OUTBOUND_EVENT_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_url(self) -> DestinationSettings:
+        # Checked at start-up (every process loads the settings), not at the first delivery.
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an absolute http(s) URL")
+        if parts.username or parts.password or parts.fragment:
+            raise ValueError("url must not carry credentials or a fragment")
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not self.allow_http:
+            raise ValueError("url must use https (or set allow_http for a private network)")
+        return self
+
+
+class OutboundSettings(_Strict):
+    """Signed outbound events to the CRM (see README, "Outbound events")."""
+
+    destinations: dict[str, DestinationSettings] = {}
+    # Waits before each retry (Standard Webhooks' recommendation after the first attempt);
+    # when they run out the delivery is given up. Each is jittered by +/- `jitter`.
+    retry_schedule_seconds: list[float] = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    jitter: float = Field(default=0.2, ge=0, lt=1)
+    timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # How often beat looks for due deliveries (a commit that emits also kicks a delivery).
+    poll_seconds: float = Field(default=2.0, gt=0)
+    # Deliveries claimed per round, and posted in parallel.
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    parallel: int = Field(default=8, ge=1, le=64)
+    # A claimed delivery whose worker died is claimed again after this long.
+    lease_seconds: float = Field(default=120.0, gt=0)
+    # A Retry-After longer than this is cut to it.
+    max_retry_after_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator("destinations")
+    @classmethod
+    def _names(cls, value: dict[str, DestinationSettings]) -> dict[str, DestinationSettings]:
+        for key in value:
+            if not NAME_RE.match(key):
+                raise ValueError(f"destination name {key!r} must match {NAME_RE.pattern}")
+        return value
+
+    @field_validator("retry_schedule_seconds")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if any(wait < 0 for wait in value):
+            raise ValueError("waits must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_covers_a_request(self) -> OutboundSettings:
+        if self.lease_seconds <= self.timeout_seconds + self.connect_timeout_seconds:
+            raise ValueError("lease_seconds must exceed timeout_seconds + connect_timeout_seconds")
+        return self
+
+
+class UsageRule(_Strict):
+    """What a valid scan of one pass key does (see README, "Scans and usage")."""
+
+    pass_key: str = Field(min_length=1, max_length=64)
+    # redeem: a single-use coupon, voided after its first valid scan; visit: a loyalty card
+    # counting visits (and points); record: the scan is only recorded as use.
+    mode: Literal["redeem", "visit", "record"] = "record"
+    visits_field: str | None = "visits"
+    points_field: str | None = None
+    points_per_amount: float = Field(default=0.0, ge=0)
+    # Follow-ups after a valid use: a push message (`{location}` is filled in) and the
+    # signed outbound event pass.used to the outbound destinations that take it.
+    push: str | None = None
+    webhook: bool = True
+
+
+class UsageSettings(_Strict):
+    """Scans as pass usage: one rule per pass key."""
+
+    rules: list[UsageRule] = []
+
+
+class CallbackSettings(_Strict):
+    """Provider callbacks at POST /providers/passcreator/callbacks."""
+
+    # Public URL passsync subscribes at the provider; the secret is appended as ?token=
+    # (Passcreator's payload signature scheme is unconfirmed, so the URL token is required).
+    public_url: str | None = None
+    secret: SecretStr | None = None
+    events: list[str] = [
+        "pass_created",
+        "pushnotification_registered",
+        "pushnotification_unregistered",
+        "pass_voided",
+        "pass_scanned",
+    ]
+
+
+class ReconcileSettings(_Strict):
+    """The scheduled comparison of the provider's passes with the pass mappings."""
+
+    enabled: bool = False
+    repair: Literal["report", "repair"] = "report"
+    interval_seconds: float = Field(default=3600.0, gt=0)
+    # Passes read per run; the cursor in SQL continues where the last run stopped.
+    passes_per_run: int = Field(default=500, ge=1)
 
 
 class McpSettings(_Strict):
@@ -293,7 +479,13 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     celery: CelerySettings = CelerySettings()
     audit: AuditSettings = AuditSettings()
+    ratelimit: RateLimitSettings = RateLimitSettings()
+    campaigns: CampaignSettings = CampaignSettings()
     mcp: McpSettings = McpSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    usage: UsageSettings = UsageSettings()
+    callbacks: CallbackSettings = CallbackSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     sandbox: SandboxSettings = SandboxSettings()
 
     @field_validator("sources", "admin_tokens")

@@ -8,17 +8,22 @@ handled, exactly one pass per customer and pass key, each showing the newest cus
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import random
+import secrets
 import shutil
 import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +32,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from worker.commands.adoption import demo_installs, demo_scans
 from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
-from worker.inbound.signatures import sign
+from worker.inbound.signatures import SignatureError, WebhookVerifier, sign
+from worker.outbox.models import UNFINISHED, OutboxDelivery, OutboxEvent
 from worker.stack import Stack, free_port
 from worker.sync.rules import compile_rules, desired_passes, user_provided_id
 
@@ -76,6 +83,13 @@ class DemoReport:
     passes_updated: int = 0
     provider_calls: int = 0
     provider_429s: int = 0
+    outbound_received: int = 0
+    outbound_verified: int = 0
+    outbound_events: int = 0  # distinct webhook-ids
+    outbound_issued: int = 0
+    passes_issued_once: int = 0
+    passes_issued_twice: int = 0
+    passes_not_issued: int = 0
     elapsed_seconds: float = 0.0
     events_per_second: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -89,6 +103,9 @@ class DemoReport:
             or self.passes_duplicated
             or self.passes_wrong_fields
             or self.rejected_requests
+            or self.outbound_received != self.outbound_verified
+            or self.passes_issued_twice
+            or self.passes_not_issued
         )
 
 
@@ -194,12 +211,32 @@ def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoRe
     )
     report = DemoReport()
     _stop_on_signals()
+    outbound = OutboundReceiver().start()
+    stack.extra_env |= outbound.env("demo")
+    pos_secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    stack.extra_env["PASSSYNC_SOURCES__POS__SECRET"] = pos_secret
+    callback_token = secrets.token_urlsafe(24)
+    stack.extra_env["PASSSYNC_CALLBACKS__SECRET"] = callback_token
     try:
         console.print(f"starting the embedded stack in {data_dir} ...")
         stack.start()
         _drive(stack, options, demo_settings, report, console)
+        _check_outbound(
+            stack,
+            outbound,
+            expected_passes(generate_events(options), demo_settings),
+            report,
+            console=console,
+            timeout=options.drain_timeout_seconds,
+        )
+        # Issue 6: scans as usage, then the adoption funnel.
+        report.problems += demo_installs(
+            stack.sandbox_url, stack.api_url, callback_token, demo_settings
+        )
+        report.problems += demo_scans(stack.api_url, pos_secret, demo_settings, console)
     finally:
         stack.stop()
+        outbound.stop()
         if not options.keep and options.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
     _print(report, console, as_json)
@@ -281,7 +318,8 @@ def _wait_for_drain(database: Database, timeout: float, stack: Stack, console: C
                 pending = session.scalar(
                     select(func.count())
                     .select_from(InboundEvent)
-                    .where(InboundEvent.status == EventStatus.PENDING)
+                    # failed = a retry is scheduled: not drained yet
+                    .where(InboundEvent.status.in_([EventStatus.PENDING, EventStatus.FAILED]))
                 )
             if not pending:
                 return
@@ -299,7 +337,10 @@ def _count_ledger(database: Database, report: DemoReport) -> None:
             ).all()
         )
     report.events_handled = int(counts.get(EventStatus.HANDLED, 0))
-    report.events_failed = int(counts.get(EventStatus.FAILED, 0))
+    # dead letter, and any retry still scheduled when the demo gave up waiting
+    report.events_failed = int(counts.get(EventStatus.DEAD, 0)) + int(
+        counts.get(EventStatus.FAILED, 0)
+    )
     report.events_lost = report.events_generated - report.events_handled - report.events_failed
 
 
@@ -327,6 +368,120 @@ def _check_provider(stack: Stack, expected: dict[str, dict[str, Any]], report: D
     report.passes_updated = int(stats.get("writes", 0)) - report.passes_created
     report.provider_calls = int(sum(stats.get("calls", {}).values()))
     report.provider_429s = int(stats.get("rate_limited", 0))
+
+
+class OutboundReceiver:
+    """The CRM's side of the demo: a local HTTP endpoint that verifies every outbound event's
+    Standard Webhooks signature and keeps what arrived."""
+
+    def __init__(self) -> None:
+        self.secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+        self.verifier = WebhookVerifier([self.secret], tolerance_seconds=300)
+        self.received: list[tuple[bool, dict[str, str], bytes]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def env(self, name: str) -> dict[str, str]:
+        """What the stack's processes need to send to this receiver."""
+        assert self._server is not None
+        prefix = f"PASSSYNC_OUTBOUND__DESTINATIONS__{name.upper()}__"
+        url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+        return {prefix + "URL": url, prefix + "SECRET": self.secret}
+
+    def start(self) -> OutboundReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                receiver.record({k.lower(): v for k, v in self.headers.items()}, body)
+                self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def record(self, headers: dict[str, str], body: bytes) -> None:
+        try:
+            self.verifier.verify(headers, body)
+            verified = True
+        except SignatureError:
+            verified = False
+        with self._lock:
+            self.received.append((verified, headers, body))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _check_outbound(
+    stack: Stack,
+    receiver: OutboundReceiver,
+    expected: dict[str, dict[str, Any]],
+    report: DemoReport,
+    *,
+    console: Console,
+    timeout: float,
+) -> None:
+    """Wait for the outbox to drain, then: every pass announced by exactly one pass.issued."""
+    database = Database(stack.env["PASSSYNC_DATABASE_URL"], pool_size=1)
+    try:
+        _wait_for_outbox(database, timeout, console)
+    finally:
+        database.dispose()
+    events: dict[str, dict[str, Any]] = {}
+    for verified, headers, body in list(receiver.received):
+        report.outbound_received += 1
+        report.outbound_verified += int(verified)
+        if verified:
+            events[headers["webhook-id"]] = json.loads(body)  # retries share the id
+    report.outbound_events = len(events)
+    issued = Counter(
+        str(e["data"]["user_provided_id"]) for e in events.values() if e["type"] == "pass.issued"
+    )
+    report.outbound_issued = sum(issued.values())
+    for upid in expected:
+        count = issued.get(upid, 0)
+        report.passes_issued_once += int(count == 1)
+        report.passes_issued_twice += int(count > 1)
+        report.passes_not_issued += int(count == 0)
+        if count != 1:
+            report.problems.append(f"{upid}: {count} pass.issued events")
+
+
+def _wait_for_outbox(database: Database, timeout: float, console: Console) -> None:
+    deadline = time.monotonic() + timeout
+    with console.status("waiting for outbound events to be delivered ...") as status:
+        while time.monotonic() < deadline:
+            with database.sessions() as session:
+                waiting = (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(OutboxDelivery)
+                        .where(OutboxDelivery.status.in_(UNFINISHED))
+                    )
+                    or 0
+                )
+                waiting += (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(OutboxEvent)
+                        .where(OutboxEvent.fanned_out_at.is_(None))
+                    )
+                    or 0
+                )
+            if not waiting:
+                return
+            status.update(f"waiting for outbound events: {waiting} to deliver")
+            time.sleep(0.25)
 
 
 def _print(report: DemoReport, console: Console, as_json: bool) -> None:

@@ -67,6 +67,10 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
+# What the limiter allows against a sandbox without a rate limit of its own.
+SANDBOX_UNLIMITED_PER_MINUTE = 60_000
+
+
 @dataclass
 class Stack:
     """Starts and stops the embedded processes; `env` is what every child sees."""
@@ -135,6 +139,13 @@ class Stack:
             env["PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY"] = (
                 self.settings.sandbox.api_key.get_secret_value()
             )
+            # The shared limiter models the provider's limit: the sandbox's own, or none. The
+            # 600/min default is Passcreator's, and would make the local sandbox feel slow.
+            sandbox_limit = self.settings.sandbox.rate_limit_per_minute
+            env.setdefault(
+                "PASSSYNC_RATELIMIT__PER_MINUTE", str(sandbox_limit or SANDBOX_UNLIMITED_PER_MINUTE)
+            )
+            env.setdefault("PASSSYNC_RATELIMIT__BURST", "100")
         return env
 
     def _spawn(self, name: str, args: list[str]) -> None:

@@ -94,6 +94,8 @@ def test_read_token_lists_events_newest_first(client: TestClient, db: Database) 
         "attempts": 3,
         "last_error": "provider rejected: 400",
         "handled_at": None,
+        "enqueued_at": None,
+        "coalesced_into": None,
     }
     assert "payload" not in failed
 
@@ -227,3 +229,113 @@ def test_admin_api_with_the_database_down_is_503(
     assert (listing.status_code, replay.status_code) == (503, 503)
     assert replay.headers["retry-after"] == "5"
     assert enqueue.calls == []
+
+
+def make_dead(db: Database, pk: int, reason: str = "rejected: create_pass: rejected (400)") -> None:
+    with db.session() as session:
+        session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id == pk)
+            .values(status="dead", attempts=1, last_error=reason)
+        )
+
+
+def test_list_filters_dead_events(client: TestClient, db: Database) -> None:
+    # Given a handled, a failed (retrying), a pending and a dead event
+    ids = seed(db)
+    [dead] = record_events_of(db, "evt_4")
+    make_dead(db, dead)
+    # When the dead letter is listed
+    page = client.get("/api/events", params={"status": "dead"}, headers=READ).json()
+    # Then only the dead one shows, with the provider's reason
+    assert [(e["id"], e["status"], e["last_error"]) for e in page["events"]] == [
+        (dead, "dead", "rejected: create_pass: rejected (400)")
+    ]
+    assert dead not in ids
+
+
+def record_events_of(db: Database, *event_ids: str) -> list[int]:
+    events = [CanonicalEvent.model_validate(event(e)) for e in event_ids]
+    with db.session() as session:
+        return record_events(session, "crm", events).accepted_ids
+
+
+def test_replaying_twice_enqueues_once(
+    client: TestClient, db: Database, enqueue: RecordingEnqueue
+) -> None:
+    # Given a dead event
+    ids = seed(db)
+    make_dead(db, ids[1])
+    # When it is replayed twice
+    first = client.post(f"/api/events/{ids[1]}/replay", headers=WRITE)
+    second = client.post(f"/api/events/{ids[1]}/replay", headers=WRITE)
+    # Then it was enqueued once: the second replay found it pending already
+    assert first.json() == {"id": ids[1], "status": "pending", "enqueued": True}
+    assert second.status_code == 202
+    assert second.json() == {"id": ids[1], "status": "pending", "enqueued": False}
+    assert enqueue.calls == [[ids[1]]]
+    assert rows(db)[1].enqueued_at is not None
+
+
+def test_replay_of_a_pending_event_enqueues_nothing(
+    client: TestClient, db: Database, enqueue: RecordingEnqueue
+) -> None:
+    ids = seed(db)
+    response = client.post(f"/api/events/{ids[2]}/replay", headers=WRITE)
+    assert response.json() == {"id": ids[2], "status": "pending", "enqueued": False}
+    assert enqueue.calls == []
+
+
+def test_replay_dead_replays_every_dead_event_once(
+    client: TestClient, db: Database, enqueue: RecordingEnqueue
+) -> None:
+    # Given two dead events among handled, failed and pending ones
+    ids = seed(db)
+    dead = record_events_of(db, "evt_4", "evt_5")
+    for pk in dead:
+        make_dead(db, pk)
+    # When the dead letter is replayed twice
+    first = client.post("/api/events/replay", params={"dead": "true"}, headers=WRITE)
+    second = client.post("/api/events/replay", params={"dead": "true"}, headers=WRITE)
+    # Then both dead events are pending and were enqueued once; nothing else changed
+    assert first.status_code == 202
+    assert first.json() == {"replayed": dead, "enqueued": True}
+    assert second.json() == {"replayed": [], "enqueued": False}
+    assert enqueue.calls == [dead]
+    assert [r.status for r in rows(db)] == ["handled", "failed", "pending", "pending", "pending"]
+    assert [r.attempts for r in rows(db)][3:] == [0, 0]
+    assert ids[1] not in dead
+
+
+def test_replay_since_takes_dead_and_failed_events_received_since(
+    client: TestClient, db: Database, enqueue: RecordingEnqueue
+) -> None:
+    # Given a failed event, and a dead one received before the cut-off
+    ids = seed(db)
+    [old] = record_events_of(db, "evt_old")
+    make_dead(db, old)
+    with db.session() as session:
+        session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id == old)
+            .values(received_at=datetime(2020, 1, 1, tzinfo=UTC))
+        )
+    # When everything since an hour ago is replayed
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    response = client.post("/api/events/replay", params={"since": since}, headers=WRITE)
+    # Then only the recent failed event is replayed
+    assert response.json() == {"replayed": [ids[1]], "enqueued": True}
+    assert enqueue.calls == [[ids[1]]]
+    assert [r.status for r in rows(db)] == ["handled", "pending", "pending", "dead"]
+
+
+def test_bulk_replay_needs_a_selection_and_the_write_scope(
+    client: TestClient, db: Database, enqueue: RecordingEnqueue
+) -> None:
+    ids = seed(db)
+    make_dead(db, ids[1])
+    nothing = client.post("/api/events/replay", headers=WRITE)
+    reader = client.post("/api/events/replay", params={"dead": "true"}, headers=READ)
+    assert (nothing.status_code, reader.status_code) == (422, 403)
+    assert enqueue.calls == []
+    assert rows(db)[1].status == "dead"

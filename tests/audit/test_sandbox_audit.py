@@ -38,6 +38,7 @@ def sandbox(
     monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL", _sandbox.base_url)
     monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY", KEY)
     monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSCREATOR__BACKOFF_SECONDS", "0")
+    monkeypatch.setenv("PASSSYNC_SYNC__COALESCE_WINDOW_MS", "0")  # one call per event here
     reset_runtime()
     yield _sandbox
     get_runtime().sync.provider.close()  # type: ignore[attr-defined]

@@ -289,8 +289,10 @@ def test_a_renamed_template_fails_the_event_without_guessing(
         "template 'Loyalty Card' not found at provider passcreator (known: Loyalty Card 2026)"
     )
     assert provider.live() == []
-    with db.sessions() as session:
-        assert session.execute(select(PassMapping)).first() is None
+    # The claimed row records no pass, holds no claim, and stays unconfirmed (nothing skipped)
+    row = mapping(db)
+    assert (row.provider_pass_id, row.status, row.last_event_id) == (None, "new", None)
+    assert row.claim_token is None and row.unconfirmed_since is not None
 
 
 class Clock:

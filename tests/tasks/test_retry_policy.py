@@ -56,7 +56,7 @@ def test_uncounted_failures_keep_the_event_pending_without_using_attempts(db: Da
     with db.sessions() as session:
         stored = session.execute(select(InboundEvent)).scalar_one()
     assert (stored.status, stored.attempts, stored.last_error) == (
-        EventStatus.FAILED,
+        EventStatus.DEAD,
         1,
         "gave up",
     )

@@ -16,6 +16,9 @@ from worker.sync.models import PassMapping
 from worker.tasks.jobs import sweep_pending
 
 PASS_PATH = "POST /api/v3/pass"
+# A killed attempt's claim on its pass expires after this (the default, 300 s, is for real
+# provider timeouts); longer than the slowest call the sandbox is told to make here.
+SHORT_CLAIM = {"PASSSYNC_SYNC__CLAIM_SECONDS": "8"}
 
 
 def test_same_event_three_times_and_concurrently_makes_one_pass_and_one_write(
@@ -54,6 +57,7 @@ def test_worker_killed_after_the_provider_write_applies_the_event_exactly_once(
 ) -> None:
     # Given the provider applies a create but holds its answer for a while
     harness.sandbox.configure(answer_delay_ms=4000)
+    harness.env.update(SHORT_CLAIM)
     worker = harness.start_worker()
     client = harness.client()
     assert client.post("/webhooks/crm", **signed(event_body("evt-kill")))
@@ -81,6 +85,7 @@ def test_worker_killed_after_the_provider_write_applies_the_event_exactly_once(
 def test_pool_child_killed_mid_call_is_redelivered_and_applied_once(harness: Harness) -> None:
     # Given a worker whose pool child is inside a slow provider call
     harness.sandbox.configure(latency_ms=3000)
+    harness.env.update(SHORT_CLAIM)
     worker = harness.start_worker()
     client = harness.client()
     client.post("/webhooks/crm", **signed(event_body("evt-child")))

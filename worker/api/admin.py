@@ -1,4 +1,7 @@
-"""Admin API over the inbound ledger: list, inspect, replay (bearer token with scopes)."""
+"""Admin API over the inbound ledger: list, inspect, replay (bearer token with scopes).
+
+Replay is idempotent: an event already pending is not enqueued again.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict
 
 from worker.api.auth import ReadAccess, WriteAccess
-from worker.api.context import Context
-from worker.inbound.ledger import get_event, list_events, mark_for_replay
+from worker.api.context import ApiContext, Context
+from worker.inbound.ledger import get_event, list_events, replay_event, replay_events
 from worker.inbound.models import EventStatus
 
 log = logging.getLogger("passsync.api.admin")
@@ -33,6 +36,8 @@ class EventOut(BaseModel):
     last_error: str | None
     received_at: datetime
     handled_at: datetime | None
+    enqueued_at: datetime | None
+    coalesced_into: int | None
 
 
 class EventDetailOut(EventOut):
@@ -51,6 +56,11 @@ class ReplayOut(BaseModel):
     enqueued: bool
 
 
+class BulkReplayOut(BaseModel):
+    replayed: list[int]
+    enqueued: bool
+
+
 @router.get("/events")
 def list_ledger(
     *,
@@ -62,8 +72,7 @@ def list_ledger(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> EventPage:
     """Ledger rows, newest first."""
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
+    since = _utc(since)
     with ctx.db.session() as session:
         rows = list_events(session, status=status_, since=since, limit=limit, offset=offset)
         events = [EventOut.model_validate(row) for row in rows]
@@ -79,17 +88,52 @@ def read_event(event_pk: int, principal: ReadAccess, ctx: Context) -> EventDetai
         return EventDetailOut.model_validate(row)
 
 
-@router.post("/events/{event_pk}/replay", status_code=status.HTTP_202_ACCEPTED)
-def replay_event(event_pk: int, principal: WriteAccess, ctx: Context) -> ReplayOut:
-    """Set the event back to pending, commit, then enqueue it."""
+# Declared before /events/{event_pk}/replay so "replay" is never read as an event id.
+@router.post("/events/replay", status_code=status.HTTP_202_ACCEPTED)
+def replay_many(
+    *,
+    principal: WriteAccess,
+    ctx: Context,
+    dead: Annotated[bool, Query(description="replay every dead event")] = False,
+    since: Annotated[datetime | None, Query(description="received at or after (UTC)")] = None,
+) -> BulkReplayOut:
+    """Replay dead events (`dead=true`), or dead and failed ones received since `since`."""
+    if not dead and since is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give dead=true or since")
+    statuses = [EventStatus.DEAD] if dead else [EventStatus.DEAD, EventStatus.FAILED]
     with ctx.db.session() as session:
-        found = mark_for_replay(session, event_pk)
-    if not found:
+        ids = replay_events(session, statuses, since=_utc(since))
+    log.info("%d events replayed by token %s", len(ids), principal.name)
+    return BulkReplayOut(replayed=ids, enqueued=_enqueue(ctx, ids))
+
+
+@router.post("/events/{event_pk}/replay", status_code=status.HTTP_202_ACCEPTED)
+def replay_one(event_pk: int, principal: WriteAccess, ctx: Context) -> ReplayOut:
+    """Set the event back to pending, commit, then enqueue it (not if it already was pending)."""
+    with ctx.db.session() as session:
+        replay = replay_event(session, event_pk)
+    if not replay.found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown event")
-    log.info("event %d replayed by token %s", event_pk, principal.name)
-    try:
-        ctx.enqueue([event_pk])
-    except Exception as exc:
-        log.warning("enqueue failed for replayed event %d (%s)", event_pk, type(exc).__name__)
+    if not replay.enqueue:
         return ReplayOut(id=event_pk, status=EventStatus.PENDING.value, enqueued=False)
-    return ReplayOut(id=event_pk, status=EventStatus.PENDING.value, enqueued=True)
+    log.info("event %d replayed by token %s", event_pk, principal.name)
+    enqueued = _enqueue(ctx, [event_pk])
+    return ReplayOut(id=event_pk, status=EventStatus.PENDING.value, enqueued=enqueued)
+
+
+def _enqueue(ctx: ApiContext, ids: list[int]) -> bool:
+    """Publish after the commit; on failure the events stay pending for the sweeper."""
+    if not ids:
+        return False
+    try:
+        ctx.enqueue(ids)
+    except Exception as exc:
+        log.warning("enqueue failed for %d replayed events (%s)", len(ids), type(exc).__name__)
+        return False
+    return True
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment

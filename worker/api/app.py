@@ -11,7 +11,19 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from worker.api import admin, audit, health, webhooks
+from worker.api import (
+    admin,
+    adoption,
+    audit,
+    callbacks,
+    campaigns,
+    dashboard,
+    health,
+    outbox,
+    passes,
+    scans,
+    webhooks,
+)
 from worker.api.auth import AdminAuth
 from worker.api.context import STATE_KEY, ApiContext, BrokerPing, Enqueue
 from worker.api.fastpath import PasssyncApi
@@ -26,9 +38,14 @@ RETRY_AFTER_SECONDS = 5
 
 
 def create_app(
-    settings: Settings, db: Database, enqueue: Enqueue, broker_ping: BrokerPing
+    settings: Settings,
+    db: Database,
+    enqueue: Enqueue,
+    broker_ping: BrokerPing,
+    enqueue_scans: Enqueue | None = None,
 ) -> FastAPI:
-    """Build the HTTP app; `enqueue` publishes ledger ids, `broker_ping` raises when down."""
+    """Build the HTTP app; `enqueue` publishes ledger ids (`enqueue_scans` scan ids; without
+    it the beat sweep publishes them), `broker_ping` raises when down."""
     intake = Intake(build_writers(db, settings.api.ingest), enqueue, settings.api.ingest)
     ctx = ApiContext(
         settings=settings,
@@ -53,10 +70,18 @@ def create_app(
 
     app = PasssyncApi(title="passsync", version=_version(), lifespan=lifespan)
     setattr(app.state, STATE_KEY, ctx)
+    setattr(app.state, scans.SCAN_ENQUEUE_KEY, enqueue_scans)
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    app.include_router(campaigns.router)
+    app.include_router(outbox.router)
+    app.include_router(passes.router)
+    app.include_router(scans.router)
+    app.include_router(callbacks.router)
+    app.include_router(adoption.router)
+    app.include_router(dashboard.router)
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(IntakeUnavailableError, _intake_unavailable)

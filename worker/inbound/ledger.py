@@ -127,6 +127,56 @@ def mark_for_replay(session: Session, event_pk: int) -> bool:
     return session.scalars(stmt).first() is not None
 
 
+# Events that replay sends again; pending ones are already on their way (replay is idempotent).
+REPLAYABLE = (EventStatus.HANDLED.value, EventStatus.FAILED.value, EventStatus.DEAD.value)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    found: bool
+    enqueue: bool  # False when the event was already pending: nothing to send
+
+
+def replay_event(session: Session, event_pk: int) -> ReplayResult:
+    """Set a handled, failed or dead event pending with a fresh attempt budget.
+
+    Two replays of the same event enqueue it once: the second finds it pending. The caller
+    enqueues after its commit when `enqueue` is true. `last_error` is kept for the operator.
+    """
+    stmt = _replay().where(InboundEvent.id == event_pk).returning(InboundEvent.id)
+    if session.scalars(stmt).first() is not None:
+        return ReplayResult(found=True, enqueue=True)
+    return ReplayResult(found=session.get(InboundEvent, event_pk) is not None, enqueue=False)
+
+
+def replay_events(
+    session: Session, statuses: Sequence[EventStatus], since: datetime | None = None
+) -> list[int]:
+    """Replay every event in `statuses` (received at or after `since`); the ids to enqueue."""
+    wanted = [s.value for s in statuses if s.value in REPLAYABLE]
+    stmt = _replay().where(InboundEvent.status.in_(wanted))
+    if since is not None:
+        stmt = stmt.where(InboundEvent.received_at >= since)
+    return sorted(session.scalars(stmt.returning(InboundEvent.id)))
+
+
+def _replay() -> Any:
+    now = utcnow()
+    return (
+        update(InboundEvent)
+        .where(InboundEvent.status.in_(REPLAYABLE))
+        .values(
+            status=EventStatus.PENDING.value,
+            attempts=0,
+            handled_at=None,
+            coalesced_into=None,
+            enqueued_at=now,
+            sweeps=0,
+            updated_at=now,
+        )
+    )
+
+
 def _row(source: str, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
     return {
         "source": source,

@@ -6,16 +6,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.db import Base, JSONType, UTCDateTime, utcnow
 
 
 class EventStatus(StrEnum):
-    PENDING = "pending"
-    HANDLED = "handled"
-    FAILED = "failed"
+    PENDING = "pending"  # accepted, waiting for a worker
+    HANDLED = "handled"  # applied (or coalesced into a later event's call: see coalesced_into)
+    FAILED = "failed"  # the last attempt failed; a retry is scheduled
+    DEAD = "dead"  # dead letter: rejected by the provider or out of attempts; replay to retry
 
 
 class InboundEvent(Base):
@@ -41,3 +42,11 @@ class InboundEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set by the sweeper and by replays (the receiver's own publish is at received_at); the
+    # sweeper waits longer after each of its own publishes, so a long queue is not flooded.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    sweeps: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The ledger id of the event whose provider call carried this one's state.
+    coalesced_into: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), default=None
+    )

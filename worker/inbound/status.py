@@ -1,52 +1,61 @@
-"""Ledger status changes made by the worker: failed attempts and final failures."""
+"""Ledger status changes made by the worker: failed attempts, the dead letter, the sweeper."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.db import utcnow
 from worker.inbound.models import EventStatus, InboundEvent
+from worker.outbox.passes import emit_event_failed
 
 MAX_ERROR_CHARS = 2000
+UNFINISHED = (EventStatus.PENDING.value, EventStatus.FAILED.value)
+# The sweeper waits stale_after * 2**sweeps after its own last publish, up to this power.
+MAX_SWEEP_BACKOFF = 6
 
 
 def record_failure(
     session: Session, event_id: int, error: str, *, final: bool, count: bool = True
 ) -> int:
-    """Record a failed attempt (`count` adds it to the attempts); `final` marks the event
-    failed. Returns the attempts so far."""
+    """Record a failed attempt (`count` adds it to the attempts): the event is `failed` (a
+    retry is scheduled), or with `final` `dead` (the dead letter). Returns the attempts."""
     row = session.get(InboundEvent, event_id, with_for_update=True)
     if row is None:
         return 0  # nothing to record: the task drops the message
-    if row.status == EventStatus.HANDLED:
+    if row.status in (EventStatus.HANDLED, EventStatus.DEAD):
         return row.attempts  # another delivery finished it meanwhile
     if count:
         row.attempts += 1
     row.last_error = error[:MAX_ERROR_CHARS]
-    row.status = EventStatus.FAILED if final else EventStatus.PENDING
+    row.status = EventStatus.DEAD if final else EventStatus.FAILED
+    if final:  # outbox: the CRM hears of the dead letter, in this same transaction
+        emit_event_failed(session, row, row.last_error)
     return row.attempts
 
 
 def stale_pending_ids(
     session: Session, *, fresh_after: timedelta, retry_grace: timedelta, limit: int = 500
 ) -> list[int]:
-    """Pending events nobody touched for a while: the broker lost them, or never had them.
+    """Unfinished events nobody touched for a while: the broker lost them, or never had them.
 
     A never-attempted event is stale after `fresh_after`; one waiting for a retry countdown
-    gets `retry_grace` more, so the sweeper does not race the retry it already has.
+    gets `retry_grace` more, so the sweeper does not race the retry it already has. After
+    each of its own publishes the sweeper waits twice as long as before (up to 64 times), so
+    events that are only stuck behind a long queue are not published again and again.
     """
     now: datetime = utcnow()
     query = (
         select(InboundEvent.id)
         .where(
-            InboundEvent.status == EventStatus.PENDING,
+            InboundEvent.status.in_(UNFINISHED),
             or_(
                 and_(InboundEvent.attempts == 0, InboundEvent.updated_at < now - fresh_after),
                 InboundEvent.updated_at < now - fresh_after - retry_grace,
             ),
+            _sweep_backoff_over(now, fresh_after),
         )
         .order_by(InboundEvent.id)
         .limit(limit)
@@ -54,9 +63,22 @@ def stale_pending_ids(
     return list(session.execute(query).scalars())
 
 
+def _sweep_backoff_over(now: datetime, fresh_after: timedelta) -> ColumnElement[bool]:
+    # One comparison per backoff step keeps this plain SQL on every backend.
+    steps = [
+        and_(InboundEvent.sweeps == k, InboundEvent.enqueued_at < now - fresh_after * 2**k)
+        for k in range(MAX_SWEEP_BACKOFF)
+    ]
+    cap = now - fresh_after * 2**MAX_SWEEP_BACKOFF
+    last = and_(InboundEvent.sweeps >= MAX_SWEEP_BACKOFF, InboundEvent.enqueued_at < cap)
+    return or_(InboundEvent.enqueued_at.is_(None), *steps, last)
+
+
 def touch(session: Session, ids: list[int]) -> None:
-    """Mark swept events as just enqueued, so the next sweep leaves them alone for a while."""
+    """Mark swept events as just enqueued, so the next sweep leaves them alone for longer."""
     if ids:
         session.execute(
-            update(InboundEvent).where(InboundEvent.id.in_(ids)).values(updated_at=utcnow())
+            update(InboundEvent)
+            .where(InboundEvent.id.in_(ids))
+            .values(enqueued_at=utcnow(), sweeps=InboundEvent.sweeps + 1)
         )

@@ -1,1 +1,1 @@
-"""INFRA: the shared provider rate limiter (not built yet)."""
+"""INFRA: the shared provider rate limiter (Redis GCRA, realtime and bulk lanes, 429 holds)."""

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from worker.config import SandboxSettings
+from worker.sandbox.callbacks import CallbackSender, pass_payload
 from worker.sandbox.control import SandboxControl
 from worker.sandbox.query import QueryError, build_filter, decode_query, search_string
 from worker.sandbox.store import (
@@ -114,6 +115,7 @@ class SandboxApi:
     def __init__(self, settings: SandboxSettings, clock: Callable[[], float]) -> None:
         self.store = SandboxStore(settings.templates, path=settings.store_path)
         self.control = SandboxControl(settings, clock=clock)
+        self.callbacks = CallbackSender()
         self._key = settings.api_key.get_secret_value().encode()
 
     # -- gate: runs before every /api route ---------------------------------------------------
@@ -234,7 +236,9 @@ class SandboxApi:
         is_async = request.query_params.get("async", "true").lower() != "false"
         barcode = not (is_async and config.async_omits_barcode)
         body = envelope(config.create_status, self.write_data(request, stored, barcode=barcode))
-        return await self.committed(body, created=True)
+        answer = await self.committed(body, created=True)
+        await self.notify("pass_created", stored)
+        return answer
 
     async def patch_pass(self, identifier: str, request: Request) -> Response:
         return await self._update(identifier, request, replace=False)
@@ -280,7 +284,10 @@ class SandboxApi:
             self.store.set_voided(identifier, body["voided"])
         except PassNotFound:
             raise self.not_found(identifier) from None
-        return await self.committed(Response(status_code=204))
+        answer = await self.committed(Response(status_code=204))
+        if body["voided"]:
+            await self.notify("pass_voided", self.store.find_v1(identifier))
+        return answer
 
     async def list_templates(self) -> Response:
         if self.control.draw("non_json"):
@@ -361,7 +368,16 @@ class SandboxApi:
             raise self.not_found(
                 str(body.get("passId") or body.get("scannedBarcodeValue"))
             ) from None
-        return await self.committed(JSONResponse({"appScanId": scan.identifier}))
+        answer = await self.committed(JSONResponse({"appScanId": scan.identifier}))
+        hooks = self.store.hooks()
+        await self.callbacks.send(hooks, "pass_scanned", {**body, "appScanId": scan.identifier})
+        return answer
+
+    async def notify(self, event: str, stored: StoredPass, **extra: Any) -> int:
+        """Call back the hooks subscribed to `event` about one pass."""
+        name = self.store.templates().get(stored.template_id)
+        payload = {**pass_payload(stored, name), **extra}
+        return await self.callbacks.send(self.store.hooks(), event, payload)
 
     # -- templates ----------------------------------------------------------------------------
 
@@ -544,7 +560,32 @@ class SandboxApi:
             return JSONResponse({"detail": detail}, status_code=422)
         return JSONResponse(config.model_dump())
 
+    async def device(self, identifier: str, action: str, request: Request) -> Response:
+        """A test's stand-in for a phone: install (save) or remove the pass on a device."""
+        body = await _json_object(request) if await request.body() else {}
+        try:
+            stored = self.store.find_v1(identifier)
+        except PassNotFound:
+            return JSONResponse({"detail": f"no live pass {identifier}"}, status_code=404)
+        event = {
+            "install": "pushnotification_registered",
+            "remove": "pushnotification_unregistered",
+        }
+        platform = str(body.get("platform") or "iOS")
+        sent = await self.notify(event[action], stored, platform=platform)
+        return JSONResponse({"identifier": stored.identifier, "event": event[action], "sent": sent})
+
+    async def install(self, identifier: str, request: Request) -> Response:
+        return await self.device(identifier, "install", request)
+
+    async def remove(self, identifier: str, request: Request) -> Response:
+        return await self.device(identifier, "remove", request)
+
+    async def callbacks_state(self) -> dict[str, Any]:
+        return {"count": len(self.callbacks.sent), "callbacks": list(self.callbacks.sent)}
+
     async def reset(self) -> dict[str, Any]:
+        self.callbacks.reset()
         self.store.reset()
         self.control.reset()
         return {"reset": True}
@@ -630,6 +671,9 @@ def _control_router(api: SandboxApi) -> APIRouter:
     router.add_api_route("/config", api.get_config, methods=["GET"])
     router.add_api_route("/config", api.set_config, methods=["POST"])
     router.add_api_route("/reset", api.reset, methods=["POST"])
+    router.add_api_route("/passes/{identifier}/install", api.install, methods=["POST"])
+    router.add_api_route("/passes/{identifier}/remove", api.remove, methods=["POST"])
+    router.add_api_route("/callbacks", api.callbacks_state, methods=["GET"])
     router.add_api_route(
         "/passes/{identifier}/delete-externally", api.delete_externally, methods=["POST"]
     )

@@ -1,22 +1,35 @@
 """The upsert engine: apply one ledger event to the provider, exactly once in effect.
 
-Exactly once comes from the data, not the broker: the event row and each pass mapping row are
-locked for the transaction (FOR UPDATE on Postgres; SQLite transactions begin IMMEDIATE and so
-serialize), a handled event is never applied again, an event older than what a pass already
-shows is skipped, an unchanged pass costs no call, and a create refused as "already exists"
-(our crash between create and commit) adopts the existing pass instead of making a twin.
-The caller commits; this module never does.
+An event is applied in three steps, so no database transaction (and on SQLite, no database
+write lock) is open while the provider is called:
+
+1. **Claim** (short transaction, committed here): lock the event row and the pass mapping
+   rows in pass-key order, skip what is stale, and claim each pass that needs calls: a token
+   with an expiry (one attempt at a time per pass, across all workers) and an "unconfirmed"
+   mark, committed before any call. While a pass is unconfirmed, the provider may be ahead of
+   what we recorded (a lost answer, a crash), so nothing is skipped as unchanged.
+2. **Call** the provider, with no transaction open.
+3. **Record** (in the caller's transaction, which the caller commits): the results, the
+   claims released, the event handled. If a call fails, the passes already done are recorded
+   and every claim is released (committed here) before the error propagates.
+
+Ordering: an event older (by occurred_at, then event id) than what a pass reflects changes
+nothing on it. Coalescing (sync.coalesce_window_ms > 0): newer unfinished events of the same
+customer whose plans are upserts only ride along in the same calls (their fields merged in
+order, as the provider would merge them) and are marked handled, coalesced into this one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import reduce
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,7 +37,8 @@ from worker.config import Settings
 from worker.db import utcnow
 from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
-from worker.inbound.status import MAX_ERROR_CHARS
+from worker.inbound.status import MAX_ERROR_CHARS, UNFINISHED
+from worker.outbox.passes import emit_pass_changes
 from worker.providers.errors import AlreadyExistsError, NotFoundError, RejectedError
 from worker.providers.port import PassProvider, ProviderPass
 from worker.sync.models import PassMapping, PassStatus
@@ -35,14 +49,37 @@ from worker.sync.rules import (
     Verb,
     compile_rules,
     content_hash,
+    merge_upserts,
     plan_event,
     user_provided_id,
 )
 from worker.sync.templates import TemplateResolver
 
+# At most this many newer events ride along in one call (bounds one transaction's work).
+MAX_COALESCED = 100
+
 
 class EventNotFoundError(LookupError):
     """The task names a ledger id that does not exist."""
+
+
+class PassBusyError(Exception):
+    """Another attempt holds a pass of this event: try again after `retry_after` seconds.
+
+    Not a failure: the event's attempts are not used up.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ClaimLostError(PassBusyError):
+    """Our claim expired and another attempt took the pass: our result is not recorded."""
+
+
+class PassDeletedError(RejectedError):
+    """An update found the pass deleted at the provider and the rule does not recreate it."""
 
 
 class Outcome(StrEnum):
@@ -74,6 +111,7 @@ class EventResult:
     event_id: int
     already_handled: bool = False
     passes: list[PassResult] = field(default_factory=list)
+    coalesced: list[int] = field(default_factory=list)  # ledger ids carried by this event
 
     @property
     def failures(self) -> list[str]:
@@ -96,121 +134,290 @@ class SyncContext:
         self.rules = compile_rules(self.settings.sync)
 
 
+@dataclass
+class PassState:
+    """A detached copy of one mapping row: the calls read and change it, no session needed."""
+
+    user_provided_id: str
+    status: str
+    provider_pass_id: str | None
+    template_id: str | None
+    content_hash: str | None
+    download_page: str | None
+    iphone_uri: str | None
+    android_uri: str | None
+    unconfirmed: bool  # an earlier attempt's calls may have landed unrecorded
+
+    @classmethod
+    def of(cls, row: PassMapping) -> PassState:
+        return cls(
+            row.user_provided_id,
+            row.status,
+            row.provider_pass_id,
+            row.template_id,
+            row.content_hash,
+            row.download_page,
+            row.iphone_uri,
+            row.android_uri,
+            unconfirmed=row.unconfirmed_since is not None,
+        )
+
+    def live(self) -> bool:
+        """Whether the provider holds this pass (as far as our last record knows)."""
+        return bool(self.provider_pass_id) and self.status in (
+            PassStatus.ACTIVE,
+            PassStatus.VOIDED,
+        )
+
+    def write_to(self, row: PassMapping) -> None:
+        row.status = self.status
+        row.provider_pass_id = self.provider_pass_id
+        row.template_id = self.template_id
+        row.content_hash = self.content_hash
+        row.download_page = self.download_page
+        row.iphone_uri = self.iphone_uri
+        row.android_uri = self.android_uri
+
+    def forget(self) -> None:
+        self.status = PassStatus.DELETED
+        self.provider_pass_id = self.content_hash = None
+        self.download_page = self.iphone_uri = self.android_uri = None
+
+
+@dataclass
+class _Member:
+    """One ledger event of the group applied together (the leader first, then newer ones)."""
+
+    row_id: int
+    event: CanonicalEvent
+    plans: dict[str, PassPlan]
+
+
+@dataclass
+class _Job:
+    """The claimed work on one pass: its steps, its state, the newest event it reflects."""
+
+    pass_key: str
+    mapping_id: int
+    template_name: str | None
+    steps: tuple[Step, ...]
+    state: PassState
+    last_at: datetime
+    last_id: str
+    token: str
+    members: list[int]
+    results: list[PassResult] = field(default_factory=list)
+
+
+@dataclass
+class _Claim:
+    leader: int
+    jobs: list[_Job]
+    result: EventResult
+
+
 def process_event(session: Session, event_id: int, ctx: SyncContext) -> EventResult:
-    """Apply ledger event `event_id`; marks it handled. Provider errors propagate unchanged,
-    except a push that cannot be sent: that action fails, noted in the event's last_error."""
+    """Apply ledger event `event_id`; marks it handled (the caller commits that).
+
+    Commits the claim before calling the provider. Raises PassBusyError while another attempt
+    holds one of its passes. Provider errors propagate unchanged (claims released, passes
+    already done recorded), except a push that cannot be sent: that action fails, noted in
+    the event's last_error.
+    """
+    claim = _claim(session, event_id, ctx)
+    if isinstance(claim, EventResult):
+        return claim
+    done: list[_Job] = []
+    try:
+        for job in claim.jobs:
+            _run(job, ctx)
+            done.append(job)
+    except BaseException:
+        _release(session, claim.jobs, done, leader=claim.leader)
+        raise
+    try:
+        _record(session, claim)
+    except ClaimLostError:
+        _release(session, claim.jobs, claim.jobs, leader=claim.leader)  # record what we hold
+        raise
+    return claim.result
+
+
+# --- 1. claim ------------------------------------------------------------------------------
+
+
+def _claim(session: Session, event_id: int, ctx: SyncContext) -> _Claim | EventResult:
+    """Lock, plan, skip the stale, claim the rest and commit; an EventResult when done."""
     row = session.execute(
         select(InboundEvent).where(InboundEvent.id == event_id).with_for_update()
     ).scalar_one_or_none()
     if row is None:
         raise EventNotFoundError(f"inbound event {event_id} does not exist")
     result = EventResult(event_id=event_id)
-    if row.status == EventStatus.HANDLED:
+    if row.status in (EventStatus.HANDLED, EventStatus.DEAD):
         result.already_handled = True
         return result
-    event = CanonicalEvent.model_validate(row.payload)
-    plans = plan_event(event, ctx.rules)
+    members = _group(session, row, ctx)
+    keys = sorted({key for member in members for key in member.plans})
     # Every mapping row is locked before any call, always in pass-key order (no deadlocks).
-    locked = [(p, _lock_mapping(session, ctx, event.customer.id, p.pass_key)) for p in plans]
-    for plan, mapping in locked:
-        result.passes.extend(_apply_plan(session, event, plan, mapping, ctx))
-    row.status = EventStatus.HANDLED
-    row.attempts += 1
-    row.last_error = "; ".join(result.failures)[:MAX_ERROR_CHARS] or None
-    row.handled_at = utcnow()
-    return result
+    jobs = [job for key in keys if (job := _job(session, ctx, members, key, result))]
+    if not jobs:
+        _mark_handled(session, row.id, result, [])
+        return result
+    _take_claims(session, jobs, ctx)
+    session.commit()
+    return _Claim(row.id, jobs, result)
 
 
-@dataclass(frozen=True)
-class _PassWork:
-    """One pass of one event: its locked mapping row and everything needed to change it."""
-
-    session: Session
-    event: CanonicalEvent
-    plan: PassPlan
-    mapping: PassMapping
-    ctx: SyncContext
-
-    def others_unfinished(self) -> bool:
-        return _other_unfinished(self.session, self.event.customer.id, self.event.id)
-
-
-def _apply_plan(
-    session: Session, event: CanonicalEvent, plan: PassPlan, mapping: PassMapping, ctx: SyncContext
-) -> list[PassResult]:
-    if _is_stale(mapping, event):
-        actions = "+".join(step.verb for step in plan.steps)
-        return [PassResult(plan.pass_key, Outcome.STALE, mapping.provider_pass_id, actions)]
-    work = _PassWork(session, event, plan, mapping, ctx)
-    results = [_apply_step(work, step) for step in plan.steps]  # in order, one at a time
-    mapping.last_event_at = event.occurred_at
-    mapping.last_event_id = event.id
-    return results
+def _group(session: Session, row: InboundEvent, ctx: SyncContext) -> list[_Member]:
+    """The event, and with coalescing on, the newer unfinished upsert-only events behind it."""
+    leader = _member(row, ctx)
+    if ctx.settings.sync.coalesce_window_ms <= 0 or not _upsert_only(leader):
+        return [leader]
+    members = [leader]
+    for other in session.scalars(_newer_unfinished(row)):
+        member = _member(other, ctx)
+        if not _upsert_only(member):
+            break  # a side effect (void, delete, push) keeps its place in the order
+        members.append(member)
+    return members
 
 
-def _apply_step(work: _PassWork, step: Step) -> PassResult:
-    key, mapping = work.plan.pass_key, work.mapping
-    pass_id = mapping.provider_pass_id
-    if step.verb is Verb.UPSERT:
-        return PassResult(key, _upsert_step(work, step), mapping.provider_pass_id)
-    if step.verb is Verb.PUSH:
-        return _push_step(key, step, mapping, work.ctx)
-    if step.verb is Verb.DELETE:
-        return PassResult(key, _delete_step(mapping, work.ctx), pass_id, step.verb)
-    outcome = _void_step(work, voided=step.verb is Verb.VOID)
-    return PassResult(key, outcome, mapping.provider_pass_id or pass_id, step.verb)
+def _member(row: InboundEvent, ctx: SyncContext) -> _Member:
+    event = CanonicalEvent.model_validate(row.payload)
+    return _Member(row.id, event, {p.pass_key: p for p in plan_event(event, ctx.rules)})
 
 
-def _live(mapping: PassMapping) -> bool:
-    """Whether the provider holds this pass (as far as our last commit knows)."""
-    return bool(mapping.provider_pass_id) and mapping.status in (
-        PassStatus.ACTIVE,
-        PassStatus.VOIDED,
+def _upsert_only(member: _Member) -> bool:
+    return all(plan.upsert_only for plan in member.plans.values())
+
+
+def _newer_unfinished(row: InboundEvent) -> Any:
+    later = or_(
+        InboundEvent.occurred_at > row.occurred_at,
+        and_(InboundEvent.occurred_at == row.occurred_at, InboundEvent.event_id > row.event_id),
+    )
+    return (
+        select(InboundEvent)
+        .where(
+            InboundEvent.customer_id == row.customer_id,
+            InboundEvent.id != row.id,
+            InboundEvent.status.in_(UNFINISHED),
+            later,
+        )
+        .order_by(InboundEvent.occurred_at, InboundEvent.event_id)
+        .limit(MAX_COALESCED)
     )
 
 
-def _upsert_step(work: _PassWork, step: Step) -> Outcome:
-    mapping, ctx = work.mapping, work.ctx
-    name = work.plan.template_name or ""  # compile_rules gives every upserted key a template
+def _job(
+    session: Session, ctx: SyncContext, members: list[_Member], key: str, result: EventResult
+) -> _Job | None:
+    """The work on pass `key`, or None (and a STALE result) when every event is stale."""
+    mapping = _lock_mapping(session, ctx, members[0].event.customer.id, key)
+    fresh = [m for m in members if key in m.plans and not _is_stale(mapping, m.event)]
+    if not fresh:
+        if key in members[0].plans:
+            actions = "+".join(step.verb for step in members[0].plans[key].steps)
+            result.passes.append(PassResult(key, Outcome.STALE, mapping.provider_pass_id, actions))
+        return None
+    plans = [m.plans[key] for m in fresh]
+    steps = plans[0].steps if len(plans) == 1 else (reduce(merge_upserts, _upserts(plans)),)
+    newest = fresh[-1].event
+    return _Job(
+        key,
+        mapping.id,
+        plans[0].template_name,
+        steps,
+        PassState.of(mapping),
+        newest.occurred_at,
+        newest.id,
+        token=str(uuid.uuid4()),
+        members=[m.row_id for m in fresh],
+    )
+
+
+def _upserts(plans: list[PassPlan]) -> list[Step]:
+    return [step for plan in plans for step in plan.steps]
+
+
+def _take_claims(session: Session, jobs: list[_Job], ctx: SyncContext) -> None:
+    now = utcnow()
+    rows = [_row(session, job) for job in jobs]  # locked by _job, in this transaction
+    for job, row in zip(jobs, rows, strict=True):
+        if row.claim_token is not None and row.claim_expires_at and row.claim_expires_at > now:
+            wait = (row.claim_expires_at - now).total_seconds()
+            session.rollback()
+            raise PassBusyError(f"pass {job.pass_key!r} is being synced", retry_after=wait)
+    expires = now + timedelta(seconds=ctx.settings.sync.claim_seconds)
+    for job, row in zip(jobs, rows, strict=True):
+        row.claim_token, row.claim_expires_at, row.unconfirmed_since = job.token, expires, now
+
+
+# --- 2. call -------------------------------------------------------------------------------
+
+
+def _run(job: _Job, ctx: SyncContext) -> None:
+    for step in job.steps:  # in order, one at a time
+        job.results.append(_apply_step(job, step, ctx))
+
+
+def _apply_step(job: _Job, step: Step, ctx: SyncContext) -> PassResult:
+    key, state = job.pass_key, job.state
+    pass_id = state.provider_pass_id
+    if step.verb is Verb.UPSERT:
+        return PassResult(key, _upsert_step(job, step, ctx), state.provider_pass_id)
+    if step.verb is Verb.PUSH:
+        return _push_step(key, step, state, ctx)
+    if step.verb is Verb.DELETE:
+        return PassResult(key, _delete_step(state, ctx), pass_id, step.verb)
+    outcome = _void_step(state, ctx, voided=step.verb is Verb.VOID)
+    return PassResult(key, outcome, state.provider_pass_id or pass_id, step.verb)
+
+
+def _upsert_step(job: _Job, step: Step, ctx: SyncContext) -> Outcome:
+    state = job.state
+    name = job.template_name or ""  # compile_rules gives every upserted key a template
     template_id = ctx.templates.resolve(name)
-    if (
-        _live(mapping)
-        and mapping.content_hash == content_hash(template_id, step.fields)
-        and not work.others_unfinished()
-    ):
+    same = state.content_hash == content_hash(template_id, step.fields)
+    if state.live() and same and not state.unconfirmed:
         return Outcome.UNCHANGED
-    outcome, found, template_id = _upsert(mapping, name, template_id, step.fields, ctx)
-    mapping.template_id = template_id
-    mapping.content_hash = content_hash(template_id, step.fields)
-    _record_pass(mapping, found, outcome)
+    outcome, found, template_id = _upsert(job, step, name, template_id, ctx)
+    state.template_id = template_id
+    state.content_hash = content_hash(template_id, step.fields)
+    _record_pass(state, found, outcome)
     return outcome
 
 
 def _upsert(
-    mapping: PassMapping, name: str, template_id: str, fields: dict[str, Any], ctx: SyncContext
+    job: _Job, step: Step, name: str, template_id: str, ctx: SyncContext
 ) -> tuple[Outcome, ProviderPass, str]:
-    if _live(mapping) and mapping.provider_pass_id:
-        try:
-            updated = ctx.provider.update_pass(mapping.provider_pass_id, fields)
-            return Outcome.UPDATED, updated, template_id
-        except NotFoundError:
-            outcome, created, template_id = _create_or_adopt(
-                mapping, name, template_id, fields, ctx
-            )
-            outcome = Outcome.RECREATED if outcome is Outcome.CREATED else outcome
-            return outcome, created, template_id
-    return _create_or_adopt(mapping, name, template_id, fields, ctx)
+    state, fields = job.state, step.fields
+    if not (state.live() and state.provider_pass_id):
+        return _create_or_adopt(state, name, template_id, fields, ctx)
+    try:
+        updated = ctx.provider.update_pass(state.provider_pass_id, fields)
+        return Outcome.UPDATED, updated, template_id
+    except NotFoundError:
+        if not step.recreate:
+            raise PassDeletedError(
+                f"pass {state.provider_pass_id} ({job.pass_key!r}) was deleted at the provider "
+                f"and rule {', '.join(step.rules)} does not recreate it",
+                status=404,
+            ) from None
+    outcome, created, template_id = _create_or_adopt(state, name, template_id, fields, ctx)
+    return (Outcome.RECREATED if outcome is Outcome.CREATED else outcome), created, template_id
 
 
 def _create_or_adopt(
-    mapping: PassMapping, name: str, template_id: str, fields: dict[str, Any], ctx: SyncContext
+    state: PassState, name: str, template_id: str, fields: dict[str, Any], ctx: SyncContext
 ) -> tuple[Outcome, ProviderPass, str]:
     provider = ctx.provider
     try:
-        created, template_id = _create(mapping, name, template_id, fields, ctx)
+        created, template_id = _create(state, name, template_id, fields, ctx)
         return Outcome.CREATED, created, template_id
     except AlreadyExistsError:
-        existing = provider.get_pass(mapping.user_provided_id)
+        existing = provider.get_pass(state.user_provided_id)
         # The existing pass may carry older fields (created by an earlier attempt of another
         # event), so bring it up to date; this write happens only on the recovery path.
         updated = provider.update_pass(existing.pass_id, fields)
@@ -218,10 +425,10 @@ def _create_or_adopt(
 
 
 def _create(
-    mapping: PassMapping, name: str, template_id: str, fields: dict[str, Any], ctx: SyncContext
+    state: PassState, name: str, template_id: str, fields: dict[str, Any], ctx: SyncContext
 ) -> tuple[ProviderPass, str]:
     """Create the pass; if the cached template id is gone, list the templates once more."""
-    upid = mapping.user_provided_id
+    upid = state.user_provided_id
     try:
         return ctx.provider.create_pass(
             template_id=template_id, user_provided_id=upid, fields=fields
@@ -246,55 +453,46 @@ def _merge_links(primary: ProviderPass, fallback: ProviderPass) -> ProviderPass:
     )
 
 
-def _record_pass(mapping: PassMapping, found: ProviderPass, outcome: Outcome) -> None:
+def _record_pass(state: PassState, found: ProviderPass, outcome: Outcome) -> None:
     if outcome is Outcome.ADOPTED:
-        mapping.status = PassStatus.VOIDED if found.voided else PassStatus.ACTIVE
+        state.status = PassStatus.VOIDED if found.voided else PassStatus.ACTIVE
     elif outcome is not Outcome.UPDATED:  # an update keeps the pass voided or active
-        mapping.status = PassStatus.ACTIVE
-    mapping.provider_pass_id = found.pass_id
-    mapping.download_page = found.download_page or mapping.download_page
-    mapping.iphone_uri = found.iphone_uri or mapping.iphone_uri
-    mapping.android_uri = found.android_uri or mapping.android_uri
+        state.status = PassStatus.ACTIVE
+    state.provider_pass_id = found.pass_id
+    state.download_page = found.download_page or state.download_page
+    state.iphone_uri = found.iphone_uri or state.iphone_uri
+    state.android_uri = found.android_uri or state.android_uri
 
 
-def _void_step(work: _PassWork, *, voided: bool) -> Outcome:
-    mapping, ctx = work.mapping, work.ctx
-    if not _live(mapping) or mapping.provider_pass_id is None:
+def _void_step(state: PassState, ctx: SyncContext, *, voided: bool) -> Outcome:
+    if not state.live() or state.provider_pass_id is None:
         return Outcome.ABSENT
     target = PassStatus.VOIDED if voided else PassStatus.ACTIVE
-    # Another unfinished event may have flipped the pass and lost its transaction, so the
-    # provider can differ from our status: then only a call is safe.
-    if mapping.status == target and not work.others_unfinished():
+    # An unconfirmed pass may have been flipped by a call whose answer was lost.
+    if state.status == target and not state.unconfirmed:
         return Outcome.UNCHANGED
     try:
-        ctx.provider.set_voided(mapping.provider_pass_id, voided)
+        ctx.provider.set_voided(state.provider_pass_id, voided)
     except NotFoundError:
-        _forget_pass(mapping)  # deleted at the provider; a later upsert recreates it
+        state.forget()  # deleted at the provider; a later upsert recreates it
         return Outcome.ABSENT
-    mapping.status = target
+    state.status = target
     return Outcome.VOIDED if voided else Outcome.UNVOIDED
 
 
-def _delete_step(mapping: PassMapping, ctx: SyncContext) -> Outcome:
-    if not _live(mapping) or mapping.provider_pass_id is None:
+def _delete_step(state: PassState, ctx: SyncContext) -> Outcome:
+    if not state.live() or state.provider_pass_id is None:
         return Outcome.ABSENT
     # A 404 means already gone: deleted at the provider, or our earlier attempt lost its answer.
     with contextlib.suppress(NotFoundError):
-        ctx.provider.delete_pass(mapping.provider_pass_id)
-    _forget_pass(mapping)
+        ctx.provider.delete_pass(state.provider_pass_id)
+    state.forget()
     return Outcome.DELETED
 
 
-def _forget_pass(mapping: PassMapping) -> None:
-    mapping.status = PassStatus.DELETED
-    mapping.provider_pass_id = None
-    mapping.content_hash = None
-    mapping.download_page = mapping.iphone_uri = mapping.android_uri = None
-
-
-def _push_step(pass_key: str, step: Step, mapping: PassMapping, ctx: SyncContext) -> PassResult:
-    pass_id = mapping.provider_pass_id
-    if not _live(mapping) or pass_id is None:
+def _push_step(pass_key: str, step: Step, state: PassState, ctx: SyncContext) -> PassResult:
+    pass_id = state.provider_pass_id
+    if not state.live() or pass_id is None:
         reason = f"push to pass {pass_key!r}: the customer has no such pass"
         return PassResult(pass_key, Outcome.FAILED, None, step.verb, reason)
     try:
@@ -308,22 +506,92 @@ def _push_step(pass_key: str, step: Step, mapping: PassMapping, ctx: SyncContext
     return PassResult(pass_key, Outcome.PUSHED, pass_id, step.verb)
 
 
-def _other_unfinished(session: Session, customer_id: str, event_id: str) -> bool:
-    """Whether another event of this customer is unfinished (pending, retrying or failed).
+# --- 3. record -----------------------------------------------------------------------------
 
-    Such an event may have reached the provider and then lost its transaction (a lost answer,
-    a SIGKILL), so the provider can be ahead of `content_hash`: then only a write is safe.
-    """
-    query = (
+
+def _record(session: Session, claim: _Claim) -> None:
+    """Write every job's result, release the claims, mark the events handled."""
+    riders = sorted({m for job in claim.jobs for m in job.members} - {claim.leader})
+    # Event rows before mapping rows, as in the claim step: one lock order, no deadlocks.
+    session.execute(
         select(InboundEvent.id)
-        .where(
-            InboundEvent.customer_id == customer_id,
-            InboundEvent.event_id != event_id,
-            InboundEvent.status != EventStatus.HANDLED,
-        )
-        .limit(1)
+        .where(InboundEvent.id.in_([claim.leader, *riders]))
+        .order_by(InboundEvent.id)
+        .with_for_update()
+    ).all()
+    for job in claim.jobs:
+        row = _locked(session, job)
+        if row.claim_token != job.token:
+            raise ClaimLostError(
+                f"the claim on pass {job.pass_key!r} expired and was taken over",
+                retry_after=0.0,
+            )
+        announced = row.provider_pass_id  # outbox: the pass id recorded before this job
+        _write_job(row, job)
+        _emit(session, claim.leader, row, job, announced)  # outbox
+        claim.result.passes.extend(job.results)
+    _mark_handled(session, claim.leader, claim.result, riders)
+
+
+def _release(session: Session, jobs: list[_Job], done: list[_Job], *, leader: int) -> None:
+    """After a failure: record the passes done, free every claim still ours, commit."""
+    session.rollback()
+    for job in jobs:
+        row = _locked(session, job)
+        if row.claim_token != job.token:
+            continue
+        if job in done:
+            announced = row.provider_pass_id  # outbox
+            _write_job(row, job)
+            _emit(session, leader, row, job, announced)  # outbox
+        row.claim_token = row.claim_expires_at = None  # the rest stays unconfirmed
+    session.commit()
+
+
+def _emit(
+    session: Session, leader: int, row: PassMapping, job: _Job, announced: str | None
+) -> None:
+    """Outbox: the CRM's view of this job's recorded changes, in the recording transaction."""
+    steps = [(str(r.action), str(r.outcome), r.provider_pass_id) for r in job.results]
+    emit_pass_changes(
+        session,
+        leader=leader,
+        row=row,
+        template=job.template_name,
+        before_pass_id=announced,
+        steps=steps,
     )
-    return session.execute(query).first() is not None
+
+
+def _write_job(row: PassMapping, job: _Job) -> None:
+    job.state.write_to(row)
+    row.last_event_at, row.last_event_id = job.last_at, job.last_id
+    row.claim_token = row.claim_expires_at = row.unconfirmed_since = None
+
+
+def _mark_handled(session: Session, leader: int, result: EventResult, riders: list[int]) -> None:
+    row = session.execute(
+        select(InboundEvent)
+        .where(InboundEvent.id == leader)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    now = utcnow()
+    row.status = EventStatus.HANDLED
+    row.attempts += 1
+    row.last_error = "; ".join(result.failures)[:MAX_ERROR_CHARS] or None
+    row.handled_at = now
+    if riders:
+        carried = session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id.in_(riders), InboundEvent.status.in_(UNFINISHED))
+            .values(status=EventStatus.HANDLED.value, handled_at=now, coalesced_into=leader)
+            .returning(InboundEvent.id)
+        )
+        result.coalesced = sorted(carried.scalars())
+
+
+# --- ordering and locks --------------------------------------------------------------------
 
 
 def _is_stale(mapping: PassMapping, event: CanonicalEvent) -> bool:
@@ -340,10 +608,26 @@ def _order_key(at: datetime, event_id: str) -> tuple[datetime, str]:
     return (at, event_id)
 
 
+def _row(session: Session, job: _Job) -> PassMapping:
+    row = session.get(PassMapping, job.mapping_id)
+    assert row is not None  # loaded and locked by _job in this transaction
+    return row
+
+
+def _locked(session: Session, job: _Job) -> PassMapping:
+    """The job's mapping row, locked and read afresh."""
+    return session.execute(
+        select(PassMapping)
+        .where(PassMapping.id == job.mapping_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
 def _lock_mapping(
     session: Session, ctx: SyncContext, customer_id: str, pass_key: str
 ) -> PassMapping:
-    """Claim the mapping row (insert if absent) and lock it until the caller commits."""
+    """Claim the mapping row (insert if absent) and lock it until the transaction ends."""
     provider = ctx.provider.name
     values = {
         "provider": provider,

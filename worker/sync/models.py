@@ -42,5 +42,12 @@ class PassMapping(Base):
     download_page: Mapped[str | None] = mapped_column(Text, default=None)
     iphone_uri: Mapped[str | None] = mapped_column(Text, default=None)
     android_uri: Mapped[str | None] = mapped_column(Text, default=None)
+    # The claim: one attempt at a time works on a pass, across workers, without holding a
+    # database lock during provider calls. It expires, so a crashed worker frees the pass.
+    claim_token: Mapped[str | None] = mapped_column(String(36), default=None)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set before provider calls, cleared once their result is recorded: while set, the
+    # provider may be ahead of content_hash/status, so nothing is skipped as unchanged.
+    unconfirmed_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

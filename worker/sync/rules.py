@@ -59,6 +59,7 @@ class Action:
     template: str | None = None
     fields: tuple[tuple[str, Expr], ...] = ()
     message: Message | None = None
+    recreate: bool = True  # upsert: a pass deleted at the provider is created anew
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Step:
     rules: tuple[str, ...]
     fields: dict[str, Any] = field(default_factory=dict)
     message: str | None = None
+    recreate: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,11 @@ class PassPlan:
     pass_key: str
     template_name: str | None
     steps: tuple[Step, ...]
+
+    @property
+    def upsert_only(self) -> bool:
+        """Only state, no side effect: such plans of consecutive events can be merged."""
+        return all(step.verb is Verb.UPSERT for step in self.steps)
 
 
 @dataclass(frozen=True)
@@ -182,8 +189,9 @@ def _compile_action(
         for name, value in source.fields.items()
     )
     message = _message(where, source.message, problems) if verb is Verb.PUSH else None
+    recreate = source.recreate_if_missing is not False
     # Kept even when something above is wrong, so the pass-key checks still see it.
-    return Action(rule, verb, pass_key, source.template, fields, message)
+    return Action(rule, verb, pass_key, source.template, fields, message, recreate)
 
 
 def _check_options(where: str, verb: Verb, source: RuleAction, problems: list[str]) -> None:
@@ -195,6 +203,8 @@ def _check_options(where: str, verb: Verb, source: RuleAction, problems: list[st
         problems.append(f"{where}: push needs a 'message'")
     if verb is not Verb.PUSH and source.message is not None:
         problems.append(f"{where}: 'message' belongs to push, not {verb}")
+    if verb is not Verb.UPSERT and source.recreate_if_missing is not None:
+        problems.append(f"{where}: 'recreate_if_missing' belongs to upsert, not {verb}")
 
 
 def _field(where: str, value: str | float | bool, problems: list[str]) -> Expr:
@@ -318,7 +328,7 @@ def _step(action: Action, doc: dict[str, Any]) -> Step:
         values = {name: evaluate(expr, doc) for name, expr in action.fields}
         # A missing value leaves the field out: the pass keeps what it shows.
         fields = {name: value for name, value in values.items() if value is not None}
-        return Step(action.verb, (action.rule,), fields=fields)
+        return Step(action.verb, (action.rule,), fields=fields, recreate=action.recreate)
     if action.verb is Verb.PUSH and action.message is not None:
         return Step(action.verb, (action.rule,), message=action.message.render(doc))
     return Step(action.verb, (action.rule,))
@@ -327,10 +337,17 @@ def _step(action: Action, doc: dict[str, Any]) -> Step:
 def _add_step(steps: list[Step], step: Step) -> None:
     # Back-to-back upserts of one pass (two matching rules) become one call.
     if steps and steps[-1].verb is Verb.UPSERT and step.verb is Verb.UPSERT:
-        last = steps.pop()
-        steps.append(Step(Verb.UPSERT, last.rules + step.rules, {**last.fields, **step.fields}))
+        steps.append(merge_upserts(steps.pop(), step))
     else:
         steps.append(step)
+
+
+def merge_upserts(first: Step, second: Step) -> Step:
+    """One upsert with the effect of `first` then `second` (the provider merges fields)."""
+    fields = {**first.fields, **second.fields}
+    recreate = first.recreate and second.recreate
+    rules = tuple(dict.fromkeys(first.rules + second.rules))
+    return Step(Verb.UPSERT, rules, fields, recreate=recreate)
 
 
 def desired_passes(event: CanonicalEvent, rules: RuleSet) -> list[DesiredPass]:

@@ -10,7 +10,16 @@ from worker.config import ConfigError, Settings
 REALTIME_QUEUE = "realtime"
 BULK_QUEUE = "bulk"
 
-celery_app = Celery("passsync", include=["worker.tasks.jobs"])
+celery_app = Celery(
+    "passsync",
+    include=[
+        "worker.tasks.jobs",
+        "worker.tasks.campaigns",
+        "worker.tasks.outbox",
+        "worker.tasks.scans",
+        "worker.tasks.reconcile",
+    ],
+)
 
 
 def configure(settings: Settings) -> Celery:
@@ -57,6 +66,8 @@ def configure(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,
+        # Read by jobs.enqueue_events: each event task waits the coalescing window.
+        passsync_coalesce_window_seconds=settings.sync.coalesce_window_ms / 1000,
         beat_schedule={
             "sweep-pending-events": {
                 "task": "passsync.sweep_pending",
@@ -65,6 +76,34 @@ def configure(settings: Settings) -> Celery:
                     "queue": REALTIME_QUEUE,
                     "expires": settings.sync.sweep_interval_seconds,
                 },
+            },
+            "campaign-tick": {
+                "task": "passsync.campaign_tick",
+                "schedule": settings.campaigns.tick_seconds,
+                # Short and frequent: on the realtime queue, so a full bulk queue cannot
+                # delay the start of a campaign or the recovery of a lost chunk.
+                "options": {"queue": REALTIME_QUEUE, "expires": settings.campaigns.tick_seconds},
+            },
+            # Outbound events: due deliveries (retries wait in SQL, not in a countdown).
+            "deliver-outbox": {
+                "task": "passsync.deliver_outbox",
+                "schedule": settings.outbound.poll_seconds,
+                "options": {"queue": REALTIME_QUEUE, "expires": settings.outbound.poll_seconds},
+            },
+            # Scans a worker never finished (a lost message, a failed publish).
+            "sweep-scans": {
+                "task": "passsync.sweep_scans",
+                "schedule": settings.sync.sweep_interval_seconds,
+                "options": {
+                    "queue": REALTIME_QUEUE,
+                    "expires": settings.sync.sweep_interval_seconds,
+                },
+            },
+            # Drift between the provider's passes and ours (a no-op unless reconcile.enabled).
+            "reconcile-passes": {
+                "task": "passsync.reconcile",
+                "schedule": settings.reconcile.interval_seconds,
+                "options": {"queue": BULK_QUEUE, "expires": settings.reconcile.interval_seconds},
             },
             "purge-audit-log": {
                 "task": "passsync.purge_audit",

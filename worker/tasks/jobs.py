@@ -10,7 +10,7 @@ from typing import Any
 from worker.audit import Actor, purge_expired, retention_cutoff
 from worker.inbound.status import record_failure, stale_pending_ids, touch
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
-from worker.sync.engine import EventNotFoundError
+from worker.sync.engine import EventNotFoundError, PassBusyError
 from worker.sync.engine import process_event as apply_event
 from worker.tasks.app import REALTIME_QUEUE, celery_app
 from worker.tasks.runtime import get_runtime
@@ -26,7 +26,8 @@ log = logging.getLogger("passsync.tasks")
     max_retries=None,
 )
 def process_event(self: Any, event_id: int) -> str:
-    """Apply one ledger event; transient failures retry with bounded, jittered backoff."""
+    """Apply one ledger event; transient failures retry with bounded, jittered backoff, a
+    permanent rejection (or the last attempt) sends it to the dead letter."""
     runtime = get_runtime()
     try:
         # The audit scope is outside the session: its rows are written after commit/rollback.
@@ -35,12 +36,15 @@ def process_event(self: Any, event_id: int) -> str:
     except EventNotFoundError:
         log.warning("event %s is not in the ledger; dropping the message", event_id)
         return "missing"
+    except PassBusyError as exc:
+        # Another attempt holds the pass: waiting is not failing, so no attempt is used.
+        raise self.retry(countdown=busy_countdown(exc.retry_after), max_retries=None) from None
     except TransientError as exc:
         return _retry_or_fail(self, event_id, exc, exc.message)
     except ProviderError as exc:
-        _fail(event_id, f"rejected: {exc.message}", final=True)
-        log.warning("event %s failed permanently: %s", event_id, exc.message)
-        return "failed"
+        _fail(event_id, dead_letter_reason(exc), final=True)
+        log.warning("event %s is dead: %s", event_id, exc.message)
+        return "dead"
     except Exception as exc:
         # A database hiccup ("database is locked", a dropped connection) or a bug: retry with
         # the same bounded budget, with the type on record (its text may hold customer data).
@@ -61,7 +65,7 @@ def _retry_or_fail(task: Any, event_id: int, exc: TransientError, reason: str) -
     attempts = _fail(event_id, f"transient: {reason}", final=False, count=not limited)
     if attempts >= sync.max_attempts:
         _fail(event_id, f"gave up after {attempts} attempts: {reason}", final=True, count=False)
-        return "failed"
+        return "dead"
     countdown = retry_countdown(
         attempts,
         exc,
@@ -84,6 +88,22 @@ def retry_countdown(
     return max(0.0, min(wait, cap, visibility_timeout / 2))
 
 
+BUSY_WAIT_MAX_SECONDS = 1.0
+
+
+def busy_countdown(retry_after: float) -> float:
+    """How long to wait for a pass another attempt holds: short, since that attempt usually
+    ends within a provider call; a crashed one's claim expires after sync.claim_seconds."""
+    jitter = random.uniform(0, 0.2)  # noqa: S311 - spreads the waiters, not crypto
+    return min(max(retry_after, 0.05), BUSY_WAIT_MAX_SECONDS) + jitter
+
+
+def dead_letter_reason(exc: ProviderError) -> str:
+    """The provider's refusal with every reason it gave (once each)."""
+    extra = [m for m in getattr(exc, "messages", []) if m and m not in exc.message]
+    return "rejected: " + "; ".join([exc.message, *extra])
+
+
 def _fail(event_id: int, error: str, *, final: bool, count: bool = True) -> int:
     with get_runtime().db.session() as session:
         return record_failure(session, event_id, error, final=final, count=count)
@@ -102,7 +122,7 @@ def sweep_pending() -> int:
         )
         touch(session, ids)
     if ids:
-        enqueue_events(ids)
+        enqueue_events(ids, countdown=0)
         log.info("sweeper re-enqueued %d pending events", len(ids))
     return len(ids)
 
@@ -120,13 +140,25 @@ def purge_audit() -> int:
     return deleted
 
 
-def enqueue_events(ids: list[int]) -> None:
-    """Publish one task per ledger id over one producer connection; raises if the broker is down."""
+COALESCE_CONF_KEY = "passsync_coalesce_window_seconds"
+
+
+def enqueue_events(ids: list[int], *, countdown: float | None = None) -> None:
+    """Publish one task per ledger id over one producer connection; raises if the broker is down.
+
+    By default each task waits the coalescing window (sync.coalesce_window_ms), so events of
+    one customer that arrive within it are applied by the first one's single call.
+    """
     if not ids:
         return
+    if countdown is None:
+        countdown = float(celery_app.conf.get(COALESCE_CONF_KEY) or 0.0)
+    options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
     with celery_app.producer_or_acquire() as producer:
         for event_id in ids:
-            process_event.apply_async(args=[event_id], queue=REALTIME_QUEUE, producer=producer)
+            process_event.apply_async(
+                args=[event_id], queue=REALTIME_QUEUE, producer=producer, **options
+            )
 
 
 # A published message per id costs the receiver ~0.5 ms of CPU each; one message per commit

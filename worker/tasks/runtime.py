@@ -12,6 +12,7 @@ from worker.audit import Actor, AuditRecorder, acting_as
 from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.providers.registry import build_provider
+from worker.ratelimit.provider import limited
 from worker.sync.engine import SyncContext
 from worker.sync.templates import TemplateResolver
 
@@ -48,7 +49,8 @@ def get_runtime() -> Runtime:
             settings = load_settings()
             db = Database(settings.database_url, pool_size=2)
             audit = AuditRecorder(db, provider=settings.sync.provider)
-            provider = build_provider(settings, on_attempt=audit.on_attempt)
+            # Every call of every task takes a slot from the fleet's shared budget.
+            provider = limited(settings, build_provider(settings, on_attempt=audit.on_attempt))
             runtime = Runtime(
                 settings=settings,
                 db=db,

@@ -1,0 +1,456 @@
+"""`python -m bench.limiter`: a campaign against a rate-limited sandbox, passsync's shared
+limiter versus Celery's built-in per-task `rate_limit` set to the same limit.
+
+The same script runs both modes on this machine (Postgres, Redis, the sandbox as its own
+process, `--workers` worker processes serving both queues, and beat):
+
+- passsync: the shared Redis limiter at the provider's limit, campaign chunks of 100;
+- celery: the limiter off; one task per recipient (chunk size 1) and Celery's
+  `rate_limit` on the campaign task and on process_event, both at the provider's limit
+  (Celery applies it per worker process, as documented).
+
+While the campaign runs, a realtime customer event is injected every `--realtime-every`
+seconds (recorded in the ledger and published to the realtime queue, as the receiver does);
+its latency is ledger received_at -> handled_at (it includes the default 0.5 s coalescing
+wait). Reported per mode: utilization (accepted calls per second / the limit), 429s as a
+share of all calls sent, total campaign time, realtime p50/p99.
+
+20,000 passes at Passcreator's 600/min would take 33 minutes per mode: the default runs the
+sandbox (and both limiters) at 6,000/min; the ratios are what matter.
+
+`--import-rows N` instead measures creating a campaign of N recipients from a CSV file:
+seconds and the importing process's peak memory (tracemalloc and RSS).
+
+Environment: PASSSYNC_BENCH_PG (admin URL, default postgresql://postgres@127.0.0.1:5432/test;
+the benchmark creates and drops its own database), PASSSYNC_BENCH_LIMITER_REDIS (default
+redis://127.0.0.1:6379/11, flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+DB_NAME = "passsync_bench_limiter"
+SANDBOX_KEY = "bench-limiter-key"
+
+
+@dataclass
+class Result:
+    mode: str
+    limit_per_minute: int
+    passes: int
+    seconds: float
+    calls_sent: int
+    calls_accepted: int
+    rate_limited: int
+    utilization: float
+    share_429: float
+    realtime_events: int
+    realtime_p50_s: float | None
+    realtime_p99_s: float | None
+    completed: bool
+
+
+def admin_url() -> str:
+    return os.environ.get("PASSSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def fresh_database() -> str:
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    base = psycopg.conninfo.conninfo_to_dict(admin_url())
+    url = (
+        f"postgresql+psycopg://{base.get('user', 'postgres')}@{base.get('host', '127.0.0.1')}:"
+        f"{base.get('port', 5432)}/{DB_NAME}"
+    )
+    from worker.migrate import upgrade
+
+    upgrade(url)
+    return url
+
+
+def redis_url() -> str:
+    url = os.environ.get("PASSSYNC_BENCH_LIMITER_REDIS", "redis://127.0.0.1:6379/11")
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def processes(logdir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def spawn(
+    procs: list[subprocess.Popen[bytes]], args: list[str], env: dict[str, str], log: Path
+) -> None:
+    with log.open("ab") as out:
+        procs.append(
+            subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        )
+
+
+def base_env(db_url: str, broker: str, port: int, limit: int, tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSSYNC_")}
+    env.update(
+        {
+            "PASSSYNC_CONFIG": str(tmp / "none.yaml"),
+            "PASSSYNC_DATABASE_URL": db_url,
+            "PASSSYNC_BROKER_URL": broker,
+            "PASSSYNC_DATA_DIR": str(tmp / "data"),
+            "PASSSYNC_LOG_LEVEL": "WARNING",
+            "PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL": f"http://127.0.0.1:{port}",
+            "PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY": SANDBOX_KEY,
+            "PASSSYNC_SANDBOX__API_KEY": SANDBOX_KEY,
+            "PASSSYNC_SANDBOX__PORT": str(port),
+            "PASSSYNC_SANDBOX__RATE_LIMIT_PER_MINUTE": str(limit),
+            "PASSSYNC_RATELIMIT__PER_MINUTE": str(limit),
+            "PASSSYNC_AUDIT__RETENTION_DAYS": "1",
+        }
+    )
+    (tmp / "none.yaml").write_text("{}\n")
+    return env
+
+
+def mode_env(mode: str, env: dict[str, str], workers: int, concurrency: int) -> dict[str, str]:
+    env = dict(env)
+    if mode == "celery":
+        env["PASSSYNC_RATELIMIT__ENABLED"] = "false"
+        env["PASSSYNC_CAMPAIGNS__CHUNK_SIZE"] = "1"
+        # Enough single-recipient tasks queued to keep every pool process busy.
+        env["PASSSYNC_CAMPAIGNS__MAX_QUEUED_CHUNKS"] = str(workers * concurrency * 25)
+    return env
+
+
+def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> Result:
+    db_url, broker, port = fresh_database(), redis_url(), free_port()
+    env = mode_env(
+        mode, base_env(db_url, broker, port, args.limit, tmp), args.workers, args.concurrency
+    )
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PASSSYNC_")})
+    from worker.config import load_settings
+    from worker.db import Database
+    from worker.sandbox.server import SandboxHandle
+    from worker.tasks.app import configure
+
+    settings = load_settings()
+    configure(settings)
+    db = Database(db_url, pool_size=2)
+    sandbox = SandboxHandle(f"http://127.0.0.1:{port}", SANDBOX_KEY)
+    logdir = tmp / mode
+    logdir.mkdir(exist_ok=True)
+    with processes(logdir) as procs:
+        cli = [sys.executable, "-m", "worker.cli"]
+        spawn(procs, [*cli, "sandbox"], env, logdir / "sandbox.log")
+        wait_http(sandbox)
+        for i in range(args.workers):
+            worker = worker_command(mode, args)
+            spawn(procs, worker, env, logdir / f"worker-{i}.log")
+        spawn(procs, [*cli, "beat"], env, logdir / "beat.log")
+        time.sleep(3)  # workers up
+        return measure(mode, args, settings, db, sandbox)
+
+
+def worker_command(mode: str, args: argparse.Namespace) -> list[str]:
+    common = [f"--concurrency={args.concurrency}", "--queues=realtime,bulk"]
+    if mode == "celery":
+        return [sys.executable, "-m", "bench.limiter", "celery-worker", str(args.limit), *common]
+    return [sys.executable, "-m", "worker.cli", "worker", *common]
+
+
+def celery_worker(limit: int, extra: list[str]) -> None:
+    """`passsync worker` with Celery's own per-task rate_limit instead of the shared limiter."""
+    from worker.config import load_settings
+    from worker.tasks.app import configure
+
+    settings = load_settings()
+    celery = configure(settings)
+    celery.conf.task_annotations = {
+        "passsync.campaign_chunk": {"rate_limit": f"{limit}/m"},
+        "passsync.process_event": {"rate_limit": f"{limit}/m"},
+    }
+    celery.worker_main(
+        [
+            "worker",
+            *extra,
+            "--loglevel=WARNING",
+            "-O",
+            "fair",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname=bench-%h-" + str(os.getpid()),
+        ]
+    )
+
+
+def wait_http(sandbox: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            sandbox.stats()
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError("the sandbox did not start")
+
+
+def measure(mode: str, args: argparse.Namespace, settings: Any, db: Any, sandbox: Any) -> Result:
+    from worker.campaigns.service import get_campaign
+
+    campaign_id = create_campaign(db, settings, args.passes)
+    realtime: list[int] = []
+    next_event = time.monotonic() + args.realtime_every
+    deadline = time.monotonic() + args.timeout
+    status = "running"
+    while time.monotonic() < deadline:
+        with db.session() as session:
+            status = get_campaign(session, campaign_id).status
+        if status == "completed":
+            break
+        if time.monotonic() >= next_event:
+            realtime.append(inject_realtime(db, len(realtime)))
+            next_event += args.realtime_every
+        time.sleep(0.2)
+    settle(db, realtime)
+    stats = sandbox.stats()
+    return summarize(
+        mode,
+        args,
+        db=db,
+        campaign_id=campaign_id,
+        stats=stats,
+        realtime=realtime,
+        completed=status == "completed",
+    )
+
+
+def settle(db: Any, realtime: list[int], timeout: float = 30) -> None:
+    """Give the realtime events injected last the time to be applied."""
+    from sqlalchemy import func, select
+
+    from worker.inbound.models import InboundEvent
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session() as session:
+            left = session.scalar(
+                select(func.count()).where(
+                    InboundEvent.id.in_(realtime), InboundEvent.handled_at.is_(None)
+                )
+            )
+        if not left:
+            return
+        time.sleep(0.2)
+
+
+def create_campaign(db: Any, settings: Any, passes: int) -> int:
+    import io
+
+    from worker.campaigns.importer import import_rows, read_csv
+    from worker.campaigns.service import CampaignSpec, create_campaign, start
+    from worker.sync.rules import compile_rules
+
+    rows = "customer_id,first_name,tier\n" + "".join(f"b-{i},Name{i},gold\n" for i in range(passes))
+    with db.session() as session:
+        campaign = create_campaign(
+            session, CampaignSpec(name="bench"), compile_rules(settings.sync)
+        )
+        import_rows(session, campaign.id, read_csv(io.StringIO(rows)), batch_rows=2000)
+        start(session, campaign.id)
+        return int(campaign.id)
+
+
+def inject_realtime(db: Any, n: int) -> int:
+    from worker.inbound.ledger import record_events
+    from worker.inbound.schema import CanonicalEvent
+    from worker.tasks.jobs import enqueue_events
+
+    event = CanonicalEvent.model_validate(
+        {
+            "id": f"rt-{n}",
+            "type": "customer.updated",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "customer": {"id": f"rt-{n}", "first_name": "Live", "attributes": {"tier": "vip"}},
+        }
+    )
+    with db.session() as session:
+        (ledger_id,) = record_events(session, "crm", [event]).accepted_ids
+    enqueue_events([ledger_id])
+    return ledger_id
+
+
+def summarize(
+    mode: str,
+    args: argparse.Namespace,
+    *,
+    db: Any,
+    campaign_id: int,
+    stats: dict[str, Any],
+    realtime: list[int],
+    completed: bool,
+) -> Result:
+    from sqlalchemy import select
+
+    from worker.campaigns.service import get_campaign
+    from worker.inbound.models import InboundEvent
+
+    with db.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        end = campaign.finished_at or datetime.now(UTC)
+        seconds = (end - (campaign.started_at or campaign.created_at)).total_seconds()
+        rows = session.execute(
+            select(InboundEvent.received_at, InboundEvent.handled_at).where(
+                InboundEvent.id.in_(realtime)
+            )
+        ).all()
+    latencies = sorted(
+        (handled - received).total_seconds() for received, handled in rows if handled
+    )
+    latencies += [float("inf")] * (len(realtime) - len(latencies))  # never applied
+    sent = sum(stats["calls"].values())
+    limited = stats["rate_limited"]
+    accepted = sent - limited
+    return Result(
+        mode=mode,
+        limit_per_minute=args.limit,
+        passes=args.passes,
+        seconds=round(seconds, 1),
+        calls_sent=sent,
+        calls_accepted=accepted,
+        rate_limited=limited,
+        utilization=round(accepted / seconds / (args.limit / 60), 3) if seconds else 0.0,
+        share_429=round(limited / sent, 4) if sent else 0.0,
+        realtime_events=len(realtime),
+        realtime_p50_s=_pct(latencies, 0.50),
+        realtime_p99_s=_pct(latencies, 0.99),
+        completed=completed,
+    )
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1], 3)
+
+
+def import_benchmark(rows: int, tmp: Path) -> dict[str, Any]:
+    """Create a campaign of `rows` recipients from a CSV file; time and peak memory."""
+    db_url = fresh_database()
+    path = tmp / "recipients.csv"
+    with path.open("w") as out:
+        out.write("customer_id,email,first_name,tier,data.offer\n")
+        for i in range(rows):
+            out.write(f"m-{i},m{i}@example.com,Name{i},gold,OFFER-{i % 97}\n")
+    from worker.campaigns.importer import import_rows, read_csv
+    from worker.campaigns.models import Campaign
+    from worker.db import Database
+
+    db = Database(db_url, pool_size=1)
+    started = time.perf_counter()
+    tracemalloc.start()
+    with db.session() as session, path.open(newline="") as stream:
+        campaign = Campaign(name="import", event_type="customer.updated", data={}, total=0)
+        session.add(campaign)
+        session.commit()
+        result = import_rows(
+            session, campaign.id, read_csv(stream), batch_rows=2000, on_batch=session.commit
+        )
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    seconds = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "imported": result.imported,
+        "seconds": round(seconds, 1),
+        "rows_per_second": round(rows / seconds),
+        "tracemalloc_peak_mb": round(peak / 2**20, 1),
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def print_results(results: list[Result]) -> None:
+    print(
+        f"{'mode':<10}{'util':>7}{'429 %':>8}{'seconds':>9}{'sent':>8}{'rt p50':>8}"
+        f"{'rt p99':>8}{'done':>6}"
+    )
+    for r in results:
+        print(
+            f"{r.mode:<10}{r.utilization:>7.3f}{r.share_429 * 100:>8.2f}{r.seconds:>9.1f}"
+            f"{r.calls_sent:>8}{_s(r.realtime_p50_s):>8}{_s(r.realtime_p99_s):>8}"
+            f"{'yes' if r.completed else 'NO':>6}"
+        )
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["celery-worker"]:
+        celery_worker(int(argv[1]), argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.limiter", description=__doc__)
+    parser.add_argument("--passes", type=int, default=20_000)
+    parser.add_argument("--limit", type=int, default=6000, help="per minute (sandbox and ours)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--realtime-every", type=float, default=2.0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="per mode, seconds")
+    parser.add_argument("--modes", default="passsync,celery")
+    parser.add_argument("--import-rows", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-limiter-") as name:
+        tmp = Path(name)
+        if args.import_rows:
+            print(json.dumps(import_benchmark(args.import_rows, tmp)))
+            return 0
+        results = [run_mode(mode, args, tmp) for mode in args.modes.split(",")]
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    print_results(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""`passsync adoption`: the funnel as a table, JSON and CSV."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.adoption.scenario import EXPECTED, seed
+from worker.cli import app
+from worker.db import Database
+
+
+@pytest.fixture
+def seeded(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    seed(db)
+    monkeypatch.setenv("PASSSYNC_DATABASE_URL", db.url)
+    return db
+
+
+def test_json_shows_the_funnel(seeded: Database) -> None:
+    result = CliRunner().invoke(app, ["adoption", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert {s["step"]: s["count"] for s in body["steps"]} == EXPECTED
+    assert body["top_locations"] == [
+        {"location": "Berlin Mitte", "scans": 3},
+        {"location": "Hamburg", "scans": 1},
+    ]
+
+
+def test_csv_and_filters(seeded: Database) -> None:
+    result = CliRunner().invoke(app, ["adoption", "--csv", "--pass-key", "loyalty"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "step,count,rate",
+        "known,4,",
+        "issued,3,0.75",
+        "downloaded,3,1.0",
+        "installed,2,0.6667",
+        "used,2,0.6667",
+        "removed,1,0.3333",
+    ]
+
+
+def test_the_table_and_a_bad_date(seeded: Database) -> None:
+    table = CliRunner().invoke(app, ["adoption"])
+    bad = CliRunner().invoke(app, ["adoption", "--since", "yesterday"])
+    assert table.exit_code == 0 and "downloaded" in table.output and "75%" in table.output
+    assert "median time to install: 30.0 min" in table.output
+    assert bad.exit_code == 2
+
+
+def test_subscribe_without_a_public_url_refuses(seeded: Database) -> None:
+    result = CliRunner().invoke(app, ["adoption", "subscribe"])
+    assert result.exit_code == 2
+    assert "callbacks.public_url" in result.output

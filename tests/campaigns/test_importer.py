@@ -1,0 +1,123 @@
+"""File import: malformed rows are reported by line and the rest kept; memory stays flat."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import select
+
+from worker.campaigns.importer import Row, RowError, import_rows, read_csv, read_items, read_jsonl
+from worker.campaigns.models import Campaign, CampaignRecipient
+from worker.campaigns.service import import_errors
+from worker.db import Database
+
+
+def draft(db: Database) -> int:
+    with db.session() as session:
+        campaign = Campaign(name="t", event_type="customer.updated", data={}, total=0)
+        session.add(campaign)
+        session.flush()
+        return campaign.id
+
+
+def test_a_malformed_csv_row_is_reported_with_its_line_and_the_rest_is_imported(
+    db: Database,
+) -> None:
+    # Given a CSV whose line 3 has a field too many and line 5 has no customer id
+    text = (
+        "customer_id,email,tier,data.offer\n"
+        "c1,a@example.com,gold,SPRING\n"
+        "c2,b@example.com,silver,X,extra\n"
+        "c3,,bronze,\n"
+        ",d@example.com,gold,Y\n"
+        "c1,again@example.com,gold,Z\n"
+        "c6,f@example.com,,\n"
+    )
+    campaign_id = draft(db)
+    # When it is imported
+    with db.session() as session:
+        result = import_rows(session, campaign_id, read_csv(io.StringIO(text)), batch_rows=2)
+    # Then the three good rows are recipients and each bad line is reported by number
+    assert (result.imported, result.errors) == (3, 3)
+    with db.sessions() as session:
+        rows = session.execute(
+            select(CampaignRecipient.line, CampaignRecipient.payload).order_by(
+                CampaignRecipient.line
+            )
+        ).all()
+        errors = import_errors(session, campaign_id, limit=10)
+        campaign = session.get(Campaign, campaign_id)
+    assert [line for line, _ in rows] == [2, 4, 7]
+    assert rows[0][1] == {
+        "customer": {"id": "c1", "email": "a@example.com", "attributes": {"tier": "gold"}},
+        "data": {"offer": "SPRING"},
+    }
+    assert errors == [
+        {"line": 3, "message": "expected 4 fields, found 5"},
+        {"line": 5, "message": "customer_id: Field required"},
+        {"line": 6, "message": "customer_id 'c1' appears on an earlier line"},
+    ]
+    assert campaign is not None and (campaign.total, campaign.import_errors) == (3, 3)
+
+
+def test_a_csv_without_a_customer_id_column_is_refused_as_a_whole() -> None:
+    assert list(read_csv(io.StringIO("email\na@b.c\n"))) == [
+        RowError(1, "the header has no customer_id column")
+    ]
+
+
+def test_jsonl_lines_and_api_items_are_checked_one_by_one() -> None:
+    # Given JSONL with a broken line, a non-object and a nested customer
+    text = (
+        '{"customer_id": "c1", "first_name": "Ada", "attributes": {"tier": "gold"}}\n'
+        "{broken\n"
+        "\n"
+        "[1]\n"
+        '{"customer": {"id": "c5"}, "data": {"offer": "X"}}\n'
+    )
+    parsed = list(read_jsonl(io.StringIO(text)))
+    assert parsed == [
+        Row(1, {"id": "c1", "first_name": "Ada", "attributes": {"tier": "gold"}}, {}),
+        RowError(2, "not JSON: Expecting property name enclosed in double quotes at column 2"),
+        RowError(4, "expected a JSON object"),
+        Row(5, {"id": "c5", "attributes": {}}, {"offer": "X"}),
+    ]
+    items = list(read_items([{"customer_id": "c1"}, {"customer_id": "x" * 300}]))
+    assert items == [
+        Row(1, {"id": "c1", "attributes": {}}, {}),
+        RowError(2, "customer_id: String should have at most 255 characters"),
+    ]
+
+
+def _rows(count: int) -> Iterator[str]:
+    yield "customer_id,first_name,tier,data.offer\n"
+    for i in range(count):
+        yield f"c{i},Name{i},gold,OFFER-{i}\n"
+
+
+def _peak_import(db: Database, path: Path, count: int) -> int:
+    path.write_text("".join(_rows(count)))
+    campaign_id = draft(db)
+    tracemalloc.start()
+    try:
+        with db.session() as session, path.open() as stream:
+            result = import_rows(
+                session, campaign_id, read_csv(stream), batch_rows=200, on_batch=session.commit
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.imported == count
+    return peak
+
+
+def test_import_memory_does_not_grow_with_the_file(db: Database, tmp_path: Path) -> None:
+    # Given two files, one eight times the other
+    small = _peak_import(db, tmp_path / "small.csv", 600)
+    large = _peak_import(db, tmp_path / "large.csv", 4800)
+    # Then the peak is the same bounded batch size for both, not proportional to the rows
+    assert large < 8 * 1024 * 1024
+    assert large < small * 1.5

@@ -1,0 +1,97 @@
+"""Server-side SVG charts for the dashboard: no script, no CDN, readable as text."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+WIDTH = 560
+ROW = 30
+LABEL_W = 150
+COLORS = ("#2563eb", "#16a34a", "#f59e0b", "#dc2626", "#7c3aed", "#0891b2")
+
+
+def hbar_chart(chart_id: str, title: str, rows: list[tuple[str, float]], unit: str = "") -> str:
+    """Horizontal bars, one per (label, value), each labelled with its value."""
+    height = 40 + ROW * max(1, len(rows))
+    top = max((v for _, v in rows), default=0) or 1
+    span = WIDTH - LABEL_W - 70
+    parts = [_open(chart_id, title, height)]
+    if not rows:
+        parts.append('<text x="10" y="50" class="empty">no data yet</text>')
+    for i, (label, value) in enumerate(rows):
+        y = 34 + i * ROW
+        w = max(1.0, span * value / top) if value else 0.0
+        shown = f"{value:g}{unit}"
+        parts.append(
+            f'<text x="{LABEL_W - 8}" y="{y + 15}" text-anchor="end">{escape(label)}</text>'
+            f'<rect x="{LABEL_W}" y="{y}" width="{w:.1f}" height="20" fill="{COLORS[i % 6]}" '
+            f'data-label="{escape(label)}" data-value="{value:g}"/>'
+            f'<text x="{LABEL_W + w + 6:.1f}" y="{y + 15}" class="value">{escape(shown)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def progress_chart(chart_id: str, title: str, rows: list[tuple[str, int, int]]) -> str:
+    """One bar per (label, done, total): the done share filled, "done / total" beside it."""
+    height = 40 + ROW * max(1, len(rows))
+    span = WIDTH - LABEL_W - 90
+    parts = [_open(chart_id, title, height)]
+    if not rows:
+        parts.append('<text x="10" y="50" class="empty">no campaigns</text>')
+    for i, (label, done, total) in enumerate(rows):
+        y = 34 + i * ROW
+        w = span * done / total if total else 0.0
+        parts.append(
+            f'<text x="{LABEL_W - 8}" y="{y + 15}" text-anchor="end">{escape(label)}</text>'
+            f'<rect x="{LABEL_W}" y="{y}" width="{span}" height="20" fill="#e5e7eb"/>'
+            f'<rect x="{LABEL_W}" y="{y}" width="{w:.1f}" height="20" fill="#16a34a" '
+            f'data-label="{escape(label)}" data-value="{done}" data-total="{total}"/>'
+            f'<text x="{LABEL_W + span + 6}" y="{y + 15}" class="value">{done} / {total}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def timeline_chart(
+    chart_id: str, title: str, days: list[dict[str, Any]], series: tuple[str, ...]
+) -> str:
+    """Grouped columns per day, one colour per series, with a legend."""
+    height = 240
+    base = height - 40
+    top = max((d[s] for d in days for s in series), default=0) or 1
+    slot = (WIDTH - 60) / max(1, len(days))
+    bar = max(2.0, min(18.0, slot / (len(series) + 1)))
+    parts = [_open(chart_id, title, height)]
+    for j, name in enumerate(series):
+        parts.append(
+            f'<rect x="{60 + j * 110}" y="30" width="10" height="10" fill="{COLORS[j]}"/>'
+            f'<text x="{74 + j * 110}" y="39" class="legend">{escape(name)}</text>'
+        )
+    if not days:
+        parts.append('<text x="10" y="100" class="empty">no data yet</text>')
+    for i, day in enumerate(days):
+        x0 = 50 + i * slot
+        for j, name in enumerate(series):
+            h = (base - 60) * day[name] / top
+            parts.append(
+                f'<rect x="{x0 + j * bar:.1f}" y="{base - h:.1f}" width="{bar - 1:.1f}" '
+                f'height="{h:.1f}" fill="{COLORS[j]}" data-day="{escape(day["day"])}" '
+                f'data-series="{escape(name)}" data-value="{day[name]}"/>'
+            )
+        parts.append(
+            f'<text x="{x0:.1f}" y="{base + 16}" class="axis">{escape(day["day"][5:])}</text>'
+        )
+    parts.append(f'<line x1="45" y1="{base}" x2="{WIDTH - 10}" y2="{base}" stroke="#9ca3af"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _open(chart_id: str, title: str, height: int) -> str:
+    return (
+        f'<svg id="{escape(chart_id)}" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        f'<text x="10" y="20" class="title">{escape(title)}</text>'
+    )

@@ -1,0 +1,237 @@
+"""`passsync adoption`: the adoption funnel (table, --json, --csv); subscribe to callbacks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+import uuid
+from datetime import date
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from worker.adoption.metrics import Filters, adoption_report
+from worker.adoption.subscribe import ensure_subscriptions
+from worker.commands.audited import SetupError, audited_client
+from worker.config import Settings, load_settings
+from worker.db import Database, utcnow
+from worker.inbound.signatures import sign
+from worker.providers.passcreator.client import PasscreatorClient
+from worker.providers.passcreator.models import WebhookSubscribe
+from worker.scans.models import Scan, ScanStatus
+from worker.sync.models import PassMapping
+
+OPEN_SCANS = (ScanStatus.PENDING, ScanStatus.APPLYING)
+
+adoption_app = typer.Typer(help="Pass adoption: the funnel; provider callback subscriptions.")
+
+
+@adoption_app.callback(invoke_without_command=True)
+def funnel_command(
+    ctx: typer.Context,
+    *,
+    template: Annotated[str | None, typer.Option(help="Template id or name.")] = None,
+    pass_key: Annotated[str | None, typer.Option(help="Pass key, e.g. loyalty.")] = None,
+    campaign: Annotated[int | None, typer.Option(help="Campaign id.")] = None,
+    platform: Annotated[str | None, typer.Option(help="ios or android.")] = None,
+    since: Annotated[str | None, typer.Option(help="Issued on or after (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Issued on or before (YYYY-MM-DD).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the steps as CSV.")] = False,
+) -> None:
+    """The funnel: known -> issued -> downloaded -> installed -> used -> removed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    filters = Filters(template, pass_key, campaign, platform, _day(since), _day(until))
+    report = load_report(load_settings(), filters)
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    elif as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["step", "count", "rate"])
+        for step in report["steps"]:
+            writer.writerow([step["step"], step["count"], _blank(step["rate"])])
+    else:
+        print_funnel(report, Console(width=120))
+
+
+def load_report(settings: Settings, filters: Filters) -> dict[str, Any]:
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        with database.session() as session:
+            return adoption_report(session, settings.sync.provider, filters)
+    finally:
+        database.dispose()
+
+
+def print_funnel(report: dict[str, Any], console: Console) -> None:
+    """The funnel as a terminal table, with time to install and the platform split."""
+    table = Table("step", "count", "rate", title="pass adoption funnel")
+    for step in report["steps"]:
+        rate = step["rate"]
+        table.add_row(step["step"], str(step["count"]), "" if rate is None else f"{rate:.0%}")
+    console.print(table)
+    wait = report["time_to_install_seconds"]["median"]
+    console.print(f"median time to install: {'-' if wait is None else f'{wait / 60:.1f} min'}")
+    split = ", ".join(f"{k} {v}" for k, v in report["platforms"].items()) or "-"
+    console.print(f"platforms: {split}")
+
+
+@adoption_app.command("subscribe")
+def subscribe_command() -> None:
+    """Subscribe callbacks.public_url at the provider for callbacks.events (idempotent)."""
+    settings = load_settings()
+    hooks = settings.callbacks
+    if not hooks.public_url or hooks.secret is None:
+        typer.echo("set callbacks.public_url and PASSSYNC_CALLBACKS__SECRET first", err=True)
+        raise typer.Exit(2)
+    try:
+        with audited_client(settings) as client:
+            added = ensure_subscriptions(
+                lambda: [(h.event, h.target_url) for h in client.list_webhooks()],
+                lambda event, url: client.subscribe_webhook(
+                    WebhookSubscribe(event=event, target_url=url)
+                ),
+                hooks.public_url,
+                hooks.secret.get_secret_value(),
+                hooks.events,
+            )
+    except SetupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"subscribed: {', '.join(added) or 'nothing new (all present)'}")
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not YYYY-MM-DD") from None
+
+
+def _blank(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def demo_scans(api_url: str, secret: str, settings: Settings, console: Console) -> list[str]:
+    """The demo's last act: scan some passes at POST /scans/pos, wait, print the funnel.
+
+    Each coupon is scanned twice (the second scan must be rejected), each card once.
+    Returns the problems found (none when everything behaved).
+    """
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        with database.session() as session:
+            targets = _demo_targets(session, settings)
+        bodies = [
+            {
+                "id": f"demo-scan-{n}",
+                "scanned_at": utcnow().isoformat(),
+                "pass_id": pass_id,
+                "location": DEMO_LOCATIONS[n % len(DEMO_LOCATIONS)],
+                "amount": 12.5,
+            }
+            for n, pass_id in enumerate(targets)
+        ]
+        console.print(f"sending {len(bodies)} POS scans ...")
+        problems = _post_scans(api_url, secret, bodies)
+        problems += _wait_for_scans(database, len(bodies))
+        with database.session() as session:
+            report = adoption_report(session, settings.sync.provider, Filters())
+    finally:
+        database.dispose()
+    print_funnel(report, console)
+    return problems
+
+
+DEMO_LOCATIONS = ("Berlin Mitte", "Hamburg Altona", "Munich Center")
+
+
+def _demo_targets(session: Session, settings: Settings) -> list[str]:
+    modes = {r.pass_key: r.mode for r in settings.usage.rules}
+    rows = session.execute(
+        select(PassMapping.pass_key, PassMapping.provider_pass_id)
+        .where(PassMapping.provider_pass_id.is_not(None), PassMapping.pass_key.in_(list(modes)))
+        .order_by(PassMapping.id)
+        .limit(10)
+    )
+    targets: list[str] = []
+    for key, pass_id in rows:
+        assert pass_id is not None
+        targets += [pass_id, pass_id] if modes[key] == "redeem" else [pass_id]
+    return targets
+
+
+def _post_scans(api_url: str, secret: str, bodies: list[dict[str, Any]]) -> list[str]:
+    problems = []
+    with httpx.Client(timeout=30.0) as client:
+        for body in bodies:
+            raw = json.dumps(body).encode()
+            headers = sign(secret, f"msg_{uuid.uuid4().hex}", int(time.time()), raw)
+            headers["content-type"] = "application/json"
+            answer = client.post(api_url + "/scans/pos", content=raw, headers=headers)
+            if answer.status_code != 202:
+                problems.append(f"scan refused: {answer.status_code}")
+    return problems
+
+
+def _wait_for_scans(database: Database, expected: int, timeout: float = 60.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.session() as session:
+            done = session.scalar(
+                select(func.count()).select_from(Scan).where(Scan.status.not_in(OPEN_SCANS))
+            )
+        if done == expected:
+            return []
+        time.sleep(0.2)
+    return [f"only {done} of {expected} scans were handled in {timeout:.0f}s"]
+
+
+def demo_installs(sandbox_url: str, api_url: str, token: str, settings: Settings) -> list[str]:
+    """Subscribe passsync at the sandbox, then let "phones" save most passes, remove one."""
+    pc = settings.providers.passcreator.model_copy(
+        update={"base_url": sandbox_url, "api_key": settings.sandbox.api_key}
+    )
+    with PasscreatorClient(pc) as client:
+        ensure_subscriptions(
+            lambda: [(h.event, h.target_url) for h in client.list_webhooks()],
+            lambda event, url: client.subscribe_webhook(
+                WebhookSubscribe(event=event, target_url=url)
+            ),
+            api_url + "/providers/passcreator/callbacks",
+            token,
+            settings.callbacks.events,
+        )
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        with database.session() as session:
+            ids = session.scalars(
+                select(PassMapping.provider_pass_id)
+                .where(PassMapping.provider_pass_id.is_not(None))
+                .order_by(PassMapping.id)
+            ).all()
+    finally:
+        database.dispose()
+    actions = [
+        (pid, "install", "iOS" if n % 3 else "Android") for n, pid in enumerate(ids) if n % 4
+    ]
+    actions += [(pid, "remove", "iOS") for pid in ids[1:2]]
+    problems: list[str] = []
+    with httpx.Client(base_url=sandbox_url, timeout=30.0) as control:
+        for pass_id, action, platform in actions:
+            answer = control.post(
+                f"/_sandbox/passes/{pass_id}/{action}", json={"platform": platform}
+            )
+            if answer.status_code != 200 or answer.json().get("sent") != 1:
+                problems.append(f"sandbox {action} of {pass_id} did not call back")
+    return problems
