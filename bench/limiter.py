@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,8 +45,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
+
+from bench.common import free_port, fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "passsync_bench_limiter"
@@ -71,35 +71,10 @@ class Result:
     completed: bool
 
 
-def admin_url() -> str:
-    return os.environ.get("PASSSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def fresh_database() -> str:
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    base = psycopg.conninfo.conninfo_to_dict(admin_url())
-    url = (
-        f"postgresql+psycopg://{base.get('user', 'postgres')}@{base.get('host', '127.0.0.1')}:"
-        f"{base.get('port', 5432)}/{DB_NAME}"
-    )
-    from worker.migrate import upgrade
-
-    upgrade(url)
-    return url
-
-
 def redis_url() -> str:
     url = os.environ.get("PASSSYNC_BENCH_LIMITER_REDIS", "redis://127.0.0.1:6379/11")
     redis.Redis.from_url(url).flushdb()
     return url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -160,7 +135,7 @@ def mode_env(mode: str, env: dict[str, str], workers: int, concurrency: int) -> 
 
 
 def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> Result:
-    db_url, broker, port = fresh_database(), redis_url(), free_port()
+    db_url, broker, port = fresh_database(DB_NAME), redis_url(), free_port()
     env = mode_env(
         mode, base_env(db_url, broker, port, args.limit, tmp), args.workers, args.concurrency
     )
@@ -374,7 +349,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 def import_benchmark(rows: int, tmp: Path) -> dict[str, Any]:
     """Create a campaign of `rows` recipients from a CSV file; time and peak memory."""
-    db_url = fresh_database()
+    db_url = fresh_database(DB_NAME)
     path = tmp / "recipients.csv"
     with path.open("w") as out:
         out.write("customer_id,email,first_name,tier,data.offer\n")

@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ import httpx
 import psutil
 import psycopg
 import redis
+
+from bench.common import drop_database, free_port, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + base64.b64encode(b"bench-ingest-secret-0123456789ab").decode()
@@ -60,37 +61,6 @@ class Measurement:
     cpu_s_per_1000: float
     db_cpu_s_per_1000: float | None
     non_202: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def admin_url() -> str:
-    return os.environ.get("PASSSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def fresh_database() -> str:
-    """Create the benchmark's own database (dropping an old one) and migrate it."""
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    base = psycopg.conninfo.conninfo_to_dict(admin_url())
-    url = (
-        f"postgresql+psycopg://{base.get('user', 'postgres')}@{base.get('host', '127.0.0.1')}:"
-        f"{base.get('port', 5432)}/{DB_NAME}"
-    )
-    from worker.migrate import upgrade
-
-    upgrade(url)
-    return url
-
-
-def drop_database() -> None:
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
 @contextmanager
@@ -346,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     broker = os.environ.get("PASSSYNC_BENCH_REDIS", "redis://127.0.0.1:6379/13")
     redis.Redis.from_url(broker).flushdb()
-    db_url = fresh_database()
+    db_url = fresh_database(DB_NAME)
     run_id = f"r{int(time.time())}"
     rows: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -402,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         soak_result = (
             soak(db_url, broker, args.soak_seconds, workdir) if args.soak_seconds else None
         )
-    drop_database()
+    drop_database(DB_NAME)
     redis.Redis.from_url(broker).flushdb()
     print()
     print(f"ingest benchmark ({os.cpu_count()} cores; load generator in its own process)")
