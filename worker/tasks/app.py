@@ -40,6 +40,9 @@ def configure(settings: Settings) -> Celery:
             "unacked_restore_throttle": 1,
             "socket_timeout": celery.publish_timeout_seconds,
             "socket_connect_timeout": celery.publish_timeout_seconds,
+            # A worker serving both queues takes from them in the order given (realtime
+            # first), not round-robin: a customer event never waits behind a campaign's chunks.
+            "queue_order_strategy": "priority",
         },
         # The ledger is the durable record; a publish that fails fast leaves the event pending
         # for the sweeper instead of holding the HTTP request.
