@@ -29,6 +29,7 @@ redis://127.0.0.1:6379/11, flushed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -45,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from bench.common import free_port, fresh_database
@@ -69,6 +71,11 @@ class Result:
     realtime_p50_s: float | None
     realtime_p99_s: float | None
     completed: bool
+    done: int
+    worker_rss_mb_first: float | None
+    worker_rss_mb_last: float | None
+    worker_rss_mb_max: float | None
+    broker_max_messages: int
 
 
 def redis_url() -> str:
@@ -160,7 +167,39 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> Result:
             spawn(procs, worker, env, logdir / f"worker-{i}.log")
         spawn(procs, [*cli, "beat"], env, logdir / "beat.log")
         time.sleep(3)  # workers up
-        return measure(mode, args, settings, db, sandbox)
+        sampler = Sampler(
+            [psutil.Process(p.pid) for p in procs[1 : 1 + args.workers]],
+            redis.Redis.from_url(broker),
+        )
+        return measure(mode, args, settings, db, sandbox, sampler=sampler, tmp=tmp)
+
+
+class Sampler:
+    """Worker memory (each worker's process tree, summed) and broker depth over the run."""
+
+    QUEUES = ("realtime", "bulk")
+
+    def __init__(self, workers: list[psutil.Process], broker: redis.Redis) -> None:
+        self.workers = workers
+        self.broker = broker
+        self.rss_mb: list[float] = []
+        self.broker_messages: list[int] = []
+
+    def sample(self) -> None:
+        total = 0
+        for proc in self.workers:
+            for p in [proc, *proc.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += p.memory_info().rss
+        self.rss_mb.append(round(total / 2**20, 1))
+        # Kombu keeps one list per queue and priority step ("bulk", "bulk\x06\x163", ...)
+        # plus the messages delivered but not yet acknowledged.
+        depth = int(self.broker.hlen("unacked"))
+        for queue in self.QUEUES:
+            for key in self.broker.scan_iter(match=f"{queue}*", count=100):
+                if self.broker.type(key) == b"list":
+                    depth += int(self.broker.llen(key))
+        self.broker_messages.append(depth)
 
 
 def worker_command(mode: str, args: argparse.Namespace) -> list[str]:
@@ -206,12 +245,22 @@ def wait_http(sandbox: Any, timeout: float = 30) -> None:
     raise RuntimeError("the sandbox did not start")
 
 
-def measure(mode: str, args: argparse.Namespace, settings: Any, db: Any, sandbox: Any) -> Result:
+def measure(
+    mode: str,
+    args: argparse.Namespace,
+    settings: Any,
+    db: Any,
+    sandbox: Any,
+    *,
+    sampler: Sampler,
+    tmp: Path,
+) -> Result:
     from worker.campaigns.service import get_campaign
 
-    campaign_id = create_campaign(db, settings, args.passes)
+    campaign_id = create_campaign(db, settings, args.passes, tmp)
     realtime: list[int] = []
     next_event = time.monotonic() + args.realtime_every
+    next_sample = time.monotonic()
     deadline = time.monotonic() + args.timeout
     status = "running"
     while time.monotonic() < deadline:
@@ -222,6 +271,9 @@ def measure(mode: str, args: argparse.Namespace, settings: Any, db: Any, sandbox
         if time.monotonic() >= next_event:
             realtime.append(inject_realtime(db, len(realtime)))
             next_event += args.realtime_every
+        if time.monotonic() >= next_sample:
+            sampler.sample()
+            next_sample += args.sample_every
         time.sleep(0.2)
     settle(db, realtime)
     stats = sandbox.stats()
@@ -233,6 +285,7 @@ def measure(mode: str, args: argparse.Namespace, settings: Any, db: Any, sandbox
         stats=stats,
         realtime=realtime,
         completed=status == "completed",
+        sampler=sampler,
     )
 
 
@@ -255,19 +308,24 @@ def settle(db: Any, realtime: list[int], timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
-def create_campaign(db: Any, settings: Any, passes: int) -> int:
-    import io
-
+def create_campaign(db: Any, settings: Any, passes: int, tmp: Path) -> int:
+    """A campaign of `passes` recipients, streamed from a CSV file as `campaign create` does."""
     from worker.campaigns.importer import import_rows, read_csv
     from worker.campaigns.service import CampaignSpec, create_campaign, start
     from worker.sync.rules import compile_rules
 
-    rows = "customer_id,first_name,tier\n" + "".join(f"b-{i},Name{i},gold\n" for i in range(passes))
-    with db.session() as session:
+    path = tmp / "campaign.csv"
+    with path.open("w") as out:
+        out.write("customer_id,first_name,tier\n")
+        for i in range(passes):
+            out.write(f"b-{i},Name{i},gold\n")
+    with db.session() as session, path.open(newline="") as stream:
         campaign = create_campaign(
             session, CampaignSpec(name="bench"), compile_rules(settings.sync)
         )
-        import_rows(session, campaign.id, read_csv(io.StringIO(rows)), batch_rows=2000)
+        import_rows(
+            session, campaign.id, read_csv(stream), batch_rows=2000, on_batch=session.commit
+        )
         start(session, campaign.id)
         return int(campaign.id)
 
@@ -300,16 +358,19 @@ def summarize(
     stats: dict[str, Any],
     realtime: list[int],
     completed: bool,
+    sampler: Sampler,
 ) -> Result:
     from sqlalchemy import select
 
-    from worker.campaigns.service import get_campaign
+    from worker.campaigns.service import get_campaign, progress
     from worker.inbound.models import InboundEvent
 
     with db.session() as session:
         campaign = get_campaign(session, campaign_id)
         end = campaign.finished_at or datetime.now(UTC)
         seconds = (end - (campaign.started_at or campaign.created_at)).total_seconds()
+        counts = progress(session, campaign_id)
+        campaign_done = counts.done + counts.skipped + counts.failed
         rows = session.execute(
             select(InboundEvent.received_at, InboundEvent.handled_at).where(
                 InboundEvent.id.in_(realtime)
@@ -336,6 +397,11 @@ def summarize(
         realtime_p50_s=_pct(latencies, 0.50),
         realtime_p99_s=_pct(latencies, 0.99),
         completed=completed,
+        done=campaign_done,
+        worker_rss_mb_first=sampler.rss_mb[0] if sampler.rss_mb else None,
+        worker_rss_mb_last=sampler.rss_mb[-1] if sampler.rss_mb else None,
+        worker_rss_mb_max=max(sampler.rss_mb, default=None),
+        broker_max_messages=max(sampler.broker_messages, default=0),
     )
 
 
@@ -385,18 +451,21 @@ def import_benchmark(rows: int, tmp: Path) -> dict[str, Any]:
 def print_results(results: list[Result]) -> None:
     print(
         f"{'mode':<10}{'util':>7}{'429 %':>8}{'seconds':>9}{'sent':>8}{'rt p50':>8}"
-        f"{'rt p99':>8}{'done':>6}"
+        f"{'rt p99':>8}{'done':>9}{'rss MB first/last/max':>24}{'broker max':>11}"
     )
     for r in results:
+        rss = f"{_s(r.worker_rss_mb_first)}/{_s(r.worker_rss_mb_last)}/{_s(r.worker_rss_mb_max)}"
         print(
             f"{r.mode:<10}{r.utilization:>7.3f}{r.share_429 * 100:>8.2f}{r.seconds:>9.1f}"
             f"{r.calls_sent:>8}{_s(r.realtime_p50_s):>8}{_s(r.realtime_p99_s):>8}"
-            f"{'yes' if r.completed else 'NO':>6}"
+            f"{r.done:>8}{'' if r.completed else '*'}{rss:>24}{r.broker_max_messages:>11}"
         )
+    if any(not r.completed for r in results):
+        print("* the campaign did not complete within --timeout")
 
 
 def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    return "-" if value is None else f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--realtime-every", type=float, default=2.0)
+    parser.add_argument("--sample-every", type=float, default=5.0, help="memory/broker, s")
     parser.add_argument("--timeout", type=float, default=900.0, help="per mode, seconds")
     parser.add_argument("--modes", default="passsync,celery")
     parser.add_argument("--import-rows", type=int, default=0)
