@@ -220,13 +220,16 @@ def _insert(session: Session, campaign_id: int, rows: list[Row]) -> set[int]:
         for row in rows
     ]
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    # One cached statement executed for many parameter sets: SQLAlchemy batches them into
+    # multi-row INSERTs itself ("insertmanyvalues"), where a literal multi-row VALUES would
+    # be compiled anew for every batch (most of the import's time).
+    table = CampaignRecipient.__table__
     stmt = (
-        dialect.insert(CampaignRecipient)
-        .values(values)
+        dialect.insert(table)
         .on_conflict_do_nothing(index_elements=["campaign_id", "customer_id"])
-        .returning(CampaignRecipient.line)
+        .returning(table.c.line)
     )
-    return set(session.scalars(stmt))
+    return set(session.connection().execute(stmt, values).scalars())
 
 
 def _record_errors(
