@@ -81,7 +81,11 @@ class Result:
     worker_rss_mb_first: float | None
     worker_rss_mb_last: float | None
     worker_rss_mb_max: float | None
+    # Growth over the second half of the run: warm-up (imports, caches, pools) is over by
+    # then, so flat memory shows as a growth near 0 however long the campaign.
+    worker_rss_mb_second_half_growth: float | None
     broker_max_messages: int
+    worker_rss_mb_samples: list[float]
 
 
 def redis_url() -> str:
@@ -206,6 +210,11 @@ class Sampler:
                 if self.broker.type(key) == b"list":
                     depth += int(self.broker.llen(key))
         self.broker_messages.append(depth)
+
+    def second_half_growth(self) -> float | None:
+        if len(self.rss_mb) < 4:
+            return None
+        return round(self.rss_mb[-1] - self.rss_mb[len(self.rss_mb) // 2], 1)
 
 
 def worker_command(mode: str, args: argparse.Namespace) -> list[str]:
@@ -407,7 +416,9 @@ def summarize(
         worker_rss_mb_first=sampler.rss_mb[0] if sampler.rss_mb else None,
         worker_rss_mb_last=sampler.rss_mb[-1] if sampler.rss_mb else None,
         worker_rss_mb_max=max(sampler.rss_mb, default=None),
+        worker_rss_mb_second_half_growth=sampler.second_half_growth(),
         broker_max_messages=max(sampler.broker_messages, default=0),
+        worker_rss_mb_samples=sampler.rss_mb,
     )
 
 
@@ -478,14 +489,16 @@ def _import_run(rows: int, tmp: Path) -> dict[str, Any]:
 def print_results(results: list[Result]) -> None:
     print(
         f"{'mode':<10}{'util':>7}{'429 %':>8}{'seconds':>9}{'sent':>8}{'rt p50':>8}"
-        f"{'rt p99':>8}{'done':>9}{'rss MB first/last/max':>24}{'broker max':>11}"
+        f"{'rt p99':>8}{'done':>9}{'rss MB first/last/max':>24}{'2nd half':>9}"
+        f"{'broker max':>11}"
     )
     for r in results:
         rss = f"{_s(r.worker_rss_mb_first)}/{_s(r.worker_rss_mb_last)}/{_s(r.worker_rss_mb_max)}"
         print(
             f"{r.mode:<10}{r.utilization:>7.3f}{r.share_429 * 100:>8.2f}{r.seconds:>9.1f}"
             f"{r.calls_sent:>8}{_s(r.realtime_p50_s):>8}{_s(r.realtime_p99_s):>8}"
-            f"{r.done:>8}{'' if r.completed else '*'}{rss:>24}{r.broker_max_messages:>11}"
+            f"{r.done:>8}{'' if r.completed else '*'}{rss:>24}"
+            f"{_s(r.worker_rss_mb_second_half_growth):>9}{r.broker_max_messages:>11}"
         )
     if any(not r.completed for r in results):
         print("* the campaign did not complete within --timeout")
