@@ -227,6 +227,10 @@ class CelerySettings(_Strict):
     unacked_restore_interval_seconds: int = Field(default=10, ge=1)
     concurrency: int = Field(default=2, ge=1, le=64)
     publish_timeout_seconds: float = Field(default=2.0, gt=0)
+    # A pool process whose resident memory passes this is replaced after its current task
+    # (Celery's worker_max_memory_per_child; the task is acknowledged first, nothing is lost).
+    # Bounds a long campaign's worker memory; 0 = never replace.
+    max_memory_per_child_mb: int = Field(default=400, ge=0)
 
 
 class RateLimitSettings(_Strict):

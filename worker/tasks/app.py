@@ -60,6 +60,8 @@ def configure(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # In KiB; None leaves pool processes alone.
+        worker_max_memory_per_child=celery.max_memory_per_child_mb * 1024 or None,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_ignore_result=True,
         task_store_errors_even_if_ignored=False,
