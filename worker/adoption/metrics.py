@@ -83,7 +83,7 @@ class Funnel:
         }
 
 
-def adoption_funnel(session: Session, provider: str, filters: Filters) -> Funnel:
+def adoption_funnel(session: Session, provider: str | None, filters: Filters) -> Funnel:
     """The funnel over the passes the filters select, with its daily series."""
     passes = _passes(session, provider, filters)
     counts = {
@@ -105,7 +105,7 @@ def adoption_funnel(session: Session, provider: str, filters: Filters) -> Funnel
     )
 
 
-def _passes(session: Session, provider: str, filters: Filters) -> list[_Pass]:
+def _passes(session: Session, provider: str | None, filters: Filters) -> list[_Pass]:
     query: Any = (
         select(
             PassMapping.created_at,
@@ -120,8 +120,10 @@ def _passes(session: Session, provider: str, filters: Filters) -> list[_Pass]:
         )
         .outerjoin(PassAdoption, PassAdoption.provider_pass_id == PassMapping.provider_pass_id)
         .outerjoin(PassUsage, PassUsage.mapping_id == PassMapping.id)
-        .where(PassMapping.provider == provider, PassMapping.provider_pass_id.is_not(None))
+        .where(PassMapping.provider_pass_id.is_not(None))
     )
+    if provider is not None:
+        query = query.where(PassMapping.provider == provider)
     query = _filtered(query, filters)
     return [
         _Pass(
@@ -244,8 +246,9 @@ def campaign_progress(session: Session, limit: int = 10) -> list[dict[str, Any]]
     ]
 
 
-def adoption_report(session: Session, provider: str, filters: Filters) -> dict[str, Any]:
-    """Everything the API, the CLI and the dashboard show, as JSON-ready data."""
+def adoption_report(session: Session, provider: str | None, filters: Filters) -> dict[str, Any]:
+    """Everything the API, the CLI and the dashboard show, as JSON-ready data (`provider`:
+    one account's passes, None: every account's)."""
     return {
         "filters": {
             k: (v.isoformat() if isinstance(v, date) else v) for k, v in vars(filters).items()

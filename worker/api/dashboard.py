@@ -34,7 +34,7 @@ def dashboard(request: Request, ctx: Context, token: str = "") -> HTMLResponse:
     presented = token or _bearer(request) or request.cookies.get(COOKIE, "")
     _authorize(ctx, presented)
     with ctx.db.session() as session:
-        report = adoption_report(session, ctx.settings.sync.provider, Filters())
+        report = adoption_report(session, None, Filters())
     page = HTMLResponse(render(report))
     if token:
         page.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/dashboard")
