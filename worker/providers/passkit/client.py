@@ -144,8 +144,10 @@ class PassKitClient:
         transport: httpx.BaseTransport | None = None,
         on_attempt: Callable[[CallRecord], None] | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
+        self._sleep = sleep
         self._on_attempt = on_attempt
         self._clock = clock
         self._duplicate = re.compile(settings.duplicate_pattern)
@@ -504,6 +506,7 @@ class PassKitClient:
             wait=wait_exponential(multiplier=s.backoff_seconds, max=s.backoff_max_seconds)
             + wait_random(0, s.backoff_seconds),
             retry=retry_if_exception(_retry_rule(spec.idempotent)),
+            sleep=self._sleep,
             reraise=True,
         )
         for attempt in retrying:

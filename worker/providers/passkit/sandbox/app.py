@@ -20,6 +20,7 @@ import jwt
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from worker.providers.passkit.sandbox.control import SandboxControl
 from worker.providers.passkit.sandbox.store import (
@@ -57,6 +58,9 @@ def _error_response(_request: Request, exc: Exception) -> Response:
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"null")
+    except ClientDisconnect:
+        # The client gave up (e.g. during a slow answer) before its body was read: no write.
+        raise ApiError(499, "client closed request") from None
     except ValueError:
         raise ApiError(400, "proto: syntax error (line 1:1): unexpected token") from None
     if not isinstance(body, dict):
@@ -356,7 +360,7 @@ def _api_router(api: SandboxApi) -> APIRouter:
     add("/members/member", api.delete, methods=["DELETE"])
     add("/members/member/id/{member_id}", api.get_by_id, methods=["GET"])
     add(
-        "/members/member/externalId/{program_id}/{external_id}",
+        "/members/member/externalId/{program_id}/{external_id:path}",
         api.get_by_external_id,
         methods=["GET"],
     )
