@@ -762,3 +762,55 @@ def test_path_overrides_are_settings(api: respx.MockRouter) -> None:
 def test_the_client_is_a_pass_provider() -> None:
     provider: PassProvider = PassKitClient(make_settings())
     assert provider.name == "passkit"
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+def test_subscribe_webhook_sends_a_sink_with_a_string_configuration(
+    client: PassKitClient, api: respx.MockRouter
+) -> None:
+    route = api.post("/integrations/sink").respond(200, json={"id": "sub-1"})
+
+    sub = client.subscribe_webhook(
+        PROGRAM,
+        "https://hooks.example/providers/loyalty/callbacks?token=t",
+        ["PASS_EVENT_INSTALLED", "PASS_EVENT_UNINSTALLED"],
+        signing_secret="s3",
+    )
+
+    body = body_of(route)
+    assert sub == "sub-1"
+    assert json.loads(body.pop("configuration")) == {
+        "targetUrl": "https://hooks.example/providers/loyalty/callbacks?token=t",
+        "signingSecret": "s3",
+    }
+    assert body == {
+        "classId": PROGRAM,
+        "protocol": "MEMBERSHIP",
+        "passEventId": ["PASS_EVENT_INSTALLED", "PASS_EVENT_UNINSTALLED"],
+        "status": "INTEGRATION_ACTIVE",
+        "configType": "WEBHOOK",
+    }
+
+
+def test_subscribe_webhook_is_not_repeated_after_an_answer(
+    client: PassKitClient, api: respx.MockRouter
+) -> None:
+    route = api.post("/integrations/sink").respond(503)
+    with pytest.raises(TransientError):
+        client.subscribe_webhook(PROGRAM, "https://h.example/", ["PASS_EVENT_INSTALLED"])
+    assert route.call_count == 1
+
+
+def test_list_and_delete_webhooks(client: PassKitClient, api: respx.MockRouter) -> None:
+    listed = api.post("/integrations/sinks/list").respond(
+        200, text=ndjson({"id": "sub-1", "classId": PROGRAM, "configuration": "{}"})
+    )
+    deleted = api.delete("/integrations/sink/MEMBERSHIP/sub-1").respond(200, json={})
+
+    assert [s["id"] for s in client.list_webhooks()] == ["sub-1"]
+    client.delete_webhook("sub-1")
+
+    assert body_of(listed) == {"limit": 100, "offset": 0}
+    assert deleted.call_count == 1

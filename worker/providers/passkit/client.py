@@ -84,6 +84,9 @@ DEFAULT_PATHS: dict[str, str] = {
     "list_tiers": "/members/tiers/list",
     "create_message": "/message",
     "send_message": "/message/send",
+    "create_sink": "/integrations/sink",
+    "list_sinks": "/integrations/sinks/list",
+    "delete_sink": "/integrations/sink/{protocol}/{id}",
 }
 
 
@@ -433,6 +436,43 @@ class PassKitClient:
             if len(rows) < limit:
                 return
         raise RejectedError(f"{action}: more than max_pages={self._settings.max_pages} pages")
+
+    # -- webhooks ("sink subscriptions") --------------------------------------------------------
+
+    def subscribe_webhook(
+        self,
+        program_id: str,
+        target_url: str,
+        events: list[str],
+        *,
+        signing_secret: str | None = None,
+    ) -> str:
+        """A MEMBERSHIP webhook of a program; `configuration` is a JSON *string* (V-code).
+
+        Not idempotent (a repeat makes a second subscription), so retried only if never sent.
+        """
+        config: dict[str, Any] = {"targetUrl": target_url}
+        if signing_secret is not None:
+            config["signingSecret"] = signing_secret
+        body = {
+            "classId": program_id,
+            "protocol": "MEMBERSHIP",
+            "passEventId": list(events),
+            "status": "INTEGRATION_ACTIVE",
+            "configType": "WEBHOOK",
+            "configuration": json.dumps(config),
+        }
+        spec = _Spec("create_sink", "POST", "create_sink", body=body, idempotent=False)
+        return self._call(spec, _id_of("create_sink"))
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """Every sink subscription, with its `configuration` string as PassKit holds it."""
+        return list(self._pages("list_sinks", "list_sinks", _filters, {}, None))
+
+    def delete_webhook(self, subscription_id: str) -> None:
+        params = {"protocol": "MEMBERSHIP", "id": subscription_id}
+        spec = _Spec("delete_sink", "DELETE", "delete_sink", params)
+        self._call(spec, _ignore)
 
     # -- shapes --------------------------------------------------------------------------------
 

@@ -90,6 +90,12 @@ class PassKitSandboxBehaviour(_Strict):
     """What the PassKit sandbox does; all of it can be changed at runtime (/_sandbox/config)."""
 
     latency_ms: float = Field(default=0.0, ge=0)
+    # PassKit documents no rate limit; a budget here answers 429 (with Retry-After if told).
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    send_retry_after: bool = True
+    # Webhooks with numeric enums (event 2, protocol 100), as PassKit's sample file shows,
+    # instead of their names.
+    webhook_numeric_enums: bool = False
     # Held after a write is applied, before the answer: a killed client changed the provider.
     answer_delay_ms: float = Field(default=0.0, ge=0)
     duplicate_status: Literal[400, 409] = 409

@@ -31,19 +31,28 @@ from worker.providers.passkit.sandbox.store import (
     StoreError,
     member_view,
 )
+from worker.providers.passkit.sandbox.webhooks import WebhookSender
 from worker.providers.passkit.settings import PassKitSandboxSettings
 
-GRPC_FOR_STATUS = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 500: 13, 503: 14}
+GRPC_FOR_STATUS = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 503: 14}
 
 
 class ApiError(Exception):
     """Answered as grpc-gateway's error body {"code", "message", "details"}."""
 
-    def __init__(self, status: int, message: str, *, auth: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        auth: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.auth = auth
+        self.headers = headers
 
 
 def _error_response(_request: Request, exc: Exception) -> Response:
@@ -52,7 +61,7 @@ def _error_response(_request: Request, exc: Exception) -> Response:
         # The auth layer answers before the gateway, in its own shape.
         return JSONResponse({"error": exc.message}, status_code=exc.status)
     body = {"code": GRPC_FOR_STATUS.get(exc.status, 2), "message": exc.message, "details": []}
-    return JSONResponse(body, status_code=exc.status)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -78,6 +87,7 @@ class SandboxApi:
     def __init__(self, settings: PassKitSandboxSettings, clock: Callable[[], float]) -> None:
         self.store = SandboxStore(settings.programs)
         self.control = SandboxControl(settings)
+        self.webhooks = WebhookSender()
         self._clock = clock
         self._key = settings.api_key.get_secret_value()
         self._secret = settings.api_secret.get_secret_value()
@@ -92,6 +102,10 @@ class SandboxApi:
         self.control.count_call(f"{request.method} {template}")
         self.authenticate(request.headers.get("authorization", ""))
         config = self.control.config
+        wait = self.control.take_token()
+        if wait is not None:
+            headers = {"Retry-After": str(wait)} if config.send_retry_after else None
+            raise ApiError(429, "too many requests", headers=headers)
         if config.latency_ms > 0:
             await asyncio.sleep(config.latency_ms / 1000)
         if self.control.draw("slow"):
@@ -160,6 +174,13 @@ class SandboxApi:
             raise ApiError(500, "internal error")
         return response
 
+    async def notify(self, event: str, stored: StoredMember, *, platform: str | None = None) -> int:
+        """Call back the program's sinks subscribed to `event` about one member."""
+        numeric = self.control.config.webhook_numeric_enums
+        return await self.webhooks.send(
+            self.store.sinks(), event, self.view(stored), platform=platform, numeric=numeric
+        )
+
     def _store_call(self, call: Callable[[], Any]) -> Any:
         try:
             return call()
@@ -173,7 +194,9 @@ class SandboxApi:
     async def enrol(self, request: Request) -> Response:
         body = await _json_object(request)
         stored = self._store_call(lambda: self.store.enrol(body))
-        return await self.committed(JSONResponse({"id": stored.id}), created=True)
+        answer = await self.committed(JSONResponse({"id": stored.id}), created=True)
+        await self.notify("PASS_EVENT_RECORD_CREATED", stored)
+        return answer
 
     async def get_by_id(self, member_id: str) -> Response:
         stored = self._store_call(lambda: self.store.find(member_id))
@@ -187,12 +210,16 @@ class SandboxApi:
     async def update(self, request: Request) -> Response:
         body = await _json_object(request)
         stored = self._store_call(lambda: self.store.update(body))
-        return await self.committed(JSONResponse({"id": stored.id}))
+        answer = await self.committed(JSONResponse({"id": stored.id}))
+        await self.notify("PASS_EVENT_RECORD_UPDATED", stored)
+        return answer
 
     async def delete(self, request: Request) -> Response:
         body = await _json_object(request)
-        self._store_call(lambda: self.store.delete(body))
-        return await self.committed(JSONResponse({}))
+        stored = self._store_call(lambda: self.store.delete(body))
+        answer = await self.committed(JSONResponse({}))
+        await self.notify("PASS_EVENT_RECORD_DELETED", stored)
+        return answer
 
     async def points(self, kind: str, request: Request) -> Response:
         body = await _json_object(request)
@@ -220,7 +247,12 @@ class SandboxApi:
     async def update_expiry(self, request: Request) -> Response:
         body = await _json_object(request)
         stored = self._store_call(lambda: self.store.update_expiry(body))
-        return await self.committed(JSONResponse({"id": stored.id}))
+        answer = await self.committed(JSONResponse({"id": stored.id}))
+        expired = self.view(stored).get("status") == "EXPIRED"
+        await self.notify(
+            "PASS_EVENT_INVALIDATED" if expired else "PASS_EVENT_RECORD_UPDATED", stored
+        )
+        return answer
 
     async def list_members(self, program_id: str, request: Request) -> Response:
         body = await _json_object(request) if await request.body() else {}
@@ -282,7 +314,57 @@ class SandboxApi:
         count = self._store_call(lambda: self.store.send_message(body))
         return await self.committed(JSONResponse({"count": count}))
 
+    # -- webhook subscriptions ("sinks") --------------------------------------------------------
+
+    async def create_sink(self, request: Request) -> Response:
+        body = await _json_object(request)
+        sink = self._store_call(lambda: self.store.add_sink(body))
+        return await self.committed(JSONResponse({"id": sink.id}))
+
+    async def update_sink(self, request: Request) -> Response:
+        body = await _json_object(request)
+        sink = self._store_call(lambda: self.store.update_sink(body))
+        return await self.committed(JSONResponse({"id": sink.id}))
+
+    async def get_sink(self, protocol: str, sink_id: str) -> Response:
+        return JSONResponse(self._store_call(lambda: self.store.sink(sink_id)).row())
+
+    async def delete_sink(self, protocol: str, sink_id: str) -> Response:
+        self._store_call(lambda: self.store.delete_sink(sink_id))
+        return await self.committed(JSONResponse({}))
+
+    async def list_sinks(self, request: Request) -> Response:
+        body = await _json_object(request) if await request.body() else {}
+        rows = [s.row() for s in self.store.sinks()]
+        return self.stream(rows, body.get("filters") if "filters" in body else body)
+
     # -- /_sandbox inspection and control ------------------------------------------------------
+
+    async def device(self, member_id: str, action: str, request: Request) -> Response:
+        """A test's stand-in for a phone: the pass is saved (install) or removed."""
+        raw = await request.body()
+        body = json.loads(raw) if raw else {}
+        try:
+            stored = self.store.find(member_id)
+        except StoreError:
+            return JSONResponse({"detail": f"no live member {member_id}"}, status_code=404)
+        event = "PASS_EVENT_INSTALLED" if action == "install" else "PASS_EVENT_UNINSTALLED"
+        platform = str(body.get("platform") or "IOS") if isinstance(body, dict) else "IOS"
+        sent = await self.notify(event, stored, platform=platform)
+        return JSONResponse({"id": stored.id, "event": event, "sent": sent})
+
+    async def install(self, member_id: str, request: Request) -> Response:
+        return await self.device(member_id, "install", request)
+
+    async def remove(self, member_id: str, request: Request) -> Response:
+        return await self.device(member_id, "remove", request)
+
+    async def webhooks_state(self) -> dict[str, Any]:
+        return {"count": len(self.webhooks.sent), "webhooks": list(self.webhooks.sent)}
+
+    async def sinks_state(self) -> dict[str, Any]:
+        rows = [s.row() for s in self.store.sinks()]
+        return {"count": len(rows), "sinks": rows}
 
     async def stats(self) -> dict[str, Any]:
         return self.control.stats()
@@ -327,6 +409,7 @@ class SandboxApi:
         return JSONResponse(config.model_dump())
 
     async def reset(self) -> dict[str, Any]:
+        self.webhooks.reset()
         self.store.reset()
         self.control.reset()
         return {"reset": True}
@@ -376,6 +459,11 @@ def _api_router(api: SandboxApi) -> APIRouter:
     add("/members/tier/{program_id}/{tier_id}", api.get_tier, methods=["GET"])
     add("/message", api.create_message, methods=["POST"])
     add("/message/send", api.send_message, methods=["POST"])
+    add("/integrations/sink", api.create_sink, methods=["POST"])
+    add("/integrations/sink", api.update_sink, methods=["PUT"])
+    add("/integrations/sink/{protocol}/{sink_id}", api.get_sink, methods=["GET"])
+    add("/integrations/sink/{protocol}/{sink_id}", api.delete_sink, methods=["DELETE"])
+    add("/integrations/sinks/list", api.list_sinks, methods=["POST"])
     return router
 
 
@@ -390,6 +478,10 @@ def _control_router(api: SandboxApi) -> APIRouter:
     add("/config", api.set_config, methods=["POST"])
     add("/reset", api.reset, methods=["POST"])
     add("/members/{member_id}/delete-externally", api.delete_externally, methods=["POST"])
+    add("/members/{member_id}/install", api.install, methods=["POST"])
+    add("/members/{member_id}/remove", api.remove, methods=["POST"])
+    add("/webhooks", api.webhooks_state, methods=["GET"])
+    add("/sinks", api.sinks_state, methods=["GET"])
     return router
 
 

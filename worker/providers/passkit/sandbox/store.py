@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.providers.passkit.sandbox.webhooks import Sink, SinkError, read_sink
+
 # Fixed namespace: the same program name gets the same 22-character id on every run.
 PROGRAM_NAMESPACE = uuid.UUID("2d0b7c4e-5a3f-5e1c-8f7a-3c9e6b1d4a20")
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -141,6 +143,7 @@ class SandboxStore:
             self._by_external: dict[tuple[str, str], str] = {}
             self._messages: dict[str, dict[str, Any]] = {}
             self._sent: list[dict[str, Any]] = []
+            self._sinks: dict[str, Sink] = {}
             self._seq = 0
 
     # -- programs and tiers ------------------------------------------------------------------
@@ -343,6 +346,49 @@ class SandboxStore:
     def sent_messages(self) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(self._sent)
+
+    # -- webhook sinks -----------------------------------------------------------------------
+
+    def add_sink(self, body: dict[str, Any]) -> Sink:
+        """A new subscription (create is not idempotent: a repeat makes a second one)."""
+        sink = self._read_sink(body, base62_id(uuid.uuid4().int))
+        with self._lock:
+            self._sinks[sink.id] = sink
+        return sink
+
+    def update_sink(self, body: dict[str, Any]) -> Sink:
+        sink_id = _text(body.get("id"))
+        if not sink_id:
+            raise Invalid("id is required")
+        self.sink(sink_id)
+        sink = self._read_sink(body, sink_id)
+        with self._lock:
+            self._sinks[sink_id] = sink
+        return sink
+
+    def _read_sink(self, body: dict[str, Any], sink_id: str) -> Sink:
+        try:
+            sink = read_sink(body, sink_id)
+        except SinkError as exc:
+            raise Invalid(str(exc)) from None
+        self.program(sink.class_id)
+        return sink
+
+    def sink(self, sink_id: str) -> Sink:
+        with self._lock:
+            found = self._sinks.get(sink_id)
+        if found is None:
+            raise NotFound(f"subscription {sink_id} not found")
+        return found
+
+    def delete_sink(self, sink_id: str) -> None:
+        self.sink(sink_id)
+        with self._lock:
+            self._sinks.pop(sink_id, None)
+
+    def sinks(self) -> list[Sink]:
+        with self._lock:
+            return list(self._sinks.values())
 
 
 def _check_keys(body: dict[str, Any]) -> None:
