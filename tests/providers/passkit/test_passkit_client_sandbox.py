@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -187,3 +188,12 @@ def test_a_broken_stream_is_retried(passkit_sandbox: SandboxHandle) -> None:
         passkit_sandbox.configure(stream_error_probability=0.5, seed=3)
         rows = list(client.iter_members(LOYALTY))
     assert len(rows) == 4
+
+
+def test_the_pass_links_answer(passkit_sandbox: SandboxHandle) -> None:
+    with client_for(passkit_sandbox) as client:
+        created = client.create_pass(template_id=BASE_TIER, user_provided_id="crm-1", fields={})
+    for link in (created.download_page, created.iphone_uri, created.android_uri):
+        assert link is not None
+        answer = httpx.get(link, timeout=5)
+        assert (answer.status_code, answer.json()["id"]) == (200, created.pass_id)

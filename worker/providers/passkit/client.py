@@ -344,6 +344,22 @@ class PassKitClient:
             "list_members", "list_members", body, {"programId": program_id}, page_size
         )
 
+    def list_members_page(
+        self, program_id: str, *, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        """One page of a program's members (one call): `limit` rows from `offset`."""
+        body = {"programId": program_id, "filters": _filters(limit, offset)}
+        spec = _Spec(
+            "list_members",
+            "POST",
+            "list_members",
+            {"programId": program_id},
+            body=body,
+            stream=True,
+        )
+        rows: list[dict[str, Any]] = self._call(spec, _identity)
+        return rows
+
     def count_members(self, program_id: str) -> int:
         spec = _Spec(
             "count_members",

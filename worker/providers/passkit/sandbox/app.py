@@ -359,6 +359,16 @@ class SandboxApi:
     async def remove(self, member_id: str, request: Request) -> Response:
         return await self.device(member_id, "remove", request)
 
+    async def pass_page(self, name: str) -> Response:
+        """The pass page a member's links point to (`.pkpass` / `.gpay` suffixes too)."""
+        member_id = name.removesuffix(".pkpass").removesuffix(".gpay")
+        try:
+            stored = self.store.find(member_id)
+        except StoreError:
+            return JSONResponse({"detail": f"no live member {member_id}"}, status_code=404)
+        view = self.view(stored)
+        return JSONResponse({"id": stored.id, "externalId": view.get("externalId"), "pass": name})
+
     async def webhooks_state(self) -> dict[str, Any]:
         return {"count": len(self.webhooks.sent), "webhooks": list(self.webhooks.sent)}
 
@@ -481,6 +491,7 @@ def _control_router(api: SandboxApi) -> APIRouter:
     add("/members/{member_id}/install", api.install, methods=["POST"])
     add("/members/{member_id}/remove", api.remove, methods=["POST"])
     add("/webhooks", api.webhooks_state, methods=["GET"])
+    add("/pass/{name}", api.pass_page, methods=["GET"])
     add("/sinks", api.sinks_state, methods=["GET"])
     return router
 
