@@ -197,3 +197,29 @@ def test_the_pass_links_answer(passkit_sandbox: SandboxHandle) -> None:
         assert link is not None
         answer = httpx.get(link, timeout=5)
         assert (answer.status_code, answer.json()["id"]) == (200, created.pass_id)
+
+
+def test_the_neutral_state_shows_rule_fields_and_template_names(
+    passkit_sandbox: SandboxHandle,
+) -> None:
+    with client_for(passkit_sandbox) as client:
+        first = client.create_pass(
+            template_id=BASE_TIER,
+            user_provided_id="crm-1",
+            fields={"firstName": "Ada", "tier": "gold", "points": 120},
+        )
+        client.update_pass(first.pass_id, {"points": 0})
+        gold = client.create_pass(
+            template_id=f"{LOYALTY}/gold", user_provided_id="crm-2", fields={"points": 0}
+        )
+        client.set_voided(gold.pass_id, True)
+
+    rows = {r["external_id"]: r for r in passkit_sandbox.state_rows()}
+
+    assert rows["crm-1"]["template"] == "Loyalty Card"
+    assert rows["crm-1"]["fields"] == {"firstName": "Ada", "tier": "gold", "points": 0}
+    assert rows["crm-2"]["template"] == "Loyalty Card/Gold"
+    assert rows["crm-2"]["fields"] == {"points": 0}
+    assert (rows["crm-2"]["voided"], rows["crm-2"]["deleted"]) == (True, False)
+    # The API itself leaves the zero out, as protojson does.
+    assert "points" not in next(m for m in passkit_sandbox.members() if m["externalId"] == "crm-1")

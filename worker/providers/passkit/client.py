@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -158,6 +159,7 @@ class PassKitClient:
         self._links = settings.link_base()
         # externalId -> programId of the enrols this client sent, to adopt a duplicate.
         self._programs_of: OrderedDict[str, str] = OrderedDict()
+        self._programs_lock = threading.Lock()
         self._http = httpx.Client(
             base_url=settings.api_base(),
             transport=transport,
@@ -227,7 +229,8 @@ class PassKitClient:
         client enrolled it in, else in every program (PassKit's lookup needs the program).
         """
         program = split_template_id(template_id)[0] if template_id else None
-        program = program or self._programs_of.get(identifier)
+        with self._programs_lock:
+            program = program or self._programs_of.get(identifier)
         if program is not None:
             member = self.get_member_by_external_id(program, identifier)
         else:
@@ -529,10 +532,11 @@ class PassKitClient:
         )
 
     def _remember(self, external_id: str, program_id: str) -> None:
-        self._programs_of[external_id] = program_id
-        self._programs_of.move_to_end(external_id)
-        while len(self._programs_of) > REMEMBERED_PROGRAMS:
-            self._programs_of.popitem(last=False)
+        with self._programs_lock:
+            self._programs_of[external_id] = program_id
+            self._programs_of.move_to_end(external_id)
+            while len(self._programs_of) > REMEMBERED_PROGRAMS:
+                self._programs_of.popitem(last=False)
 
     def close(self) -> None:
         self._http.close()

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
+from worker.providers.passkit.models import flatten_member
 from worker.providers.passkit.sandbox.control import SandboxControl
 from worker.providers.passkit.sandbox.store import (
     Duplicate,
@@ -393,6 +394,35 @@ class SandboxApi:
             )
         return {"count": len(rows), "members": rows}
 
+    async def neutral_state(self) -> dict[str, Any]:
+        """Every member in the core's neutral terms (SandboxPass): for demos and fault suites.
+
+        `template` is the name rules write: the program's name for its first tier, else
+        "Program/Tier"; `fields` are the flat rule fields (points kept even at 0, the expiry
+        left out).
+        """
+        names = {}
+        for program in self.store.programs():
+            tiers = self.store.tiers(program["id"])
+            for index, tier in enumerate(tiers):
+                key = (program["id"], tier["id"])
+                names[key] = program["name"] if index == 0 else f"{program['name']}/{tier['name']}"
+        rows = []
+        for stored in self.store.all_members():
+            data = stored.data
+            rows.append(
+                {
+                    "pass_id": stored.id,
+                    "external_id": data.get("externalId"),
+                    "template": names.get((data["programId"], data["tierId"])),
+                    # The expiry is how a void is done: `voided` reports it, not the fields.
+                    "fields": {k: v for k, v in flatten_member(data).items() if k != "expiryDate"},
+                    "voided": self.view(stored).get("status") == "EXPIRED",
+                    "deleted": stored.deleted,
+                }
+            )
+        return {"count": len(rows), "passes": rows}
+
     async def programs_state(self) -> dict[str, Any]:
         rows = [{**p, "tiers": self.store.tiers(p["id"])} for p in self.store.programs()]
         return {"count": len(rows), "programs": rows}
@@ -483,6 +513,7 @@ def _control_router(api: SandboxApi) -> APIRouter:
     add("/stats", api.stats, methods=["GET"])
     add("/members", api.members_state, methods=["GET"])
     add("/programs", api.programs_state, methods=["GET"])
+    add("/state", api.neutral_state, methods=["GET"])
     add("/messages", api.messages_state, methods=["GET"])
     add("/config", api.get_config, methods=["GET"])
     add("/config", api.set_config, methods=["POST"])

@@ -19,6 +19,7 @@ ID_LENGTH = 22
 # Keys that identify a member or steer the call; never changed by an update.
 IDENTITY_KEYS = frozenset({"id", "externalId", "programId", "operation"})
 READ_ONLY_KEYS = frozenset({"created", "updated", "status", "passMetaData"})
+POINT_KEYS = ("points", "secondaryPoints", "tierPoints")
 # Fields of `Member` the sandbox accepts; anything else is a 400, as protojson refuses it.
 MEMBER_KEYS = frozenset(
     {
@@ -187,7 +188,9 @@ class SandboxStore:
             data = {
                 k: copy.deepcopy(v)
                 for k, v in body.items()
-                if k not in READ_ONLY_KEYS and k not in ("id", "operation") and not is_falsey(v)
+                if k not in READ_ONLY_KEYS
+                and k not in ("id", "operation")
+                and (k in POINT_KEYS or not is_falsey(v))
             }
             data.update(
                 {
@@ -283,10 +286,9 @@ class SandboxStore:
                 if any(v < 0 for v in current.values()):
                     raise Invalid("insufficient points")
             for n in names:
-                if current[n] == 0:
-                    stored.data.pop(n, None)
-                else:
-                    stored.data[n] = int(current[n]) if n == "tierPoints" else current[n]
+                # Kept even at 0 (the API view leaves zeros out, as protojson does).
+                if n in stored.data or current[n] != 0:
+                    stored.data[n] = _whole(current[n])
             stored.data["updated"] = self._clock()
             stored.events.append(f"points_{kind}")
             return stored
@@ -432,9 +434,18 @@ def _parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _whole(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def member_view(stored: StoredMember, *, now: datetime | None = None) -> dict[str, Any]:
-    """The Member JSON as the API answers it: EXPIRED once the expiry date has passed."""
-    data = copy.deepcopy(stored.data)
+    """The Member JSON as the API answers it: zero scalars left out (protojson), and status
+    EXPIRED once the expiry date has passed."""
+    data = {
+        k: copy.deepcopy(v)
+        for k, v in stored.data.items()
+        if not (k in POINT_KEYS or k == "optOut") or not is_falsey(v)
+    }
     expiry = data.get("expiryDate")
     when = _parse_time(expiry) if isinstance(expiry, str) else None
     if when is not None and when <= (now or datetime.now(UTC)):
