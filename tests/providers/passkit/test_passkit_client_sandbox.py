@@ -156,16 +156,16 @@ def test_a_client_clock_far_behind_is_refused_with_a_credential_message(
 
 
 def test_a_wrong_secret_is_refused(passkit_sandbox: SandboxHandle) -> None:
-    settings = passkit_sandbox.account(api_secret=SecretStr("x" * 40))
+    settings = passkit_sandbox.account(secret=SecretStr("x" * 40))
     with PassKitClient(settings) as client, pytest.raises(RejectedError, match="credentials"):
         client.list_templates()
 
 
 def test_a_long_lived_token_works(passkit_sandbox: SandboxHandle) -> None:
     settings = passkit_sandbox.account(
-        api_key=None,
-        api_secret=None,
-        long_lived_token=SecretStr("sandbox-passkit-long-lived-token"),
+        auth="long_lived_token",
+        api_key=SecretStr("sandbox-passkit-long-lived-token"),
+        secret=None,
     )
     with PassKitClient(settings) as client:
         assert client.list_programs()[0].name == "Loyalty Card"

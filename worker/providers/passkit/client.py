@@ -660,8 +660,8 @@ class PassKitClient:
         if status in (401, 403):
             how = (
                 "the long-lived token"
-                if self._settings.long_lived_token is not None
-                else "the REST api_key/api_secret (and the clock: JWTs live under a minute)"
+                if self._settings.auth == "long_lived_token"
+                else "the REST api_key and secret (and the clock: JWTs live under a minute)"
             )
             return RejectedError(
                 f"{action}: PassKit refused the credentials ({status}){reason}; check {how} "

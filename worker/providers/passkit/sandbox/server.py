@@ -62,7 +62,7 @@ class SandboxHandle:
             "base_url": self.base_url,
             "pass_link_base": f"{self.base_url}/_sandbox/pass",
             "api_key": self.api_key,
-            "api_secret": self.api_secret,
+            "secret": self.api_secret,
         }
 
     def programs(self) -> list[dict[str, Any]]:
