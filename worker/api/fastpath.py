@@ -20,8 +20,10 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from worker.api import sources
 from worker.api.context import STATE_KEY, ApiContext
 from worker.api.intake import IntakeUnavailableError
+from worker.api.scans import SCAN_ENQUEUE_KEY
 from worker.api.webhooks import accept
 from worker.db import DATABASE_UNAVAILABLE
 
@@ -40,6 +42,13 @@ class PasssyncApi(FastAPI):
             await super().__call__(scope, receive, send)
             return
         ctx: ApiContext = getattr(self.state, STATE_KEY)
+        adapter = ctx.adapters.get(source)
+        if adapter is not None:  # a sender's own format (worker/api/sources.py)
+            scan_enqueue = getattr(self.state, SCAN_ENQUEUE_KEY, None)
+            await sources.serve(
+                ctx, adapter, scope, _chunks(receive), send, scan_enqueue=scan_enqueue
+            )
+            return
         status, body, headers = await _handle(ctx, source, scope, receive)
         await _respond(send, status, body, headers)
 
