@@ -229,7 +229,7 @@ class SourceAdapter:
                 _refuse(400, "body must be a JSON object")
             return [decoded]
         found = decoded if path == "$" else _lookup(decoded, path)
-        if isinstance(found, dict):
+        if isinstance(found, dict) and self.spec.decode.format == "soap":
             found = [found]  # one XML element where several may stand
         if not isinstance(found, list):
             _refuse(400, f"body has no list of events at {path!r}")
