@@ -256,10 +256,10 @@ def _row(
 def _auth(spec: AdapterSpec) -> str:
     names = []
     for method in spec.verify:
-        spec = method.hmac
-        if spec is not None:
-            version = f" ({spec.version})" if spec.version else ""
-            names.append(f"{spec.mode}-{spec.algorithm} {spec.header[0]}{version}")
+        mac = method.hmac
+        if mac is not None:
+            version = f" ({mac.version})" if mac.version else ""
+            names.append(f"{mac.mode}-{mac.algorithm} {mac.header[0]}{version}")
         else:
             names.append(method.scheme)
     return " | ".join(names) or "(none)"
