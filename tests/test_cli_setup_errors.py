@@ -98,7 +98,12 @@ def test_run_port_in_use(tmp_path: Path, taken_port: int) -> None:
 
 
 def test_confirmation_without_a_terminal(tmp_path: Path) -> None:
-    result = passsync(tmp_path, "passes", "delete", "p-1")
+    token = {
+        "PASSSYNC_ADMIN_TOKENS__OPS__SECRET": "t0ken-t0ken-t0ken",
+        "PASSSYNC_ADMIN_TOKENS__OPS__SCOPES": '["read", "write"]',
+        "PASSSYNC_TOKEN": "t0ken-t0ken-t0ken",
+    }
+    result = passsync(tmp_path, "passes", "delete", "p-1", env=token)
     assert_one_line(
         result,
         "passsync: Delete pass p-1: asks for confirmation and there is no terminal: add --yes",

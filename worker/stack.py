@@ -68,7 +68,7 @@ def wanted_secrets(settings: Settings) -> dict[str, str]:
     wanted = {
         f"PASSSYNC_SOURCES__{name.upper()}__SECRET": _webhook_secret() for name in settings.sources
     }
-    for name in settings.admin_tokens or {"ops": None}:
+    for name in settings.admin_tokens or ["ops"]:
         wanted[f"PASSSYNC_ADMIN_TOKENS__{name.upper()}__SECRET"] = secrets.token_urlsafe(32)
     wanted["PASSSYNC_CALLBACKS__SECRET"] = secrets.token_urlsafe(32)
     return wanted

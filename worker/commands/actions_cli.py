@@ -18,8 +18,8 @@ from rich.table import Table
 from worker.actions import InvalidArgumentsError, get_action
 from worker.actions.outputs import PassList, TemplateList
 from worker.audit import Actor, acting_as
-from worker.commands.audited import SetupError, audited_client
 from worker.commands.admin_token import require_token
+from worker.commands.audited import SetupError, audited_client
 from worker.config import ConfigError, load_settings
 from worker.providers.errors import ProviderError, RateLimitedError
 

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from worker.adoption.metrics import Filters, adoption_report
 from worker.adoption.subscribe import ensure_subscriptions
-from worker.commands.audited import SetupError, audited_client
 from worker.commands.admin_token import require_token
+from worker.commands.audited import SetupError, audited_client
 from worker.config import Settings, load_settings
 from worker.db import Database, utcnow
 from worker.inbound.signatures import sign
