@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 
 from worker.config import SandboxSettings
-from worker.sandbox.app import create_sandbox_app
+from worker.providers.passcreator.sandbox.app import create_sandbox_app
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
