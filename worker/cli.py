@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import signal
 import sys
 import time
@@ -58,10 +58,30 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from worker.observability import logs, metrics
+
+    logs.from_settings(settings)
+    metrics.set_enabled(settings.metrics.enabled)
+
+
+def _multiprocess_metrics(settings: Settings, role: str) -> bool:
+    """Point prometheus-client's multiprocess mode at a directory for this process tree.
+
+    The mode is chosen when prometheus-client is first imported, which the CLI has already
+    done; without the variable in the environment the command runs itself again with it
+    (returns False only in the process that is replaced). Each worker (and the API) needs
+    its own directory: it is wiped at start.
+    """
+    from worker.observability import metrics
+
+    if not settings.metrics.enabled:
+        return True
+    if not metrics.multiprocess():
+        folder = settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role
+        os.environ[metrics.MULTIPROC_ENV] = str(Path(folder).resolve())
+        metrics.prepare_multiprocess_dir(os.environ[metrics.MULTIPROC_ENV], wipe=True)
+        os.execv(sys.executable, [sys.executable, "-m", "worker.cli", *sys.argv[1:]])  # noqa: S606
+    return True
 
 
 @app.command()
@@ -136,6 +156,9 @@ def api(
     settings = _settings()
     _logging(settings)
     count = workers or settings.api.workers
+    if count > 1:
+        # Several processes behind one port: /metrics must add up all of them.
+        _multiprocess_metrics(settings, "api")
     common: dict[str, Any] = {
         "host": settings.api.host,
         "port": settings.api.port,
@@ -155,7 +178,7 @@ def api_app(settings: Settings | None = None) -> Any:
     from worker.api.app import create_app
     from worker.brokers import make_ping
     from worker.db import Database
-    from worker.tasks.app import configure
+    from worker.tasks.app import configure, queue_depths
     from worker.tasks.jobs import dispatch_events
     from worker.tasks.scans import dispatch_scans
 
@@ -170,6 +193,7 @@ def api_app(settings: Settings | None = None) -> Any:
         enqueue=dispatch_events,
         broker_ping=make_ping(settings.broker_url),
         enqueue_scans=dispatch_scans,
+        broker_depth=lambda: queue_depths(settings.broker_url),
     )
 
 
@@ -179,14 +203,21 @@ def worker(
     queues: Annotated[
         str, typer.Option(help="Comma-separated queues: realtime, bulk (campaigns).")
     ] = "realtime,bulk",
+    name: Annotated[
+        str,
+        typer.Option(help="Node name (NAME@host): tells workers on one host apart for health."),
+    ] = "passsync",
 ) -> None:
     """A Celery worker (production process)."""
     from worker.commands.rules import check_templates_at_start
+    from worker.observability.server import serve_worker_metrics
     from worker.outbox.transport import check_destinations
     from worker.tasks.app import configure
 
     settings = _settings()
+    _multiprocess_metrics(settings, f"worker-{name}")
     _logging(settings)
+    serve_worker_metrics(settings.metrics)
     check_templates_at_start(settings)
     check_destinations(settings.outbound)  # bad secret: stop; unresolvable host: warn
     celery = configure(settings)
@@ -199,7 +230,7 @@ def worker(
             "--optimization=fair",
             "--without-gossip",
             "--without-mingle",
-            "--hostname=passsync@%h",
+            f"--hostname={name}@%h",
         ]
     )
 
@@ -212,9 +243,24 @@ def beat() -> None:
     settings = _settings()
     _logging(settings)
     celery = configure(settings)
+    from worker.tasks.observe import HEARTBEAT_CONF_KEY
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "celerybeat-schedule"
-    celery.start(["beat", f"--schedule={schedule}", f"--loglevel={settings.log_level}"])
+    celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))
+    celery.start(
+        [
+            "beat",
+            f"--schedule={schedule}",
+            "--scheduler=worker.tasks.observe:HeartbeatScheduler",
+            f"--loglevel={settings.log_level}",
+        ]
+    )
+
+
+def heartbeat_path(settings: Settings) -> Path:
+    """The file beat touches on every tick (`passsync health beat` reads its age)."""
+    return (settings.data_dir / "beat-heartbeat").resolve()
 
 
 @app.command()
