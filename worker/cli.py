@@ -17,6 +17,7 @@ from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
 from worker.commands.events import events_app
+from worker.commands.health import health_app, heartbeat_path
 from worker.commands.mcp import mcp as mcp_command
 from worker.commands.outbox import outbox_app
 from worker.commands.passes import passes_app
@@ -40,6 +41,7 @@ app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(events_app, name="events")
+app.add_typer(health_app, name="health")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(rules_app, name="rules")
 app.add_typer(passes_app, name="passes")
@@ -256,11 +258,6 @@ def beat() -> None:
             f"--loglevel={settings.log_level}",
         ]
     )
-
-
-def heartbeat_path(settings: Settings) -> Path:
-    """The file beat touches on every tick (`passsync health beat` reads its age)."""
-    return (settings.data_dir / "beat-heartbeat").resolve()
 
 
 @app.command()
