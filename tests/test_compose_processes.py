@@ -35,7 +35,7 @@ from worker.campaigns.service import CampaignSpec, create_campaign, progress, st
 from worker.config import SandboxSettings, load_settings
 from worker.db import Base, Database
 from worker.inbound.models import InboundEvent
-from worker.sandbox.server import running_sandbox
+from worker.providers.passcreator.sandbox.server import running_sandbox
 from worker.stack import free_port
 from worker.sync.rules import compile_rules
 
@@ -246,6 +246,7 @@ def test_the_compose_layout_completes_a_campaign_and_a_realtime_event(
 
     # And each service's metrics endpoint answers (the API's and each worker's)
     assert "passsync_webhook_requests_total" in httpx.get(f"{api}/metrics").text
+
     def scrape(service: str) -> str:
         return httpx.get(f"http://127.0.0.1:{procs.metrics_ports[service]}/metrics").text
 
