@@ -28,6 +28,7 @@ from worker.api import (
 )
 from worker.api.auth import AdminAuth
 from worker.api.context import STATE_KEY, ApiContext, BrokerPing, Enqueue
+from worker.api.docs import install_docs
 from worker.api.fastpath import PasssyncApi
 from worker.api.intake import Intake, IntakeUnavailableError, build_writers
 from worker.config import ConfigError, Settings
@@ -75,7 +76,10 @@ def create_app(
         yield
         await intake.stop()
 
-    app = PasssyncApi(title="passsync", version=_version(), lifespan=lifespan)
+    app = PasssyncApi(
+        title="passsync", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    install_docs(app)
     setattr(app.state, STATE_KEY, ctx)
     setattr(app.state, scans.SCAN_ENQUEUE_KEY, enqueue_scans)
     app.include_router(health.router)
