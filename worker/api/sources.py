@@ -34,7 +34,8 @@ log = logging.getLogger("passsync.api.sources")
 
 ScanEnqueue = Callable[[list[int]], None]
 DATABASE_RETRY_AFTER_SECONDS = 5
-Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
+# status, body, headers, and the counts (or {"detail": ...}) for metrics
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]], dict[str, Any]]
 
 
 async def serve(
@@ -45,12 +46,14 @@ async def serve(
     send: Send,
     *,
     scan_enqueue: ScanEnqueue | None,
-) -> None:
-    """Answer one webhook POST of `adapter`'s source (the fast path calls this)."""
-    status, body, headers = await _handle(ctx, adapter, scope, chunks, scan_enqueue)
+) -> tuple[int, dict[str, Any]]:
+    """Answer one webhook POST of `adapter`'s source (the fast path calls this); the status
+    and, for metrics, the counts or the refusal's detail."""
+    status, body, headers, summary = await _handle(ctx, adapter, scope, chunks, scan_enqueue)
     raw = [(b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+    return status, summary
 
 
 def request_parts(scope: Scope) -> RequestParts:
@@ -108,7 +111,7 @@ async def _handle(
     status, content_type, fixed = adapter.answer()
     if fixed is None:
         return _json(status, counts)
-    return status, fixed, [(b"content-type", content_type.encode())]
+    return status, fixed, [(b"content-type", content_type.encode())], counts
 
 
 async def _record(
@@ -159,4 +162,4 @@ def _json(status: int, payload: Any, retry_after: int | None = None) -> Answer:
     headers = [(b"content-type", b"application/json")]
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
-    return status, json.dumps(payload, separators=(",", ":")).encode(), headers
+    return status, json.dumps(payload, separators=(",", ":")).encode(), headers, payload
