@@ -30,6 +30,16 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from worker.inbound.sources.spec import (
+    AckSpec,
+    DecodeSpec,
+    FieldSpec,
+    MapSpec,
+    PingSpec,
+    RouteSpec,
+    SourceKind,
+    VerifySpec,
+)
 from worker.providers import registry
 from worker.providers.port import AccountSettings
 
@@ -78,11 +88,40 @@ class ApiSettings(_Strict):
 
 
 class SourceSettings(_Strict):
-    """An inbound webhook source; its secret comes from PASSSYNC_SOURCES__<NAME>__SECRET."""
+    """An inbound webhook source; its secret comes from PASSSYNC_SOURCES__<NAME>__SECRET.
 
+    `kind` standard takes the canonical event signed with Standard Webhooks; the other kinds
+    take a sender's own webhooks (see README, "Sources"). Every adapter key below replaces
+    the kind's preset; `custom` starts from nothing (worker/inbound/sources/spec.py).
+    """
+
+    kind: SourceKind = "standard"
+    # The signing secret (a sender's client/endpoint/webhook secret, a URL token, or the
+    # Basic auth password), from the environment only.
     secret: SecretStr | None = None
     # Extra secrets still accepted during a key rotation, space separated.
     previous_secrets: SecretStr | None = None
+    # The URL exactly as configured at the sender (Square and HubSpot sign it); none: the
+    # URL as received, which differs behind a proxy or CDN.
+    public_url: str | None = None
+    # Values the source's expressions read as `config.<name>` (e.g. organization_id,
+    # pass_key).
+    params: dict[str, str] = {}
+    # Permit `verify: [{scheme: none}]` (tests and trusted networks only).
+    allow_unsigned: bool = False
+    verify: list[VerifySpec] | None = None
+    require: list[str] | None = None
+    ping: PingSpec | None = None
+    decode: DecodeSpec | None = None
+    split: str | None = None
+    max_items: int | None = Field(default=None, ge=1, le=10_000)
+    event_type: FieldSpec | None = None
+    delivery_id: FieldSpec | None = None
+    routes: list[RouteSpec] | None = None
+    scan_routes: list[RouteSpec] | None = None
+    map: MapSpec | None = None
+    target: Literal["events", "scans"] | None = None
+    ack: AckSpec | None = None
 
 
 class AdminToken(_Strict):
@@ -393,6 +432,34 @@ class McpSettings(_Strict):
     allow_writes: bool = False
 
 
+class MetricsSettings(_Strict):
+    """Prometheus metrics (see README, "Operations")."""
+
+    # Off: nothing is counted and /metrics answers 404 (the benchmark's baseline).
+    enabled: bool = True
+    # Each `passsync worker` serves its pool's metrics on this port (0: none).
+    worker_port: int = Field(default=9108, ge=0, le=65535)
+    # Where forked processes keep their counters (multiprocess mode); default <data_dir>/metrics.
+    multiproc_dir: Path | None = None
+
+
+class LoggingSettings(_Strict):
+    """Log lines: `json` (one object a line, the images' default) or `console` (for people)."""
+
+    format: Literal["json", "console"] = "console"
+    # celery, kombu, httpx, uvicorn, ...: only their warnings unless lowered here.
+    third_party_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+
+class TracingSettings(_Strict):
+    """OpenTelemetry traces (needs the `otel` extra); off by default."""
+
+    enabled: bool = False
+    service_name: str = "passsync"
+    # OTLP/HTTP endpoint; none prints spans to the log instead (the console exporter).
+    otlp_endpoint: str | None = None
+
+
 class Settings(BaseSettings):
     """The one settings object; build it with load_settings() and pass it in."""
 
@@ -407,6 +474,9 @@ class Settings(BaseSettings):
     broker_url: str = "embedded"
     data_dir: Path = Path(".passsync")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     api: ApiSettings = ApiSettings()
     # Wallet-platform accounts by name: `{<name>: {kind: <kind>, ...that kind's settings}}`;
     # secrets per account from PASSSYNC_PROVIDERS__<NAME>__API_KEY. Default: one account of
@@ -425,7 +495,7 @@ class Settings(BaseSettings):
     callbacks: CallbackSettings = CallbackSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     # Before named accounts: the sandbox of the (only) account of the first registered kind.
-    # Still read, and merged into that account's `sandbox:` (which wins).
+    # Still read (PASSSYNC_SANDBOX__*), and merged over that account's `sandbox:`.
     sandbox: dict[str, Any] = {}
 
     @field_validator("sources", "admin_tokens")
@@ -441,7 +511,8 @@ class Settings(BaseSettings):
     def _accounts(cls, data: Any) -> Any:
         """Today's config shape keeps working: `providers: {<kind>: {...}}` is an account
         named after its kind; a `user_provided_id_prefix` there is `sync.external_id_prefix`;
-        a top-level `sandbox:` belongs to the account(s) of the first registered kind."""
+        a top-level `sandbox:` is laid over the sandbox of the account(s) of the first
+        registered kind."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -461,7 +532,7 @@ class Settings(BaseSettings):
         if legacy_sandbox:
             for name, conf in providers.items():
                 if (conf.get("kind") or name) == registry.default_kind():
-                    conf["sandbox"] = {**dict(legacy_sandbox), **dict(conf.get("sandbox") or {})}
+                    conf["sandbox"] = {**dict(conf.get("sandbox") or {}), **dict(legacy_sandbox)}
         data["providers"] = providers
         if sync:
             data["sync"] = sync

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from worker.actions import InvalidArgumentsError, UnknownActionError, get_action
 from worker.audit import Actor, acting_as
+from worker.commands.admin_token import require_token
 from worker.commands.audited import SetupError, audited_client, catalogue_of
 from worker.config import ConfigError, load_settings
 from worker.providers.errors import ProviderError, RateLimitedError
@@ -47,10 +48,15 @@ def invoke(
     try:
         settings = load_settings()
         action = get_action(catalogue_of(settings, account), name)
+    except (SetupError, ConfigError, UnknownActionError) as exc:
+        fail(str(exc))
+    if action.writes:
+        require_token(settings)
+    try:
         parsed = action.parse(arguments)
         with audited_client(settings, account) as client, acting_as(Actor.cli()):
             output: BaseModel = action.call(client, parsed)
-    except (InvalidArgumentsError, SetupError, ConfigError, UnknownActionError) as exc:
+    except (InvalidArgumentsError, SetupError, ConfigError) as exc:
         fail(str(exc))
     except RateLimitedError as exc:
         fail(f"{exc.message} (retry in {exc.retry_after:g}s)", 1)
@@ -140,6 +146,16 @@ def one_of(first: dict[str, Any] | None, second: dict[str, Any] | None, options:
 
 
 def confirm_or_exit(question: str, yes: bool) -> None:
-    """Ask before a destructive call unless --yes; a refusal exits 1 with nothing sent."""
-    if not yes and not typer.confirm(question, default=False):
+    """Ask before a destructive call unless --yes; a refusal exits 1 with nothing sent, and
+    with no terminal to ask on it is a setup problem (exit 2: add --yes)."""
+    require_token(load_settings())  # before asking: a refusal needs no answer
+    if yes:
+        return
+    if not _has_terminal():
+        fail(f"{question.rstrip('?')}: asks for confirmation and there is no terminal: add --yes")
+    if not typer.confirm(question, default=False):
         fail("aborted, nothing was sent", 1)
+
+
+def _has_terminal() -> bool:
+    return sys.stdin.isatty()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import time
 import uuid
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from worker.adoption.metrics import Filters, adoption_report
 from worker.commands.actions_cli import AccountOpt
+from worker.commands.admin_token import require_token
 from worker.commands.audited import SetupError, audited_client
 from worker.config import Settings, load_settings
 from worker.db import Database, utcnow
@@ -84,8 +86,11 @@ def print_funnel(report: dict[str, Any], console: Console) -> None:
 
 
 def callbacks_url(public_url: str, account: str) -> str:
-    """Where an account's platform posts its callbacks (the public API base + the route)."""
-    return f"{public_url.rstrip('/')}/providers/{account}/callbacks"
+    """Where an account's platform posts its callbacks: the API's public base URL + the
+    route. A public_url that already names a callbacks route (the shape before named
+    accounts) gives its base."""
+    base = re.sub(r"/providers/[^/]+/callbacks/?$", "", public_url.rstrip("/"))
+    return f"{base}/providers/{account}/callbacks"
 
 
 @adoption_app.command("subscribe")
@@ -94,6 +99,7 @@ def subscribe_command(account: AccountOpt = None) -> None:
     callbacks) at its platform for callbacks.events, else the platform's own list
     (idempotent)."""
     settings = load_settings()
+    require_token(settings)
     hooks = settings.callbacks
     if not hooks.public_url or hooks.secret is None:
         typer.echo("set callbacks.public_url and PASSSYNC_CALLBACKS__SECRET first", err=True)
