@@ -50,6 +50,28 @@ SOAP_ACK = (
 )
 
 
+class HeaderView(dict[str, str]):
+    """The request's headers for expressions, `-` written `_`, looked up case-insensitively
+    on demand (a request's dozen headers are not copied for the one or two a source reads)."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        super().__init__()
+        self._headers = headers
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = header(self._headers, key.replace("_", "-"))
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
+
+
 class RefusedError(Exception):
     """The request is refused with `status` (4xx); nothing of it is stored."""
 
@@ -167,7 +189,7 @@ class SourceAdapter:
         decoded = self._decode(parts, body)
         base: Doc = {
             "body": decoded,
-            "headers": {k.lower().replace("-", "_"): v for k, v in parts.headers.items()},
+            "headers": HeaderView(parts.headers),
             "query": dict(parts.query),
             "config": self.params,
         }
@@ -449,9 +471,12 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _json(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return _DECODER.decode(text)
     except (ValueError, RecursionError):
         _refuse(400, "body is not valid JSON")
 
