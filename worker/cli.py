@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import signal
 import sys
 import time
@@ -17,6 +17,7 @@ from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
 from worker.commands.events import events_app
+from worker.commands.health import health_app, heartbeat_path
 from worker.commands.mcp import mcp as mcp_command
 from worker.commands.outbox import outbox_app
 from worker.commands.passes import passes_app
@@ -71,6 +72,7 @@ app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(events_app, name="events")
+app.add_typer(health_app, name="health")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(rules_app, name="rules")
 app.add_typer(scans_app, name="scans")
@@ -90,10 +92,30 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from worker.observability import logs, metrics
+
+    logs.from_settings(settings)
+    metrics.set_enabled(settings.metrics.enabled)
+
+
+def _multiprocess_metrics(settings: Settings, role: str) -> bool:
+    """Point prometheus-client's multiprocess mode at a directory for this process tree.
+
+    The mode is chosen when prometheus-client is first imported, which the CLI has already
+    done; without the variable in the environment the command runs itself again with it
+    (returns False only in the process that is replaced). Each worker (and the API) needs
+    its own directory: it is wiped at start.
+    """
+    from worker.observability import metrics
+
+    if not settings.metrics.enabled:
+        return True
+    if not metrics.multiprocess():
+        folder = settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role
+        os.environ[metrics.MULTIPROC_ENV] = str(Path(folder).resolve())
+        metrics.prepare_multiprocess_dir(os.environ[metrics.MULTIPROC_ENV], wipe=True)
+        os.execv(sys.executable, [sys.executable, "-m", "worker.cli", *sys.argv[1:]])  # noqa: S606
+    return True
 
 
 @app.command()
@@ -197,6 +219,9 @@ def api(
             "PASSSYNC_API__PORT to another"
         )
     count = workers or settings.api.workers
+    if count > 1:
+        # Several processes behind one port: /metrics must add up all of them.
+        _multiprocess_metrics(settings, "api")
     common: dict[str, Any] = {
         "host": settings.api.host,
         "port": settings.api.port,
@@ -220,7 +245,7 @@ def api_app(settings: Settings | None = None) -> Any:
     from worker.api.app import create_app
     from worker.brokers import make_ping
     from worker.db import Database
-    from worker.tasks.app import configure
+    from worker.tasks.app import configure, queue_depths
     from worker.tasks.jobs import dispatch_events
     from worker.tasks.scans import dispatch_scans
 
@@ -235,6 +260,7 @@ def api_app(settings: Settings | None = None) -> Any:
         enqueue=dispatch_events,
         broker_ping=make_ping(settings.broker_url),
         enqueue_scans=dispatch_scans,
+        broker_depth=lambda: queue_depths(settings.broker_url),
     )
 
 
@@ -244,14 +270,21 @@ def worker(
     queues: Annotated[
         str, typer.Option(help="Comma-separated queues: realtime, bulk (campaigns).")
     ] = "realtime,bulk",
+    name: Annotated[
+        str,
+        typer.Option(help="Node name (NAME@host): tells workers on one host apart for health."),
+    ] = "passsync",
 ) -> None:
     """A Celery worker (production process)."""
     from worker.commands.rules import check_templates_at_start
+    from worker.observability.server import serve_worker_metrics
     from worker.outbox.transport import check_destinations
     from worker.tasks.app import configure
 
     settings = _settings()
+    _multiprocess_metrics(settings, f"worker-{name}")
     _logging(settings)
+    serve_worker_metrics(settings.metrics)
     check_templates_at_start(settings)
     check_destinations(settings.outbound)  # bad secret: stop; unresolvable host: warn
     celery = configure(settings)
@@ -264,7 +297,7 @@ def worker(
             "--optimization=fair",
             "--without-gossip",
             "--without-mingle",
-            "--hostname=passsync@%h",
+            f"--hostname={name}@%h",
         ]
     )
 
@@ -278,9 +311,19 @@ def beat() -> None:
     settings = _settings()
     _logging(settings)
     celery = configure(settings)
+    from worker.tasks.observe import HEARTBEAT_CONF_KEY
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "celerybeat-schedule"
-    celery.start(["beat", f"--schedule={schedule}", f"--loglevel={settings.log_level}"])
+    celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))
+    celery.start(
+        [
+            "beat",
+            f"--schedule={schedule}",
+            "--scheduler=worker.tasks.observe:HeartbeatScheduler",
+            f"--loglevel={settings.log_level}",
+        ]
+    )
 
 
 @app.command()
