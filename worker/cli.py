@@ -16,6 +16,7 @@ from rich.console import Console
 from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
+from worker.commands.doctor import doctor as doctor_command
 from worker.commands.events import events_app
 from worker.commands.health import health_app, heartbeat_path
 from worker.commands.mcp import mcp as mcp_command
@@ -80,6 +81,7 @@ app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
 app.command("mcp")(mcp_command)
+app.command("doctor")(doctor_command)
 console = Console(stderr=True)
 
 

@@ -2,9 +2,9 @@
 
 Every step counts passes (one unit throughout). Wallet apps do not report opens, so the
 steps are what can be known: a pass known (a rule gave a customer a pass: a mapping row),
-issued (the provider created it: a provider pass id in the mapping), downloaded (saved on a device at least once: a provider
-registration callback), installed (on a device now), used (a valid scan), removed (on no
-device any more after having been on one).
+issued (the provider created it: a provider pass id in the mapping), downloaded (saved on a
+device at least once: a provider registration callback), installed (on a device now), used
+(a valid scan), removed (on no device any more after having been on one).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ COLUMNS = ("id", "source", "scanned_at", "customer_id", "pass_key", "location", 
 
 @scans_app.command("list")
 def list_command(
+    *,
     status: Annotated[ScanStatus | None, typer.Option(help="Only scans in this status.")] = None,
     source: Annotated[str | None, typer.Option(help="Only from this source.")] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer's.")] = None,

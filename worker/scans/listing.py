@@ -40,7 +40,7 @@ def get_scan(session: Session, scan_pk: int) -> dict[str, Any] | None:
     return None if row is None else as_dict(row) | {"attributes": row.attributes}
 
 
-def _filtered(query: Select[tuple[Scan]], where: ScanFilter) -> Select[tuple[Scan]]:
+def _filtered(query: Select[Any], where: ScanFilter) -> Select[Any]:
     exact = {
         Scan.status: where.status,
         Scan.source: where.source,
