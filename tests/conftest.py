@@ -7,12 +7,12 @@ developer's machine, and fails instead when CI=true or PASSSYNC_REQUIRE_SERVICES
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import create_engine, text

@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.actions.fixtures import Provider, unmigrated_url
-from tests.conftest import REDIS_TEST_URL
 from worker.cli import app
 from worker.stack import free_port
 
