@@ -18,6 +18,7 @@ from worker.api import (
     callbacks,
     campaigns,
     dashboard,
+    errors,
     health,
     outbox,
     passes,
@@ -26,6 +27,7 @@ from worker.api import (
 )
 from worker.api.auth import AdminAuth
 from worker.api.context import STATE_KEY, ApiContext, BrokerPing, Enqueue
+from worker.api.edge import EdgeGate
 from worker.api.fastpath import PasssyncApi
 from worker.api.intake import Intake, IntakeUnavailableError, build_writers
 from worker.config import ConfigError, Settings
@@ -85,6 +87,9 @@ def create_app(
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(IntakeUnavailableError, _intake_unavailable)
+    errors.install(app)
+    errors.document(app)
+    app.gate = EdgeGate(ctx.admin_auth, settings.api.max_body_bytes)
     return app
 
 
