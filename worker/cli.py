@@ -222,7 +222,7 @@ def sandbox(
     port: Annotated[int | None, typer.Option(help="Port (default: sandbox.port).")] = None,
 ) -> None:
     """A local Passcreator-compatible server for trying passsync without an account."""
-    from worker.sandbox.server import serve
+    from worker.providers.passcreator.sandbox.server import serve
 
     settings = _settings()
     _logging(settings)

@@ -19,7 +19,7 @@ from worker.brokers import EmbeddedRedis
 from worker.config import SandboxSettings, load_settings
 from worker.db import Base, Database
 from worker.migrate import upgrade
-from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.tasks.app import configure
 from worker.tasks.runtime import reset_runtime
 

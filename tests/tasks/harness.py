@@ -24,7 +24,7 @@ from worker.config import Settings
 from worker.db import Database
 from worker.inbound.models import InboundEvent
 from worker.inbound.signatures import sign
-from worker.sandbox.server import SandboxHandle
+from worker.providers.passcreator.sandbox.server import SandboxHandle
 from worker.tasks.jobs import enqueue_events
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

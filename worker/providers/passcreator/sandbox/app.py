@@ -16,10 +16,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from worker.config import SandboxSettings
-from worker.sandbox.callbacks import CallbackSender, pass_payload
-from worker.sandbox.control import SandboxControl
-from worker.sandbox.query import QueryError, build_filter, decode_query, search_string
-from worker.sandbox.store import (
+from worker.providers.passcreator.sandbox.callbacks import CallbackSender, pass_payload
+from worker.providers.passcreator.sandbox.control import SandboxControl
+from worker.providers.passcreator.sandbox.query import (
+    QueryError,
+    build_filter,
+    decode_query,
+    search_string,
+)
+from worker.providers.passcreator.sandbox.store import (
     DuplicateUserProvidedId,
     PassNotFound,
     PassVoided,

@@ -28,8 +28,8 @@ from worker.providers.errors import (
 from worker.providers.passcreator.client import CallRecord, PasscreatorClient
 from worker.providers.passcreator.models import AppScan, TemplateCreate, WebhookSubscribe
 from worker.providers.passcreator.query import Operator, PassQuery
-from worker.sandbox.server import SandboxHandle
-from worker.sandbox.store import template_id_for
+from worker.providers.passcreator.sandbox.server import SandboxHandle
+from worker.providers.passcreator.sandbox.store import template_id_for
 
 LOYALTY = template_id_for("Loyalty Card")
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from worker.config import SandboxSettings
-from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 
 SANDBOX_KEY = "sandbox-test-key-7f3a"
 

@@ -30,9 +30,9 @@ from worker.providers.passcreator.client import (
     parse_v1_pass,
 )
 from worker.providers.passcreator.models import PassDetails, PassWriteResult
+from worker.providers.passcreator.sandbox.server import SandboxHandle
+from worker.providers.passcreator.sandbox.store import template_id_for
 from worker.providers.port import PassProvider, ProviderTemplate
-from worker.sandbox.server import SandboxHandle
-from worker.sandbox.store import template_id_for
 
 BASE = "https://passcreator.test"
 KEY = "pc-live-key-9c1e77"

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from worker.sandbox.store import StoredPass
+from worker.providers.passcreator.sandbox.store import StoredPass
 
 
 class QueryError(ValueError):

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from worker.config import SandboxSettings
-from worker.sandbox.app import create_sandbox_app
-from worker.sandbox.store import template_id_for
+from worker.providers.passcreator.sandbox.app import create_sandbox_app
+from worker.providers.passcreator.sandbox.store import template_id_for
 
 KEY = "sbx-key-5678"
 AUTH = {"Authorization": KEY}

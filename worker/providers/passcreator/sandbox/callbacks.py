@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from worker.sandbox.store import StoredHook, StoredPass
+from worker.providers.passcreator.sandbox.store import StoredHook, StoredPass
 
 TIMEOUT_SECONDS = 5.0
 

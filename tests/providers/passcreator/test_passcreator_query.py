@@ -15,7 +15,7 @@ from worker.providers.passcreator.query import (
     QueryBuildError,
     decode,
 )
-from worker.sandbox.query import decode_query
+from worker.providers.passcreator.sandbox.query import decode_query
 
 TEMPLATE = "5b3f2f9f-0000-4000-8000-000000000001"
 
