@@ -59,6 +59,19 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "absent-config.yaml").write_text("{}\n")
 
 
+CLI_ADMIN_TOKEN = "cli-admin-token-for-tests-0123"
+
+
+@pytest.fixture
+def cli_admin_token(monkeypatch: pytest.MonkeyPatch) -> str:
+    """An admin token with the write scope, configured and exported as PASSSYNC_TOKEN: what
+    every CLI command that changes state asks for."""
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__CLI__SECRET", CLI_ADMIN_TOKEN)
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__CLI__SCOPES", '["read", "write"]')
+    monkeypatch.setenv("PASSSYNC_TOKEN", CLI_ADMIN_TOKEN)
+    return CLI_ADMIN_TOKEN
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh Postgres database for this test session, migrated to head."""

@@ -462,6 +462,34 @@ class SandboxSettings(SandboxBehaviour):
     store_path: Path | None = None
 
 
+class MetricsSettings(_Strict):
+    """Prometheus metrics (see README, "Operations")."""
+
+    # Off: nothing is counted and /metrics answers 404 (the benchmark's baseline).
+    enabled: bool = True
+    # Each `passsync worker` serves its pool's metrics on this port (0: none).
+    worker_port: int = Field(default=9108, ge=0, le=65535)
+    # Where forked processes keep their counters (multiprocess mode); default <data_dir>/metrics.
+    multiproc_dir: Path | None = None
+
+
+class LoggingSettings(_Strict):
+    """Log lines: `json` (one object a line, the images' default) or `console` (for people)."""
+
+    format: Literal["json", "console"] = "console"
+    # celery, kombu, httpx, uvicorn, ...: only their warnings unless lowered here.
+    third_party_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+
+class TracingSettings(_Strict):
+    """OpenTelemetry traces (needs the `otel` extra); off by default."""
+
+    enabled: bool = False
+    service_name: str = "passsync"
+    # OTLP/HTTP endpoint; none prints spans to the log instead (the console exporter).
+    otlp_endpoint: str | None = None
+
+
 class Settings(BaseSettings):
     """The one settings object; build it with load_settings() and pass it in."""
 
@@ -476,6 +504,9 @@ class Settings(BaseSettings):
     broker_url: str = "embedded"
     data_dir: Path = Path(".passsync")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     api: ApiSettings = ApiSettings()
     providers: ProvidersSettings = ProvidersSettings()
     sources: dict[str, SourceSettings] = {"crm": SourceSettings()}

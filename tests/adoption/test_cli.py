@@ -11,6 +11,8 @@ from tests.adoption.scenario import EXPECTED, seed
 from worker.cli import app
 from worker.db import Database
 
+pytestmark = pytest.mark.usefixtures("cli_admin_token")
+
 
 @pytest.fixture
 def seeded(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse, Response
+from prometheus_client.registry import Collector
 
 from worker.api import (
     admin,
@@ -20,6 +21,7 @@ from worker.api import (
     dashboard,
     errors,
     health,
+    metrics,
     outbox,
     passes,
     scans,
@@ -27,12 +29,15 @@ from worker.api import (
 )
 from worker.api.auth import AdminAuth
 from worker.api.context import STATE_KEY, ApiContext, BrokerPing, Enqueue
+from worker.api.docs import install_docs
 from worker.api.edge import EdgeGate
 from worker.api.fastpath import PasssyncApi
 from worker.api.intake import Intake, IntakeUnavailableError, build_writers
 from worker.config import ConfigError, Settings
 from worker.db import DATABASE_UNAVAILABLE, Database
 from worker.inbound.signatures import SecretFormatError, WebhookVerifier
+from worker.observability import metrics as counting
+from worker.observability.collectors import BrokerCollector, DatabaseCollector, IntakeCollector
 
 log = logging.getLogger("passsync.api")
 
@@ -45,9 +50,12 @@ def create_app(
     enqueue: Enqueue,
     broker_ping: BrokerPing,
     enqueue_scans: Enqueue | None = None,
+    *,
+    broker_depth: Callable[[], Mapping[str, int]] | None = None,
 ) -> FastAPI:
     """Build the HTTP app; `enqueue` publishes ledger ids (`enqueue_scans` scan ids; without
-    it the beat sweep publishes them), `broker_ping` raises when down."""
+    it the beat sweep publishes them), `broker_ping` raises when down, `broker_depth` counts
+    the messages per queue for /metrics."""
     intake = Intake(build_writers(db, settings.api.ingest), enqueue, settings.api.ingest)
     ctx = ApiContext(
         settings=settings,
@@ -70,10 +78,14 @@ def create_app(
         yield
         await intake.stop()
 
-    app = PasssyncApi(title="passsync", version=_version(), lifespan=lifespan)
+    app = PasssyncApi(
+        title="passsync", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    install_docs(app)
     setattr(app.state, STATE_KEY, ctx)
     setattr(app.state, scans.SCAN_ENQUEUE_KEY, enqueue_scans)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
@@ -87,6 +99,15 @@ def create_app(
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(IntakeUnavailableError, _intake_unavailable)
+    counting.set_enabled(settings.metrics.enabled)
+    if settings.metrics.enabled:
+        collectors: list[Collector] = [
+            IntakeCollector(lambda: intake.stats),
+            DatabaseCollector(db),
+        ]
+        if broker_depth is not None:
+            collectors.append(BrokerCollector(broker_depth))
+        setattr(app.state, metrics.REGISTRY_KEY, counting.scrape_registry(collectors))
     errors.install(app)
     errors.document(app)
     app.gate = EdgeGate(ctx.admin_auth, settings.api.max_body_bytes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from worker.api.edge import EdgeGate, route_path, send_refusal
 from worker.api.intake import IntakeUnavailableError
 from worker.api.webhooks import accept
 from worker.db import DATABASE_UNAVAILABLE
+from worker.observability import metrics
 
 log = logging.getLogger("passsync.api.webhooks")
 
@@ -49,8 +51,11 @@ class PasssyncApi(FastAPI):
             await super().__call__(scope, receive, send)
             return
         ctx: ApiContext = getattr(self.state, STATE_KEY)
+        started = time.perf_counter()
         status, body, headers = await _handle(ctx, source, scope, receive)
         await _respond(send, status, body, headers)
+        if metrics.enabled():
+            _count(ctx, source, status, body, time.perf_counter() - started)
 
 
 def _webhook_source(scope: Scope) -> str | None:
@@ -85,6 +90,30 @@ async def _handle(
         log.exception("webhook from source %s failed", source)
         return 500, {"detail": "internal server error"}, {}
     return 202, result.model_dump(), {}
+
+
+# Why a webhook was refused, from its status (503s carry the intake's reason).
+REASONS = {
+    400: "bad_request",
+    401: "signature",
+    404: "unknown_source",
+    413: "too_large",
+    422: "invalid",
+    500: "error",
+}
+
+
+def _count(ctx: ApiContext, source: str, status: int, body: Any, seconds: float) -> None:
+    # Label values come from configuration only: an unknown path segment is not a new series.
+    known = source if source in ctx.verifiers else "unknown"
+    if status == 202:
+        metrics.webhook_answered(known, status, seconds, None)
+        metrics.webhook_events(known, body["accepted"], body["duplicates"])
+        return
+    reason = REASONS.get(status, str(status))
+    if status == 503:
+        reason = str(body.get("detail", "unavailable")).replace(" ", "_")
+    metrics.webhook_answered(known, status, seconds, reason)
 
 
 async def _chunks(receive: Receive) -> AsyncIterator[bytes]:

@@ -60,7 +60,23 @@ async def accept(
     # Committed (group commit with concurrent requests) when this returns; the group's ids
     # are published to the broker right after the answers go out.
     result = await ctx.intake.submit(source, events)
+    if log.isEnabledFor(logging.INFO):
+        _log_accepted(source, events, result.accepted_ids, result.duplicates)
     return Accepted(accepted=len(result.accepted_ids), duplicates=result.duplicates)
+
+
+def _log_accepted(
+    source: str, events: list[CanonicalEvent], ids: list[int], duplicates: int
+) -> None:
+    """One line per request: the ledger id(s) the workers' lines will carry as event_id."""
+    extra: dict[str, Any] = {"source": source, "duplicates": duplicates}
+    if len(events) == 1:
+        extra["source_event_id"] = events[0].id
+        if ids:
+            extra["event_id"] = ids[0]
+    else:
+        extra["event_ids"] = ids
+    log.info("webhook accepted: %d new, %d duplicate", len(ids), duplicates, extra=extra)
 
 
 def _parse_events(source: str, body: bytes, max_batch: int) -> list[CanonicalEvent]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from worker.adoption.metrics import Filters, adoption_report
 from worker.adoption.subscribe import ensure_subscriptions
+from worker.commands.admin_token import require_token
 from worker.commands.audited import SetupError, audited_client
 from worker.config import Settings, load_settings
 from worker.db import Database, utcnow
@@ -88,6 +89,7 @@ def print_funnel(report: dict[str, Any], console: Console) -> None:
 def subscribe_command() -> None:
     """Subscribe callbacks.public_url at the provider for callbacks.events (idempotent)."""
     settings = load_settings()
+    require_token(settings)
     hooks = settings.callbacks
     if not hooks.public_url or hooks.secret is None:
         typer.echo("set callbacks.public_url and PASSSYNC_CALLBACKS__SECRET first", err=True)

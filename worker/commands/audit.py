@@ -19,6 +19,7 @@ from worker.audit import (
     retention_cutoff,
 )
 from worker.audit.actor import ACTOR_KINDS
+from worker.commands.admin_token import require_token
 from worker.config import load_settings
 from worker.db import Database
 
@@ -70,6 +71,7 @@ def purge(
 ) -> None:
     """Delete audit rows older than the retention period (safe to repeat)."""
     settings = load_settings()
+    require_token(settings)
     cutoff = retention_cutoff(settings.audit.retention_days if days is None else days)
     if cutoff is None:
         typer.echo("audit.retention_days is 0 (keep forever): nothing purged")
