@@ -29,6 +29,17 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from worker.inbound.sources.spec import (
+    AckSpec,
+    DecodeSpec,
+    FieldSpec,
+    MapSpec,
+    PingSpec,
+    RouteSpec,
+    SourceKind,
+    VerifySpec,
+)
+
 ENV_PREFIX = "PASSSYNC_"
 SECRET_KEYS = frozenset({"secret", "previous_secrets", "api_key"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -112,11 +123,40 @@ class ProvidersSettings(_Strict):
 
 
 class SourceSettings(_Strict):
-    """An inbound webhook source; its secret comes from PASSSYNC_SOURCES__<NAME>__SECRET."""
+    """An inbound webhook source; its secret comes from PASSSYNC_SOURCES__<NAME>__SECRET.
 
+    `kind` standard takes the canonical event signed with Standard Webhooks; the other kinds
+    take a sender's own webhooks (see README, "Sources"). Every adapter key below replaces
+    the kind's preset; `custom` starts from nothing (worker/inbound/sources/spec.py).
+    """
+
+    kind: SourceKind = "standard"
+    # The signing secret (a sender's client/endpoint/webhook secret, a URL token, or the
+    # Basic auth password), from the environment only.
     secret: SecretStr | None = None
     # Extra secrets still accepted during a key rotation, space separated.
     previous_secrets: SecretStr | None = None
+    # The URL exactly as configured at the sender (Square and HubSpot sign it); none: the
+    # URL as received, which differs behind a proxy or CDN.
+    public_url: str | None = None
+    # Values the source's expressions read as `config.<name>` (e.g. organization_id,
+    # pass_key).
+    params: dict[str, str] = {}
+    # Permit `verify: [{scheme: none}]` (tests and trusted networks only).
+    allow_unsigned: bool = False
+    verify: list[VerifySpec] | None = None
+    require: list[str] | None = None
+    ping: PingSpec | None = None
+    decode: DecodeSpec | None = None
+    split: str | None = None
+    max_items: int | None = Field(default=None, ge=1, le=10_000)
+    event_type: FieldSpec | None = None
+    delivery_id: FieldSpec | None = None
+    routes: list[RouteSpec] | None = None
+    scan_routes: list[RouteSpec] | None = None
+    map: MapSpec | None = None
+    target: Literal["events", "scans"] | None = None
+    ack: AckSpec | None = None
 
 
 class AdminToken(_Strict):

@@ -36,6 +36,7 @@ from worker.api.intake import Intake, IntakeUnavailableError, build_writers
 from worker.config import ConfigError, Settings
 from worker.db import DATABASE_UNAVAILABLE, Database
 from worker.inbound.signatures import SecretFormatError, WebhookVerifier
+from worker.inbound.sources.adapter import SourceAdapter, SpecError, build_adapters
 from worker.observability import metrics as counting
 from worker.observability.collectors import BrokerCollector, DatabaseCollector, IntakeCollector
 
@@ -65,6 +66,7 @@ def create_app(
         verifiers=_verifiers(settings),
         admin_auth=AdminAuth(settings.admin_tokens),
         intake=intake,
+        adapters=_adapters(settings),
     )
 
     @asynccontextmanager
@@ -126,6 +128,8 @@ def _version() -> str:
 def _verifiers(settings: Settings) -> dict[str, WebhookVerifier]:
     verifiers: dict[str, WebhookVerifier] = {}
     for name, source in settings.sources.items():
+        if source.kind != "standard":
+            continue  # a sender's own format: see _adapters
         try:
             verifier = WebhookVerifier.for_source(
                 source, tolerance_seconds=settings.api.signature_tolerance_seconds
@@ -137,6 +141,17 @@ def _verifiers(settings: Settings) -> dict[str, WebhookVerifier]:
             log.warning("source %s has no secret: its webhooks are refused with 401", name)
         verifiers[name] = verifier
     return verifiers
+
+
+def _adapters(settings: Settings) -> dict[str, SourceAdapter]:
+    try:
+        adapters = build_adapters(settings.sources)
+    except (SpecError, SecretFormatError) as exc:
+        raise ConfigError(str(exc)) from None
+    for name, adapter in adapters.items():
+        if not adapter.configured:
+            log.warning("source %s has no secret: its webhooks are refused with 401", name)
+    return adapters
 
 
 async def _intake_unavailable(_request: Request, exc: Exception) -> Response:

@@ -21,9 +21,11 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from worker.api import sources
 from worker.api.context import STATE_KEY, ApiContext
 from worker.api.edge import EdgeGate, route_path, send_refusal
 from worker.api.intake import IntakeUnavailableError
+from worker.api.scans import SCAN_ENQUEUE_KEY
 from worker.api.webhooks import accept
 from worker.db import DATABASE_UNAVAILABLE
 from worker.observability import metrics
@@ -52,6 +54,15 @@ class PasssyncApi(FastAPI):
             return
         ctx: ApiContext = getattr(self.state, STATE_KEY)
         started = time.perf_counter()
+        adapter = ctx.adapters.get(source)
+        if adapter is not None:  # a sender's own format (worker/api/sources.py)
+            scan_enqueue = getattr(self.state, SCAN_ENQUEUE_KEY, None)
+            status, counts = await sources.serve(
+                ctx, adapter, scope, _chunks(receive), send, scan_enqueue=scan_enqueue
+            )
+            if metrics.enabled():
+                _count(ctx, source, status, counts, time.perf_counter() - started)
+            return
         status, body, headers = await _handle(ctx, source, scope, receive)
         await _respond(send, status, body, headers)
         if metrics.enabled():
@@ -105,8 +116,8 @@ REASONS = {
 
 def _count(ctx: ApiContext, source: str, status: int, body: Any, seconds: float) -> None:
     # Label values come from configuration only: an unknown path segment is not a new series.
-    known = source if source in ctx.verifiers else "unknown"
-    if status == 202:
+    known = source if source in ctx.verifiers or source in ctx.adapters else "unknown"
+    if 200 <= status < 300 and isinstance(body, dict) and "accepted" in body:
         metrics.webhook_answered(known, status, seconds, None)
         metrics.webhook_events(known, body["accepted"], body["duplicates"])
         return
