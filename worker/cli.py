@@ -16,12 +16,14 @@ from rich.console import Console
 from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
+from worker.commands.doctor import doctor as doctor_command
 from worker.commands.events import events_app
 from worker.commands.health import health_app, heartbeat_path
 from worker.commands.mcp import mcp as mcp_command
 from worker.commands.outbox import outbox_app
 from worker.commands.passes import passes_app
 from worker.commands.rules import rules_app
+from worker.commands.scans import scans_app
 from worker.commands.sources import sources_app
 from worker.commands.templates import templates_app
 from worker.commands.tools import tools_app
@@ -75,11 +77,13 @@ app.add_typer(events_app, name="events")
 app.add_typer(health_app, name="health")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(rules_app, name="rules")
+app.add_typer(scans_app, name="scans")
 app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
 app.command("mcp")(mcp_command)
+app.command("doctor")(doctor_command)
 console = Console(stderr=True)
 
 

@@ -25,6 +25,7 @@ from worker.api import (
     outbox,
     passes,
     scans,
+    scans_listing,
     webhooks,
 )
 from worker.api.auth import AdminAuth
@@ -95,6 +96,7 @@ def create_app(
     app.include_router(outbox.router)
     app.include_router(passes.router)
     app.include_router(scans.router)
+    app.include_router(scans_listing.router)
     app.include_router(callbacks.router)
     app.include_router(adoption.router)
     app.include_router(dashboard.router)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.providers.passkit.sandbox.webhooks import Sink, SinkError, read_sink
+
 # Fixed namespace: the same program name gets the same 22-character id on every run.
 PROGRAM_NAMESPACE = uuid.UUID("2d0b7c4e-5a3f-5e1c-8f7a-3c9e6b1d4a20")
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -17,6 +19,7 @@ ID_LENGTH = 22
 # Keys that identify a member or steer the call; never changed by an update.
 IDENTITY_KEYS = frozenset({"id", "externalId", "programId", "operation"})
 READ_ONLY_KEYS = frozenset({"created", "updated", "status", "passMetaData"})
+POINT_KEYS = ("points", "secondaryPoints", "tierPoints")
 # Fields of `Member` the sandbox accepts; anything else is a 400, as protojson refuses it.
 MEMBER_KEYS = frozenset(
     {
@@ -141,6 +144,7 @@ class SandboxStore:
             self._by_external: dict[tuple[str, str], str] = {}
             self._messages: dict[str, dict[str, Any]] = {}
             self._sent: list[dict[str, Any]] = []
+            self._sinks: dict[str, Sink] = {}
             self._seq = 0
 
     # -- programs and tiers ------------------------------------------------------------------
@@ -184,7 +188,9 @@ class SandboxStore:
             data = {
                 k: copy.deepcopy(v)
                 for k, v in body.items()
-                if k not in READ_ONLY_KEYS and k not in ("id", "operation") and not is_falsey(v)
+                if k not in READ_ONLY_KEYS
+                and k not in ("id", "operation")
+                and (k in POINT_KEYS or not is_falsey(v))
             }
             data.update(
                 {
@@ -280,10 +286,9 @@ class SandboxStore:
                 if any(v < 0 for v in current.values()):
                     raise Invalid("insufficient points")
             for n in names:
-                if current[n] == 0:
-                    stored.data.pop(n, None)
-                else:
-                    stored.data[n] = int(current[n]) if n == "tierPoints" else current[n]
+                # Kept even at 0 (the API view leaves zeros out, as protojson does).
+                if n in stored.data or current[n] != 0:
+                    stored.data[n] = _whole(current[n])
             stored.data["updated"] = self._clock()
             stored.events.append(f"points_{kind}")
             return stored
@@ -344,6 +349,49 @@ class SandboxStore:
         with self._lock:
             return copy.deepcopy(self._sent)
 
+    # -- webhook sinks -----------------------------------------------------------------------
+
+    def add_sink(self, body: dict[str, Any]) -> Sink:
+        """A new subscription (create is not idempotent: a repeat makes a second one)."""
+        sink = self._read_sink(body, base62_id(uuid.uuid4().int))
+        with self._lock:
+            self._sinks[sink.id] = sink
+        return sink
+
+    def update_sink(self, body: dict[str, Any]) -> Sink:
+        sink_id = _text(body.get("id"))
+        if not sink_id:
+            raise Invalid("id is required")
+        self.sink(sink_id)
+        sink = self._read_sink(body, sink_id)
+        with self._lock:
+            self._sinks[sink_id] = sink
+        return sink
+
+    def _read_sink(self, body: dict[str, Any], sink_id: str) -> Sink:
+        try:
+            sink = read_sink(body, sink_id)
+        except SinkError as exc:
+            raise Invalid(str(exc)) from None
+        self.program(sink.class_id)
+        return sink
+
+    def sink(self, sink_id: str) -> Sink:
+        with self._lock:
+            found = self._sinks.get(sink_id)
+        if found is None:
+            raise NotFound(f"subscription {sink_id} not found")
+        return found
+
+    def delete_sink(self, sink_id: str) -> None:
+        self.sink(sink_id)
+        with self._lock:
+            self._sinks.pop(sink_id, None)
+
+    def sinks(self) -> list[Sink]:
+        with self._lock:
+            return list(self._sinks.values())
+
 
 def _check_keys(body: dict[str, Any]) -> None:
     unknown = sorted(set(body) - MEMBER_KEYS)
@@ -386,9 +434,18 @@ def _parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _whole(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def member_view(stored: StoredMember, *, now: datetime | None = None) -> dict[str, Any]:
-    """The Member JSON as the API answers it: EXPIRED once the expiry date has passed."""
-    data = copy.deepcopy(stored.data)
+    """The Member JSON as the API answers it: zero scalars left out (protojson), and status
+    EXPIRED once the expiry date has passed."""
+    data = {
+        k: copy.deepcopy(v)
+        for k, v in stored.data.items()
+        if not (k in POINT_KEYS or k == "optOut") or not is_falsey(v)
+    }
     expiry = data.get("expiryDate")
     when = _parse_time(expiry) if isinstance(expiry, str) else None
     if when is not None and when <= (now or datetime.now(UTC)):
