@@ -19,9 +19,9 @@ import anyio
 from fastapi import HTTPException
 from starlette.types import Scope, Send
 
+from worker.api.bodies import check_content_length, read_body
 from worker.api.context import ApiContext
 from worker.api.intake import IntakeUnavailableError
-from worker.api.webhooks import _check_content_length, _read_body
 from worker.db import DATABASE_UNAVAILABLE, Database
 from worker.inbound.ledger import IgnoredEvent, record_ignored
 from worker.inbound.signatures import SignatureError
@@ -88,9 +88,9 @@ async def _handle(
     try:
         parts = request_parts(scope)
         limit = ctx.settings.api.max_body_bytes
-        _check_content_length(parts.headers, limit)
+        check_content_length(parts.headers, limit)
         checked = adapter.check_headers(parts)
-        body = await _read_body(chunks, limit)
+        body = await read_body(chunks, limit)
         adapter.verify_body(checked, parts, body)
         mapped = adapter.map_request(checked, parts, body)
         counts = await _record(ctx, source, mapped, scan_enqueue)
