@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 from defusedxml import ElementTree
 from pydantic import ValidationError
 
+from worker.bounds import JsonBoundsError, check_json
 from worker.config import SourceSettings
 from worker.inbound.ledger import IgnoredEvent
 from worker.inbound.schema import CanonicalEvent
@@ -319,7 +320,12 @@ class SourceAdapter:
     def _ignored(  # noqa: PLR0917 - private
         self, event_id: str, sender_type: str, reason: str, doc: Doc, item: Any, now: datetime
     ) -> IgnoredEvent:
-        payload = {"reason": reason, "sender_type": sender_type, "event": item}
+        payload: dict[str, Any] = {"reason": reason, "sender_type": sender_type}
+        try:
+            # Kept for the operator, unless the database could not store it (NUL, depth).
+            payload["event"] = check_json(item)
+        except JsonBoundsError as exc:
+            payload["event_not_kept"] = str(exc)
         return IgnoredEvent(
             event_id=event_id,
             sender_type=(sender_type or "unknown")[:MAX_TYPE_CHARS],
@@ -451,7 +457,11 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    text = str(value)
+    if "\x00" in text or not text.isascii():
+        # What no database column takes: NUL, and lone surrogates (not encodable as UTF-8).
+        text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _lookup(doc: Any, path: str) -> Any:
