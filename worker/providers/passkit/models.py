@@ -194,7 +194,7 @@ def timestamp(moment: datetime) -> str:
 # The member fields a rule can set by name, with their JSON types; any other name is a
 # metaData entry (a string), so no rule field is ever refused for its name.
 FIELD_TYPES: dict[str, str] = {
-    **{name: "text" for name in sorted(PERSON_FIELDS - {"otherNames", "dateOfBirth"})},
+    **dict.fromkeys(sorted(PERSON_FIELDS - {"otherNames", "dateOfBirth"}), "text"),
     "otherNames": "list",
     "dateOfBirth": "date",
     "points": "number",
