@@ -188,9 +188,10 @@ def run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> list[str]
     base = stack.api_url
     secrets_file = (stack.data_dir / SECRETS_FILE).resolve()
     lines = [f"[bold green]passsync is running[/bold green] (provider: {provider})"]
-    for source in settings.sources:
+    for source, config in settings.sources.items():
         lines.append(f"  events from {source:<10} POST {base}/webhooks/{source}")
-        lines.append(f"  scans from {source:<11} POST {base}/scans/{source}")
+        if config.kind == "standard":  # a sender's own kind posts only to /webhooks
+            lines.append(f"  scans from {source:<11} POST {base}/scans/{source}")
     lines += [
         f"  dashboard              {base}/dashboard  (log in with the dashboard token:"
         " ?token=$PASSSYNC_ADMIN_TOKENS__DASHBOARD__SECRET)",

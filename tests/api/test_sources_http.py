@@ -352,3 +352,14 @@ def test_an_invalid_source_configuration_stops_start_up(
     )
     with pytest.raises(ConfigError, match=r"sources\.x\.routes\[0\]\.when"):
         create_app(bad, db, RecordingEnqueue(), BrokerPing())
+
+
+def test_hostile_but_signed_values_are_ignored_or_refused_never_a_500(receiver: Receiver) -> None:
+    # A NUL, a lone surrogate and nesting past the bounds in an unmapped event
+    body = b'{"id": "\\u0000x\\ud800", "deep": ' + b"[" * 40 + b"]" * 40 + b"}"
+    headers = shopify_headers(body, SHOPIFY_SECRET, "products/create")
+    answer = receiver.post("shop", body, headers)
+    assert answer.status_code == 200, answer.text
+    [row] = rows(receiver.db)
+    assert row.status == EventStatus.IGNORED
+    assert "event" not in row.payload and "event_not_kept" in row.payload

@@ -48,9 +48,10 @@ class Checked:
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
+    """A header by name, any case; the receiver passes a dict with lower-case names."""
+    lowered = name.lower()
+    value = headers.get(lowered)
     if value is None:
-        lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
     return value
 
