@@ -66,6 +66,8 @@ Outcome = Literal[
 ]
 
 SNIPPET_CHARS = 160
+# Member fields PassKit sets itself: left out of a full-record update.
+READ_ONLY_MEMBER_KEYS = frozenset({"created", "updated"})
 # How many external ids' programs a client remembers for adopting after a duplicate enrol.
 REMEMBERED_PROGRAMS = 10_000
 # gRPC codes (in a stream's {"error"} line or an error body) that are worth repeating.
@@ -837,7 +839,13 @@ def _model(model: type[M], action: str) -> Callable[[Any], M]:
 
 def _merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """The member with `changes` applied (person and metaData merged key by key)."""
-    merged = {k: v for k, v in current.items() if k not in ("created", "updated")}
+    merged = {k: v for k, v in current.items() if k not in READ_ONLY_MEMBER_KEYS}
+    person = merged.get("person")
+    if isinstance(person, dict):
+        # "externalId ... not editable", "externalIds ... not writable" (V-code).
+        merged["person"] = {
+            k: v for k, v in person.items() if k not in ("externalId", "externalIds")
+        }
     for key, value in changes.items():
         if key in ("person", "metaData") and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
