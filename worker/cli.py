@@ -16,12 +16,15 @@ from rich.console import Console
 from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
+from worker.commands.dashboard import dashboard as dashboard_command
+from worker.commands.doctor import doctor as doctor_command
 from worker.commands.events import events_app
 from worker.commands.health import health_app, heartbeat_path
 from worker.commands.mcp import mcp as mcp_command
 from worker.commands.outbox import outbox_app
 from worker.commands.passes import passes_app
 from worker.commands.rules import rules_app
+from worker.commands.scans import scans_app
 from worker.commands.sources import sources_app
 from worker.commands.templates import templates_app
 from worker.commands.tools import tools_app
@@ -56,6 +59,7 @@ def package_version() -> str:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     _version_flag: Annotated[
         bool,
         typer.Option(
@@ -64,6 +68,15 @@ def _root(
     ] = False,
 ) -> None:
     """Keep Apple and Google Wallet passes true to your CRM."""
+    from worker.commands.attach import STACK_COMMANDS, attach
+
+    if ctx.invoked_subcommand in STACK_COMMANDS or ctx.resilient_parsing:
+        return
+    try:
+        data_dir = load_settings().data_dir
+    except ConfigError:
+        return  # the command itself reports it
+    attach(data_dir, os.environ)  # next to `passsync run`: its broker, database, sandbox
 
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -75,11 +88,14 @@ app.add_typer(events_app, name="events")
 app.add_typer(health_app, name="health")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(rules_app, name="rules")
+app.add_typer(scans_app, name="scans")
 app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
 app.command("mcp")(mcp_command)
+app.command("doctor")(doctor_command)
+app.command("dashboard")(dashboard_command)
 console = Console(stderr=True)
 
 
@@ -135,6 +151,8 @@ def run(
         use_sandbox=use_sandbox,
         worker_concurrency=concurrency,
         sandbox_port=settings.sandbox.port,
+        write_run_file=True,
+        persist_sandbox=True,
     )
     stopping = _install_stop_handlers()
     try:
@@ -184,12 +202,17 @@ def run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> list[str]
     base = stack.api_url
     secrets_file = (stack.data_dir / SECRETS_FILE).resolve()
     lines = [f"[bold green]passsync is running[/bold green] (provider: {provider})"]
-    for source in settings.sources:
-        lines.append(f"  events from {source:<10} POST {base}/webhooks/{source}")
-        lines.append(f"  scans from {source:<11} POST {base}/scans/{source}")
+    for name, source in settings.sources.items():
+        label = f"source {name}"
+        if source.kind == "standard":
+            lines.append(
+                f"  {label:<22} POST {base}/webhooks/{name} (events),"
+                f" POST {base}/scans/{name} (scans)"
+            )
+        else:
+            lines.append(f"  {label:<22} POST {base}/webhooks/{name} ({source.kind} webhooks)")
     lines += [
-        f"  dashboard              {base}/dashboard  (log in with the dashboard token:"
-        " ?token=$PASSSYNC_ADMIN_TOKENS__DASHBOARD__SECRET)",
+        f"  dashboard              {base}/dashboard  (`passsync dashboard` prints a login link)",
         f"  API docs               {base}/docs",
         f"  health                 {base}/readyz",
         f"  secrets                {secrets_file}  (signing secrets, admin tokens; mode 0600)",

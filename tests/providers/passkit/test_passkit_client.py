@@ -49,7 +49,7 @@ NOW = 1_780_000_000.0
 def make_settings(**overrides: Any) -> PassKitSettings:
     values: dict[str, Any] = {
         "api_key": SecretStr(KEY),
-        "api_secret": SecretStr(SECRET),
+        "secret": SecretStr(SECRET),
         "backoff_seconds": 0.0,
         "max_attempts": 3,
     }
@@ -132,15 +132,17 @@ def test_jwt_skew_and_lifetime_are_settings() -> None:
 
 def test_a_long_lived_token_is_sent_as_bearer(api: respx.MockRouter) -> None:
     route = api.get(f"/members/member/id/{MEMBER}").respond(200, json={"id": MEMBER})
-    settings = make_settings(api_key=None, api_secret=None, long_lived_token=SecretStr("llt-1"))
+    settings = make_settings(auth="long_lived_token", api_key=SecretStr("llt-1"), secret=None)
     with PassKitClient(settings) as c:
         c.get_member(MEMBER)
     assert route.calls[0].request.headers["Authorization"] == "Bearer llt-1"
 
 
 def test_without_credentials_the_client_refuses_to_start() -> None:
-    with pytest.raises(ConfigError, match="api_key and api_secret"):
-        PassKitClient(make_settings(api_secret=None))
+    with pytest.raises(ConfigError, match="set api_key and secret"):
+        PassKitClient(make_settings(secret=None))
+    with pytest.raises(ConfigError, match="long_lived_token: set api_key"):
+        PassKitClient(make_settings(auth="long_lived_token", api_key=None))
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -157,7 +159,7 @@ def test_refused_credentials_are_rejected_with_a_clear_message(
     assert type(caught.value) is RejectedError
     assert caught.value.status == status
     assert "PassKit refused the credentials" in caught.value.message
-    assert "api_key/api_secret" in caught.value.message
+    assert "api_key and secret" in caught.value.message
     assert "jwt was issued too long ago" in caught.value.message
     assert SECRET not in caught.value.message
     assert route.call_count == 1  # never retried
@@ -411,7 +413,7 @@ def test_an_empty_or_false_value_makes_a_full_record_put(
         "externalId": "crm-1",
         "programId": PROGRAM,
         "tierId": "base",
-        "person": {"forename": "Anna", "surname": "K"},
+        "person": {"forename": "Anna", "surname": "K", "externalIds": ["x"]},
         "metaData": {"segment": "vip", "city": "Oslo"},
         "points": 7,
         "optOut": True,
@@ -762,3 +764,55 @@ def test_path_overrides_are_settings(api: respx.MockRouter) -> None:
 def test_the_client_is_a_pass_provider() -> None:
     provider: PassProvider = PassKitClient(make_settings())
     assert provider.name == "passkit"
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+def test_subscribe_webhook_sends_a_sink_with_a_string_configuration(
+    client: PassKitClient, api: respx.MockRouter
+) -> None:
+    route = api.post("/integrations/sink").respond(200, json={"id": "sub-1"})
+
+    sub = client.subscribe_webhook(
+        PROGRAM,
+        "https://hooks.example/providers/loyalty/callbacks?token=t",
+        ["PASS_EVENT_INSTALLED", "PASS_EVENT_UNINSTALLED"],
+        signing_secret="s3",
+    )
+
+    body = body_of(route)
+    assert sub == "sub-1"
+    assert json.loads(body.pop("configuration")) == {
+        "targetUrl": "https://hooks.example/providers/loyalty/callbacks?token=t",
+        "signingSecret": "s3",
+    }
+    assert body == {
+        "classId": PROGRAM,
+        "protocol": "MEMBERSHIP",
+        "passEventId": ["PASS_EVENT_INSTALLED", "PASS_EVENT_UNINSTALLED"],
+        "status": "INTEGRATION_ACTIVE",
+        "configType": "WEBHOOK",
+    }
+
+
+def test_subscribe_webhook_is_not_repeated_after_an_answer(
+    client: PassKitClient, api: respx.MockRouter
+) -> None:
+    route = api.post("/integrations/sink").respond(503)
+    with pytest.raises(TransientError):
+        client.subscribe_webhook(PROGRAM, "https://h.example/", ["PASS_EVENT_INSTALLED"])
+    assert route.call_count == 1
+
+
+def test_list_and_delete_webhooks(client: PassKitClient, api: respx.MockRouter) -> None:
+    listed = api.post("/integrations/sinks/list").respond(
+        200, text=ndjson({"id": "sub-1", "classId": PROGRAM, "configuration": "{}"})
+    )
+    deleted = api.delete("/integrations/sink/MEMBERSHIP/sub-1").respond(200, json={})
+
+    assert [s["id"] for s in client.list_webhooks()] == ["sub-1"]
+    client.delete_webhook("sub-1")
+
+    assert body_of(listed) == {"limit": 100, "offset": 0}
+    assert deleted.call_count == 1

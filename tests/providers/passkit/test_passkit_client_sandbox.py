@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -155,16 +156,16 @@ def test_a_client_clock_far_behind_is_refused_with_a_credential_message(
 
 
 def test_a_wrong_secret_is_refused(passkit_sandbox: SandboxHandle) -> None:
-    settings = passkit_sandbox.account(api_secret=SecretStr("x" * 40))
+    settings = passkit_sandbox.account(secret=SecretStr("x" * 40))
     with PassKitClient(settings) as client, pytest.raises(RejectedError, match="credentials"):
         client.list_templates()
 
 
 def test_a_long_lived_token_works(passkit_sandbox: SandboxHandle) -> None:
     settings = passkit_sandbox.account(
-        api_key=None,
-        api_secret=None,
-        long_lived_token=SecretStr("sandbox-passkit-long-lived-token"),
+        auth="long_lived_token",
+        api_key=SecretStr("sandbox-passkit-long-lived-token"),
+        secret=None,
     )
     with PassKitClient(settings) as client:
         assert client.list_programs()[0].name == "Loyalty Card"
@@ -187,3 +188,38 @@ def test_a_broken_stream_is_retried(passkit_sandbox: SandboxHandle) -> None:
         passkit_sandbox.configure(stream_error_probability=0.5, seed=3)
         rows = list(client.iter_members(LOYALTY))
     assert len(rows) == 4
+
+
+def test_the_pass_links_answer(passkit_sandbox: SandboxHandle) -> None:
+    with client_for(passkit_sandbox) as client:
+        created = client.create_pass(template_id=BASE_TIER, user_provided_id="crm-1", fields={})
+    for link in (created.download_page, created.iphone_uri, created.android_uri):
+        assert link is not None
+        answer = httpx.get(link, timeout=5)
+        assert (answer.status_code, answer.json()["id"]) == (200, created.pass_id)
+
+
+def test_the_neutral_state_shows_rule_fields_and_template_names(
+    passkit_sandbox: SandboxHandle,
+) -> None:
+    with client_for(passkit_sandbox) as client:
+        first = client.create_pass(
+            template_id=BASE_TIER,
+            user_provided_id="crm-1",
+            fields={"firstName": "Ada", "tier": "gold", "points": 120},
+        )
+        client.update_pass(first.pass_id, {"points": 0})
+        gold = client.create_pass(
+            template_id=f"{LOYALTY}/gold", user_provided_id="crm-2", fields={"points": 0}
+        )
+        client.set_voided(gold.pass_id, True)
+
+    rows = {r["external_id"]: r for r in passkit_sandbox.state_rows()}
+
+    assert rows["crm-1"]["template"] == "Loyalty Card"
+    assert rows["crm-1"]["fields"] == {"firstName": "Ada", "tier": "gold", "points": 0}
+    assert rows["crm-2"]["template"] == "Loyalty Card/Gold"
+    assert rows["crm-2"]["fields"] == {"points": 0}
+    assert (rows["crm-2"]["voided"], rows["crm-2"]["deleted"]) == (True, False)
+    # The API itself leaves the zero out, as protojson does.
+    assert "points" not in next(m for m in passkit_sandbox.members() if m["externalId"] == "crm-1")

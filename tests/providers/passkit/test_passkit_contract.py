@@ -57,14 +57,12 @@ def _live_settings() -> tuple[PassKitSettings, str]:
             "PASSKIT_PROGRAM_ID not set: live PassKit tests skipped"
         )
     region = os.environ.get("PASSKIT_REGION", "pub1")
-    settings = PassKitSettings.model_validate(
-        {
-            "region": region,
-            "api_key": SecretStr(key) if key else None,
-            "api_secret": SecretStr(secret) if secret else None,
-            "long_lived_token": SecretStr(token) if token else None,
-        }
-    )
+    values: dict[str, object] = {"region": region}
+    if token:
+        values |= {"auth": "long_lived_token", "api_key": SecretStr(token)}
+    else:
+        values |= {"api_key": SecretStr(key or ""), "secret": SecretStr(secret or "")}
+    settings = PassKitSettings.model_validate(values)
     return settings, f"{program}/{os.environ.get('PASSKIT_TIER_ID', 'base')}"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.providers.passkit.conftest import Receiver
 from worker.providers.passkit.auth import sign_token
 from worker.providers.passkit.sandbox.server import SandboxHandle
 from worker.providers.passkit.sandbox.store import program_id_for
@@ -203,10 +204,12 @@ def test_a_patch_style_update_ignores_falsey_values(passkit_sandbox: SandboxHand
 
 def test_operation_put_sets_falsey_values(passkit_sandbox: SandboxHandle) -> None:
     member_id = enrol(passkit_sandbox, "crm-1", person={"forename": "Anna"}, optOut=True)
+    before = call(passkit_sandbox, "GET", f"/members/member/id/{member_id}").json()
     body = {"id": member_id, "optOut": False, "operation": "OPERATION_PUT"}
     call(passkit_sandbox, "PUT", "/members/member", body)
     member = call(passkit_sandbox, "GET", f"/members/member/id/{member_id}").json()
-    assert member["optOut"] is False
+    assert before["optOut"] is True
+    assert "optOut" not in member  # false, which protojson leaves out
 
 
 def test_update_by_external_id_and_program(passkit_sandbox: SandboxHandle) -> None:
@@ -372,3 +375,98 @@ def test_delete_externally_removes_a_member(passkit_sandbox: SandboxHandle) -> N
     passkit_sandbox.delete_externally(member_id)
     assert call(passkit_sandbox, "GET", f"/members/member/id/{member_id}").status_code == 404
     assert passkit_sandbox.members()[0]["deleted"] is True
+
+
+# -- rate limit and webhooks ---------------------------------------------------------------
+
+
+def test_a_configured_budget_answers_429_with_retry_after(passkit_sandbox: SandboxHandle) -> None:
+    passkit_sandbox.configure(rate_limit_per_minute=2)
+    path = f"/members/program/{LOYALTY}"
+
+    statuses = [call(passkit_sandbox, "GET", path) for _ in range(3)]
+
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    assert int(statuses[2].headers["Retry-After"]) >= 1
+    assert statuses[2].json()["code"] == 8
+    assert passkit_sandbox.stats()["rate_limited"] == 1
+
+
+def subscribe(sandbox: SandboxHandle, url: str, events: list[Any]) -> httpx.Response:
+    body = {
+        "classId": LOYALTY,
+        "protocol": "MEMBERSHIP",
+        "passEventId": events,
+        "status": "INTEGRATION_ACTIVE",
+        "configType": "WEBHOOK",
+        "configuration": json.dumps({"targetUrl": url}),
+    }
+    return call(sandbox, "POST", "/integrations/sink", body)
+
+
+def test_sinks_get_pass_events_with_the_documented_verbs(
+    passkit_sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    events = [
+        "PASS_EVENT_RECORD_CREATED",
+        "PASS_EVENT_INSTALLED",
+        "PASS_EVENT_UNINSTALLED",
+        "PASS_EVENT_RECORD_DELETED",
+    ]
+    assert subscribe(passkit_sandbox, receiver.url, events).status_code == 200
+    member_id = enrol(passkit_sandbox, "crm-1", person={"emailAddress": "a@example.com"})
+
+    installed = httpx.post(
+        f"{passkit_sandbox.base_url}/_sandbox/members/{member_id}/install",
+        json={"platform": "ANDROID"},
+    )
+    httpx.post(f"{passkit_sandbox.base_url}/_sandbox/members/{member_id}/remove")
+    call(passkit_sandbox, "PUT", "/members/member", {"id": member_id, "notes": "x"})  # not asked
+    call(passkit_sandbox, "DELETE", "/members/member", {"id": member_id})
+
+    assert installed.json() == {"id": member_id, "event": "PASS_EVENT_INSTALLED", "sent": 1}
+    assert [(m, b["event"]) for m, _p, b in receiver.calls] == [
+        ("POST", "PASS_EVENT_RECORD_CREATED"),
+        ("PUT", "PASS_EVENT_INSTALLED"),
+        ("PUT", "PASS_EVENT_UNINSTALLED"),
+        ("DELETE", "PASS_EVENT_RECORD_DELETED"),
+    ]
+    assert {p for _m, p, _b in receiver.calls} == {"/hook?token=t"}
+    body = receiver.calls[1][2]
+    assert body["pass"]["id"] == member_id
+    assert body["pass"]["classId"] == LOYALTY
+    assert body["pass"]["externalId"] == "crm-1"
+    assert body["pass"]["metadata"] == {"status": "PASS_INSTALLED", "platform": "ANDROID"}
+    assert body["pass"]["recordData"]["members.member.externalId"] == "crm-1"
+    assert body["pass"]["recordData"]["person.emailAddress"] == "a@example.com"
+
+
+def test_webhooks_can_carry_numeric_enums(
+    passkit_sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    passkit_sandbox.configure(webhook_numeric_enums=True)
+    subscribe(passkit_sandbox, receiver.url, [2])
+    member_id = enrol(passkit_sandbox, "crm-1")
+    httpx.post(f"{passkit_sandbox.base_url}/_sandbox/members/{member_id}/install")
+    assert [(b["event"], b["pass"]["protocol"]) for _m, _p, b in receiver.calls] == [(2, 100)]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"configuration": {"targetUrl": "http://x/"}},
+        {"configuration": '{"targetUrl": "ftp://x/"}'},
+        {"passEventId": ["PASS_EVENT_EXPLODED"]},
+        {"classId": "nope"},
+    ],
+)
+def test_a_bad_sink_is_refused(passkit_sandbox: SandboxHandle, change: dict[str, Any]) -> None:
+    body = {
+        "classId": LOYALTY,
+        "passEventId": ["PASS_EVENT_INSTALLED"],
+        "configuration": json.dumps({"targetUrl": "http://x/"}),
+        **change,
+    }
+    response = call(passkit_sandbox, "POST", "/integrations/sink", body)
+    assert response.status_code in (400, 404)
+    assert httpx.get(f"{passkit_sandbox.base_url}/_sandbox/sinks").json()["count"] == 0

@@ -88,7 +88,9 @@ class HmacSpec(_Strict):
     prefix: str = ""  # stripped from each signature, e.g. "sha256="
     encoding: Literal["hex", "base64"] = "base64"
     key_encoding: Literal["raw", "base64", "whsec"] = "raw"
-    url_decode: bool = False  # URL-decode `{url}` before signing (seen in one HubSpot sample)
+    # Decode `{url}` before signing: none, all (every %XX), or hubspot (the twelve characters
+    # HubSpot's v3 validation lists: %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B).
+    url_decode: Literal["none", "all", "hubspot"] = "none"
     # Applies only when this header has this value (HubSpot's X-HubSpot-Signature-Version).
     version_header: str | None = None
     version: str | None = None
@@ -97,7 +99,9 @@ class HmacSpec(_Strict):
     @classmethod
     def _one_header(cls, data: object) -> object:
         if isinstance(data, dict) and isinstance(data.get("header"), str):
-            return {**data, "header": [data["header"]]}
+            data = {**data, "header": [data["header"]]}
+        if isinstance(data, dict) and isinstance(data.get("url_decode"), bool):
+            data = {**data, "url_decode": "all" if data["url_decode"] else "none"}
         return data
 
 

@@ -20,7 +20,7 @@ from worker.providers.passkit.settings import PassKitSettings
 
 def sign_token(
     api_key: str,
-    api_secret: str,
+    secret: str,
     *,
     now: float,
     issued_before_seconds: float,
@@ -32,7 +32,7 @@ def sign_token(
         "iat": int(now - issued_before_seconds),
         "exp": int(now + expires_after_seconds),
     }
-    return jwt.encode(claims, api_secret, algorithm="HS256", headers={"typ": "JWT"})
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"typ": "JWT"})
 
 
 class PassKitAuth(httpx.Auth):
@@ -41,18 +41,24 @@ class PassKitAuth(httpx.Auth):
     def __init__(self, settings: PassKitSettings, *, clock: Callable[[], float] = time.time):
         self._clock = clock
         self._lifetime = (settings.jwt_issued_before_seconds, settings.jwt_expires_after_seconds)
-        if settings.long_lived_token is not None:
-            self._bearer: str | None = settings.long_lived_token.get_secret_value()
+        if settings.auth == "long_lived_token":
+            if settings.api_key is None:
+                raise ConfigError(
+                    "PassKit account with auth long_lived_token: set api_key to the token "
+                    "(PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY)"
+                )
+            self._bearer: str | None = settings.api_key.get_secret_value()
             self._key = self._secret = ""
             return
-        if settings.api_key is None or settings.api_secret is None:
+        if settings.api_key is None or settings.secret is None:
             raise ConfigError(
-                "PassKit account: set api_key and api_secret (the REST credentials from the "
-                "portal's developer tools) or long_lived_token, in the environment"
+                "PassKit account: set api_key and secret, the REST credentials from the "
+                "portal's developer tools (PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY and "
+                "__SECRET), or auth: long_lived_token with the token as api_key"
             )
         self._bearer = None
         self._key = settings.api_key.get_secret_value()
-        self._secret = settings.api_secret.get_secret_value()
+        self._secret = settings.secret.get_secret_value()
 
     def header(self) -> str:
         """The Authorization value for a request sent now."""

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -64,6 +65,8 @@ Outcome = Literal[
 ]
 
 SNIPPET_CHARS = 160
+# Member fields PassKit sets itself: left out of a full-record update.
+READ_ONLY_MEMBER_KEYS = frozenset({"created", "updated"})
 # How many external ids' programs a client remembers for adopting after a duplicate enrol.
 REMEMBERED_PROGRAMS = 10_000
 # gRPC codes (in a stream's {"error"} line or an error body) that are worth repeating.
@@ -84,6 +87,9 @@ DEFAULT_PATHS: dict[str, str] = {
     "list_tiers": "/members/tiers/list",
     "create_message": "/message",
     "send_message": "/message/send",
+    "create_sink": "/integrations/sink",
+    "list_sinks": "/integrations/sinks/list",
+    "delete_sink": "/integrations/sink/{protocol}/{id}",
 }
 
 
@@ -155,6 +161,7 @@ class PassKitClient:
         self._links = settings.link_base()
         # externalId -> programId of the enrols this client sent, to adopt a duplicate.
         self._programs_of: OrderedDict[str, str] = OrderedDict()
+        self._programs_lock = threading.Lock()
         self._http = httpx.Client(
             base_url=settings.api_base(),
             transport=transport,
@@ -224,7 +231,8 @@ class PassKitClient:
         client enrolled it in, else in every program (PassKit's lookup needs the program).
         """
         program = split_template_id(template_id)[0] if template_id else None
-        program = program or self._programs_of.get(identifier)
+        with self._programs_lock:
+            program = program or self._programs_of.get(identifier)
         if program is not None:
             member = self.get_member_by_external_id(program, identifier)
         else:
@@ -341,6 +349,22 @@ class PassKitClient:
             "list_members", "list_members", body, {"programId": program_id}, page_size
         )
 
+    def list_members_page(
+        self, program_id: str, *, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        """One page of a program's members (one call): `limit` rows from `offset`."""
+        body = {"programId": program_id, "filters": _filters(limit, offset)}
+        spec = _Spec(
+            "list_members",
+            "POST",
+            "list_members",
+            {"programId": program_id},
+            body=body,
+            stream=True,
+        )
+        rows: list[dict[str, Any]] = self._call(spec, _identity)
+        return rows
+
     def count_members(self, program_id: str) -> int:
         spec = _Spec(
             "count_members",
@@ -434,6 +458,43 @@ class PassKitClient:
                 return
         raise RejectedError(f"{action}: more than max_pages={self._settings.max_pages} pages")
 
+    # -- webhooks ("sink subscriptions") --------------------------------------------------------
+
+    def subscribe_webhook(
+        self,
+        program_id: str,
+        target_url: str,
+        events: list[str],
+        *,
+        signing_secret: str | None = None,
+    ) -> str:
+        """A MEMBERSHIP webhook of a program; `configuration` is a JSON *string* (V-code).
+
+        Not idempotent (a repeat makes a second subscription), so retried only if never sent.
+        """
+        config: dict[str, Any] = {"targetUrl": target_url}
+        if signing_secret is not None:
+            config["signingSecret"] = signing_secret
+        body = {
+            "classId": program_id,
+            "protocol": "MEMBERSHIP",
+            "passEventId": list(events),
+            "status": "INTEGRATION_ACTIVE",
+            "configType": "WEBHOOK",
+            "configuration": json.dumps(config),
+        }
+        spec = _Spec("create_sink", "POST", "create_sink", body=body, idempotent=False)
+        return self._call(spec, _id_of("create_sink"))
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """Every sink subscription, with its `configuration` string as PassKit holds it."""
+        return list(self._pages("list_sinks", "list_sinks", _filters, {}, None))
+
+    def delete_webhook(self, subscription_id: str) -> None:
+        params = {"protocol": "MEMBERSHIP", "id": subscription_id}
+        spec = _Spec("delete_sink", "DELETE", "delete_sink", params)
+        self._call(spec, _ignore)
+
     # -- shapes --------------------------------------------------------------------------------
 
     def to_provider_pass(self, raw: dict[str, Any]) -> ProviderPass:
@@ -473,10 +534,11 @@ class PassKitClient:
         )
 
     def _remember(self, external_id: str, program_id: str) -> None:
-        self._programs_of[external_id] = program_id
-        self._programs_of.move_to_end(external_id)
-        while len(self._programs_of) > REMEMBERED_PROGRAMS:
-            self._programs_of.popitem(last=False)
+        with self._programs_lock:
+            self._programs_of[external_id] = program_id
+            self._programs_of.move_to_end(external_id)
+            while len(self._programs_of) > REMEMBERED_PROGRAMS:
+                self._programs_of.popitem(last=False)
 
     def close(self) -> None:
         self._http.close()
@@ -600,8 +662,8 @@ class PassKitClient:
         if status in (401, 403):
             how = (
                 "the long-lived token"
-                if self._settings.long_lived_token is not None
-                else "the REST api_key/api_secret (and the clock: JWTs live under a minute)"
+                if self._settings.auth == "long_lived_token"
+                else "the REST api_key and secret (and the clock: JWTs live under a minute)"
             )
             return RejectedError(
                 f"{action}: PassKit refused the credentials ({status}){reason}; check {how} "
@@ -774,7 +836,13 @@ def _model(model: type[M], action: str) -> Callable[[Any], M]:
 
 def _merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """The member with `changes` applied (person and metaData merged key by key)."""
-    merged = {k: v for k, v in current.items() if k not in ("created", "updated")}
+    merged = {k: v for k, v in current.items() if k not in READ_ONLY_MEMBER_KEYS}
+    person = merged.get("person")
+    if isinstance(person, dict):
+        # "externalId ... not editable", "externalIds ... not writable" (V-code).
+        merged["person"] = {
+            k: v for k, v in person.items() if k not in ("externalId", "externalIds")
+        }
     for key, value in changes.items():
         if key in ("person", "metaData") and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}

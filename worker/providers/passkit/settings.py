@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 Region = Literal["pub1", "pub2"]
-# The secret settings: accepted only from the environment, never from config.yaml.
-SECRET_FIELDS = frozenset({"api_key", "api_secret", "long_lived_token"})
 
 
 class _Strict(BaseModel):
@@ -24,11 +23,13 @@ class PassKitSettings(_Strict):
     base_url: str | None = None
     # Host of the pass pages (https://{region}.pskt.io/{memberId}); follows the region.
     pass_link_base: str | None = None
-    # REST credentials: every request carries a fresh HS256 JWT {uid: api_key, iat, exp}
-    # signed with api_secret. Or a long-lived token (sent as `Bearer <token>`) instead.
+    # "jwt": every request carries a fresh HS256 JWT {uid: api_key, iat, exp} signed with
+    # `secret` (the REST credentials). "long_lived_token": `api_key` holds a long-lived token,
+    # sent as `Bearer <token>`. Both are secrets: only from the environment
+    # (PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY, ...__SECRET).
+    auth: Literal["jwt", "long_lived_token"] = "jwt"
     api_key: SecretStr | None = None
-    api_secret: SecretStr | None = None
-    long_lived_token: SecretStr | None = None
+    secret: SecretStr | None = None
     # Measured (C x1): iat must be a little in the past (server clock ~3 s behind, `iat` over
     # ~60 s old is refused) and exp at most ~60 s ahead. The vendor's script uses exp = iat+60.
     jwt_issued_before_seconds: float = Field(default=10.0, ge=0, le=55)
@@ -81,15 +82,21 @@ class PassKitSettings(_Strict):
 
     def has_credentials(self) -> bool:
         """Whether the account can authenticate (a key and secret, or a long-lived token)."""
-        return self.long_lived_token is not None or (
-            self.api_key is not None and self.api_secret is not None
-        )
+        if self.auth == "long_lived_token":
+            return self.api_key is not None
+        return self.api_key is not None and self.secret is not None
 
 
 class PassKitSandboxBehaviour(_Strict):
     """What the PassKit sandbox does; all of it can be changed at runtime (/_sandbox/config)."""
 
     latency_ms: float = Field(default=0.0, ge=0)
+    # PassKit documents no rate limit; a budget here answers 429 (with Retry-After if told).
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    send_retry_after: bool = True
+    # Webhooks with numeric enums (event 2, protocol 100), as PassKit's sample file shows,
+    # instead of their names.
+    webhook_numeric_enums: bool = False
     # Held after a write is applied, before the answer: a killed client changed the provider.
     answer_delay_ms: float = Field(default=0.0, ge=0)
     duplicate_status: Literal[400, 409] = 409
@@ -128,6 +135,9 @@ class PassKitSandboxSettings(PassKitSandboxBehaviour):
         "Welcome Discount": ["Base"],
         "Event Ticket": ["Base"],
     }
+    # A SQLite file that keeps the members and webhook subscriptions across restarts; none
+    # keeps everything in memory.
+    store_path: Path | None = None
 
     @model_validator(mode="after")
     def _tiers(self) -> PassKitSandboxSettings:

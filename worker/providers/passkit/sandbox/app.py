@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
+from worker.providers.passkit.models import flatten_member
 from worker.providers.passkit.sandbox.control import SandboxControl
 from worker.providers.passkit.sandbox.store import (
     Duplicate,
@@ -31,19 +32,28 @@ from worker.providers.passkit.sandbox.store import (
     StoreError,
     member_view,
 )
+from worker.providers.passkit.sandbox.webhooks import WebhookSender
 from worker.providers.passkit.settings import PassKitSandboxSettings
 
-GRPC_FOR_STATUS = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 500: 13, 503: 14}
+GRPC_FOR_STATUS = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 503: 14}
 
 
 class ApiError(Exception):
     """Answered as grpc-gateway's error body {"code", "message", "details"}."""
 
-    def __init__(self, status: int, message: str, *, auth: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        auth: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.auth = auth
+        self.headers = headers
 
 
 def _error_response(_request: Request, exc: Exception) -> Response:
@@ -52,7 +62,7 @@ def _error_response(_request: Request, exc: Exception) -> Response:
         # The auth layer answers before the gateway, in its own shape.
         return JSONResponse({"error": exc.message}, status_code=exc.status)
     body = {"code": GRPC_FOR_STATUS.get(exc.status, 2), "message": exc.message, "details": []}
-    return JSONResponse(body, status_code=exc.status)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -76,8 +86,9 @@ class SandboxApi:
     """The routes; a class so each app instance owns its store and control."""
 
     def __init__(self, settings: PassKitSandboxSettings, clock: Callable[[], float]) -> None:
-        self.store = SandboxStore(settings.programs)
+        self.store = SandboxStore(settings.programs, path=settings.store_path)
         self.control = SandboxControl(settings)
+        self.webhooks = WebhookSender()
         self._clock = clock
         self._key = settings.api_key.get_secret_value()
         self._secret = settings.api_secret.get_secret_value()
@@ -92,6 +103,10 @@ class SandboxApi:
         self.control.count_call(f"{request.method} {template}")
         self.authenticate(request.headers.get("authorization", ""))
         config = self.control.config
+        wait = self.control.take_token()
+        if wait is not None:
+            headers = {"Retry-After": str(wait)} if config.send_retry_after else None
+            raise ApiError(429, "too many requests", headers=headers)
         if config.latency_ms > 0:
             await asyncio.sleep(config.latency_ms / 1000)
         if self.control.draw("slow"):
@@ -160,6 +175,13 @@ class SandboxApi:
             raise ApiError(500, "internal error")
         return response
 
+    async def notify(self, event: str, stored: StoredMember, *, platform: str | None = None) -> int:
+        """Call back the program's sinks subscribed to `event` about one member."""
+        numeric = self.control.config.webhook_numeric_enums
+        return await self.webhooks.send(
+            self.store.sinks(), event, self.view(stored), platform=platform, numeric=numeric
+        )
+
     def _store_call(self, call: Callable[[], Any]) -> Any:
         try:
             return call()
@@ -173,7 +195,9 @@ class SandboxApi:
     async def enrol(self, request: Request) -> Response:
         body = await _json_object(request)
         stored = self._store_call(lambda: self.store.enrol(body))
-        return await self.committed(JSONResponse({"id": stored.id}), created=True)
+        answer = await self.committed(JSONResponse({"id": stored.id}), created=True)
+        await self.notify("PASS_EVENT_RECORD_CREATED", stored)
+        return answer
 
     async def get_by_id(self, member_id: str) -> Response:
         stored = self._store_call(lambda: self.store.find(member_id))
@@ -187,12 +211,16 @@ class SandboxApi:
     async def update(self, request: Request) -> Response:
         body = await _json_object(request)
         stored = self._store_call(lambda: self.store.update(body))
-        return await self.committed(JSONResponse({"id": stored.id}))
+        answer = await self.committed(JSONResponse({"id": stored.id}))
+        await self.notify("PASS_EVENT_RECORD_UPDATED", stored)
+        return answer
 
     async def delete(self, request: Request) -> Response:
         body = await _json_object(request)
-        self._store_call(lambda: self.store.delete(body))
-        return await self.committed(JSONResponse({}))
+        stored = self._store_call(lambda: self.store.delete(body))
+        answer = await self.committed(JSONResponse({}))
+        await self.notify("PASS_EVENT_RECORD_DELETED", stored)
+        return answer
 
     async def points(self, kind: str, request: Request) -> Response:
         body = await _json_object(request)
@@ -220,7 +248,12 @@ class SandboxApi:
     async def update_expiry(self, request: Request) -> Response:
         body = await _json_object(request)
         stored = self._store_call(lambda: self.store.update_expiry(body))
-        return await self.committed(JSONResponse({"id": stored.id}))
+        answer = await self.committed(JSONResponse({"id": stored.id}))
+        expired = self.view(stored).get("status") == "EXPIRED"
+        await self.notify(
+            "PASS_EVENT_INVALIDATED" if expired else "PASS_EVENT_RECORD_UPDATED", stored
+        )
+        return answer
 
     async def list_members(self, program_id: str, request: Request) -> Response:
         body = await _json_object(request) if await request.body() else {}
@@ -282,7 +315,67 @@ class SandboxApi:
         count = self._store_call(lambda: self.store.send_message(body))
         return await self.committed(JSONResponse({"count": count}))
 
+    # -- webhook subscriptions ("sinks") --------------------------------------------------------
+
+    async def create_sink(self, request: Request) -> Response:
+        body = await _json_object(request)
+        sink = self._store_call(lambda: self.store.add_sink(body))
+        return await self.committed(JSONResponse({"id": sink.id}))
+
+    async def update_sink(self, request: Request) -> Response:
+        body = await _json_object(request)
+        sink = self._store_call(lambda: self.store.update_sink(body))
+        return await self.committed(JSONResponse({"id": sink.id}))
+
+    async def get_sink(self, protocol: str, sink_id: str) -> Response:
+        return JSONResponse(self._store_call(lambda: self.store.sink(sink_id)).row())
+
+    async def delete_sink(self, protocol: str, sink_id: str) -> Response:
+        self._store_call(lambda: self.store.delete_sink(sink_id))
+        return await self.committed(JSONResponse({}))
+
+    async def list_sinks(self, request: Request) -> Response:
+        body = await _json_object(request) if await request.body() else {}
+        rows = [s.row() for s in self.store.sinks()]
+        return self.stream(rows, body.get("filters") if "filters" in body else body)
+
     # -- /_sandbox inspection and control ------------------------------------------------------
+
+    async def device(self, member_id: str, action: str, request: Request) -> Response:
+        """A test's stand-in for a phone: the pass is saved (install) or removed."""
+        raw = await request.body()
+        body = json.loads(raw) if raw else {}
+        try:
+            stored = self.store.find(member_id)
+        except StoreError:
+            return JSONResponse({"detail": f"no live member {member_id}"}, status_code=404)
+        event = "PASS_EVENT_INSTALLED" if action == "install" else "PASS_EVENT_UNINSTALLED"
+        platform = str(body.get("platform") or "IOS") if isinstance(body, dict) else "IOS"
+        sent = await self.notify(event, stored, platform=platform)
+        return JSONResponse({"id": stored.id, "event": event, "sent": sent})
+
+    async def install(self, member_id: str, request: Request) -> Response:
+        return await self.device(member_id, "install", request)
+
+    async def remove(self, member_id: str, request: Request) -> Response:
+        return await self.device(member_id, "remove", request)
+
+    async def pass_page(self, name: str) -> Response:
+        """The pass page a member's links point to (`.pkpass` / `.gpay` suffixes too)."""
+        member_id = name.removesuffix(".pkpass").removesuffix(".gpay")
+        try:
+            stored = self.store.find(member_id)
+        except StoreError:
+            return JSONResponse({"detail": f"no live member {member_id}"}, status_code=404)
+        view = self.view(stored)
+        return JSONResponse({"id": stored.id, "externalId": view.get("externalId"), "pass": name})
+
+    async def webhooks_state(self) -> dict[str, Any]:
+        return {"count": len(self.webhooks.sent), "webhooks": list(self.webhooks.sent)}
+
+    async def sinks_state(self) -> dict[str, Any]:
+        rows = [s.row() for s in self.store.sinks()]
+        return {"count": len(rows), "sinks": rows}
 
     async def stats(self) -> dict[str, Any]:
         return self.control.stats()
@@ -300,6 +393,35 @@ class SandboxApi:
                 }
             )
         return {"count": len(rows), "members": rows}
+
+    async def neutral_state(self) -> dict[str, Any]:
+        """Every member in the core's neutral terms (SandboxPass): for demos and fault suites.
+
+        `template` is the name rules write: the program's name for its first tier, else
+        "Program/Tier"; `fields` are the flat rule fields (points kept even at 0, the expiry
+        left out).
+        """
+        names = {}
+        for program in self.store.programs():
+            tiers = self.store.tiers(program["id"])
+            for index, tier in enumerate(tiers):
+                key = (program["id"], tier["id"])
+                names[key] = program["name"] if index == 0 else f"{program['name']}/{tier['name']}"
+        rows = []
+        for stored in self.store.all_members():
+            data = stored.data
+            rows.append(
+                {
+                    "pass_id": stored.id,
+                    "external_id": data.get("externalId"),
+                    "template": names.get((data["programId"], data["tierId"])),
+                    # The expiry is how a void is done: `voided` reports it, not the fields.
+                    "fields": {k: v for k, v in flatten_member(data).items() if k != "expiryDate"},
+                    "voided": self.view(stored).get("status") == "EXPIRED",
+                    "deleted": stored.deleted,
+                }
+            )
+        return {"count": len(rows), "passes": rows}
 
     async def programs_state(self) -> dict[str, Any]:
         rows = [{**p, "tiers": self.store.tiers(p["id"])} for p in self.store.programs()]
@@ -327,6 +449,7 @@ class SandboxApi:
         return JSONResponse(config.model_dump())
 
     async def reset(self) -> dict[str, Any]:
+        self.webhooks.reset()
         self.store.reset()
         self.control.reset()
         return {"reset": True}
@@ -376,6 +499,11 @@ def _api_router(api: SandboxApi) -> APIRouter:
     add("/members/tier/{program_id}/{tier_id}", api.get_tier, methods=["GET"])
     add("/message", api.create_message, methods=["POST"])
     add("/message/send", api.send_message, methods=["POST"])
+    add("/integrations/sink", api.create_sink, methods=["POST"])
+    add("/integrations/sink", api.update_sink, methods=["PUT"])
+    add("/integrations/sink/{protocol}/{sink_id}", api.get_sink, methods=["GET"])
+    add("/integrations/sink/{protocol}/{sink_id}", api.delete_sink, methods=["DELETE"])
+    add("/integrations/sinks/list", api.list_sinks, methods=["POST"])
     return router
 
 
@@ -385,11 +513,17 @@ def _control_router(api: SandboxApi) -> APIRouter:
     add("/stats", api.stats, methods=["GET"])
     add("/members", api.members_state, methods=["GET"])
     add("/programs", api.programs_state, methods=["GET"])
+    add("/state", api.neutral_state, methods=["GET"])
     add("/messages", api.messages_state, methods=["GET"])
     add("/config", api.get_config, methods=["GET"])
     add("/config", api.set_config, methods=["POST"])
     add("/reset", api.reset, methods=["POST"])
     add("/members/{member_id}/delete-externally", api.delete_externally, methods=["POST"])
+    add("/members/{member_id}/install", api.install, methods=["POST"])
+    add("/members/{member_id}/remove", api.remove, methods=["POST"])
+    add("/webhooks", api.webhooks_state, methods=["GET"])
+    add("/pass/{name}", api.pass_page, methods=["GET"])
+    add("/sinks", api.sinks_state, methods=["GET"])
     return router
 
 

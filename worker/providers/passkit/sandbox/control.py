@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import ConfigDict
@@ -25,11 +28,39 @@ class SandboxConfig(PassKitSandboxBehaviour):
         return cls.model_validate(settings.model_dump(include=set(cls.model_fields)))
 
 
+class TokenBucket:
+    """`per_minute` tokens refilled continuously, burst up to `per_minute`; 0 = unlimited."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+        self._per_second = per_minute / 60.0
+        self._capacity = float(per_minute)
+        self._tokens = float(per_minute)
+        self._clock = clock
+        self._last = clock()
+
+    def take(self) -> float | None:
+        """None when a token was taken, else the seconds until one is available."""
+        if self._capacity == 0:
+            return None
+        now = self._clock()
+        self._tokens = min(
+            self._capacity, self._tokens + max(now - self._last, 0.0) * self._per_second
+        )
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return (1.0 - self._tokens) / self._per_second
+
+
 class SandboxControl:
     """Shared mutable state of one sandbox app; every method is thread-safe."""
 
-    def __init__(self, settings: PassKitSandboxSettings) -> None:
+    def __init__(
+        self, settings: PassKitSandboxSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._initial = SandboxConfig.from_settings(settings)
+        self._clock = clock
         self._lock = threading.Lock()
         self._burst_left = 0
         self._apply(self._initial, reseed=True)
@@ -49,8 +80,19 @@ class SandboxControl:
         """Validate and apply a partial config; raises pydantic.ValidationError."""
         with self._lock:
             merged = SandboxConfig.model_validate({**self._config.model_dump(), **changes})
+            if merged.rate_limit_per_minute != self._config.rate_limit_per_minute:
+                self._bucket = TokenBucket(merged.rate_limit_per_minute, self._clock)
             self._apply(merged, reseed="seed" in changes)
             return merged
+
+    def take_token(self) -> int | None:
+        """None when allowed; else whole seconds to wait (rounded up), counting the 429."""
+        with self._lock:
+            wait = self._bucket.take()
+            if wait is None:
+                return None
+            self._rate_limited += 1
+            return max(1, math.ceil(wait))
 
     def draw_error(self) -> Literal["500", "503"] | None:
         """A pre-handler fault: the rest of a 503 burst, else one draw for 500, 503 or none."""
@@ -105,6 +147,7 @@ class SandboxControl:
                 "calls": dict(sorted(self._calls.items())),
                 "writes": self._writes,
                 "creates": self._creates,
+                "rate_limited": self._rate_limited,
                 "auth_refused": dict(sorted(self._refused.items())),
                 "faults_injected": sum(self._faults.values()),
                 "faults": {k: self._faults[k] for k in FAULT_KINDS},
@@ -121,4 +164,6 @@ class SandboxControl:
         self._refused: Counter[str] = Counter()
         self._writes = 0
         self._creates = 0
+        self._rate_limited = 0
         self._burst_left = 0
+        self._bucket = TokenBucket(self._config.rate_limit_per_minute, self._clock)

@@ -29,13 +29,7 @@ class SandboxHandle:
 
     def account(self, **overrides: Any) -> PassKitSettings:
         """Settings of an account pointed at this sandbox (JWT credentials)."""
-        values: dict[str, Any] = {
-            "base_url": self.base_url,
-            "pass_link_base": f"{self.base_url}/_sandbox/pass",
-            "api_key": self.api_key,
-            "api_secret": self.api_secret,
-            **overrides,
-        }
+        values: dict[str, Any] = {**self.account_overrides(), **overrides}
         return PassKitSettings.model_validate(values)
 
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -56,6 +50,20 @@ class SandboxHandle:
         """Every member, deleted ones included (`deleted`, `voided`, `events`)."""
         result: list[dict[str, Any]] = self._control("GET", "/members")["members"]
         return result
+
+    def state_rows(self) -> list[dict[str, Any]]:
+        """Every member in neutral terms (pass_id, external_id, template, fields, voided...)."""
+        result: list[dict[str, Any]] = self._control("GET", "/state")["passes"]
+        return result
+
+    def account_overrides(self) -> dict[str, str]:
+        """Settings that point an account at this sandbox."""
+        return {
+            "base_url": self.base_url,
+            "pass_link_base": f"{self.base_url}/_sandbox/pass",
+            "api_key": self.api_key,
+            "secret": self.api_secret,
+        }
 
     def programs(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._control("GET", "/programs")["programs"]

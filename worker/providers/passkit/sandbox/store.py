@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from worker.providers.passkit.sandbox.webhooks import Sink, SinkError, read_sink
 
 # Fixed namespace: the same program name gets the same 22-character id on every run.
 PROGRAM_NAMESPACE = uuid.UUID("2d0b7c4e-5a3f-5e1c-8f7a-3c9e6b1d4a20")
@@ -17,6 +22,7 @@ ID_LENGTH = 22
 # Keys that identify a member or steer the call; never changed by an update.
 IDENTITY_KEYS = frozenset({"id", "externalId", "programId", "operation"})
 READ_ONLY_KEYS = frozenset({"created", "updated", "status", "passMetaData"})
+POINT_KEYS = ("points", "secondaryPoints", "tierPoints")
 # Fields of `Member` the sandbox accepts; anything else is a 400, as protojson refuses it.
 MEMBER_KEYS = frozenset(
     {
@@ -121,13 +127,29 @@ class StoredMember:
 class SandboxStore:
     """Members unique per (programId, externalId); all methods are thread-safe."""
 
-    def __init__(self, programs: dict[str, list[str]], *, clock: Callable[[], str] = _now):
+    def __init__(
+        self,
+        programs: dict[str, list[str]],
+        *,
+        path: Path | None = None,
+        clock: Callable[[], str] = _now,
+    ):
         self._programs_spec = programs
         self._clock = clock
         self._lock = threading.RLock()
-        self.reset()
+        self._disk = _Disk(path) if path is not None else None
+        self._empty()
+        if self._disk is not None:
+            self._disk.load(self)
 
     def reset(self) -> None:
+        """Forget every member and sink (on disk too); the programs stay."""
+        with self._lock:
+            self._empty()
+            if self._disk is not None:
+                self._disk.clear()
+
+    def _empty(self) -> None:
         with self._lock:
             self._programs: dict[str, StoredProgram] = {}
             for name, tiers in self._programs_spec.items():
@@ -141,6 +163,7 @@ class SandboxStore:
             self._by_external: dict[tuple[str, str], str] = {}
             self._messages: dict[str, dict[str, Any]] = {}
             self._sent: list[dict[str, Any]] = []
+            self._sinks: dict[str, Sink] = {}
             self._seq = 0
 
     # -- programs and tiers ------------------------------------------------------------------
@@ -184,7 +207,9 @@ class SandboxStore:
             data = {
                 k: copy.deepcopy(v)
                 for k, v in body.items()
-                if k not in READ_ONLY_KEYS and k not in ("id", "operation") and not is_falsey(v)
+                if k not in READ_ONLY_KEYS
+                and k not in ("id", "operation")
+                and (k in POINT_KEYS or not is_falsey(v))
             }
             data.update(
                 {
@@ -200,6 +225,7 @@ class SandboxStore:
             self._members[stored.id] = stored
             if external:
                 self._by_external[(program_id, external)] = stored.id
+            self._save(stored)
             return stored
 
     def find(self, member_id: str) -> StoredMember:
@@ -247,6 +273,7 @@ class SandboxStore:
                     stored.data[key] = copy.deepcopy(value)
             stored.data["updated"] = self._clock()
             stored.events.append("updated")
+            self._save(stored)
             return stored
 
     def delete(self, body: dict[str, Any]) -> StoredMember:
@@ -257,6 +284,7 @@ class SandboxStore:
             external = stored.data.get("externalId")
             if external:
                 self._by_external.pop((stored.data["programId"], external), None)
+            self._save(stored)
             return stored
 
     def points(self, kind: str, body: dict[str, Any]) -> StoredMember:
@@ -280,12 +308,12 @@ class SandboxStore:
                 if any(v < 0 for v in current.values()):
                     raise Invalid("insufficient points")
             for n in names:
-                if current[n] == 0:
-                    stored.data.pop(n, None)
-                else:
-                    stored.data[n] = int(current[n]) if n == "tierPoints" else current[n]
+                # Kept even at 0 (the API view leaves zeros out, as protojson does).
+                if n in stored.data or current[n] != 0:
+                    stored.data[n] = _whole(current[n])
             stored.data["updated"] = self._clock()
             stored.events.append(f"points_{kind}")
+            self._save(stored)
             return stored
 
     def update_expiry(self, body: dict[str, Any]) -> StoredMember:
@@ -297,6 +325,7 @@ class SandboxStore:
             stored.data["expiryDate"] = expiry
             stored.data["updated"] = self._clock()
             stored.events.append("expiry")
+            self._save(stored)
             return stored
 
     def members(self, program_id: str) -> list[StoredMember]:
@@ -344,6 +373,110 @@ class SandboxStore:
         with self._lock:
             return copy.deepcopy(self._sent)
 
+    # -- webhook sinks -----------------------------------------------------------------------
+
+    def add_sink(self, body: dict[str, Any]) -> Sink:
+        """A new subscription (create is not idempotent: a repeat makes a second one)."""
+        sink = self._read_sink(body, base62_id(uuid.uuid4().int))
+        with self._lock:
+            self._sinks[sink.id] = sink
+            self._save_sink(sink)
+        return sink
+
+    def update_sink(self, body: dict[str, Any]) -> Sink:
+        sink_id = _text(body.get("id"))
+        if not sink_id:
+            raise Invalid("id is required")
+        self.sink(sink_id)
+        sink = self._read_sink(body, sink_id)
+        with self._lock:
+            self._sinks[sink_id] = sink
+            self._save_sink(sink)
+        return sink
+
+    def _read_sink(self, body: dict[str, Any], sink_id: str) -> Sink:
+        try:
+            sink = read_sink(body, sink_id)
+        except SinkError as exc:
+            raise Invalid(str(exc)) from None
+        self.program(sink.class_id)
+        return sink
+
+    def sink(self, sink_id: str) -> Sink:
+        with self._lock:
+            found = self._sinks.get(sink_id)
+        if found is None:
+            raise NotFound(f"subscription {sink_id} not found")
+        return found
+
+    def delete_sink(self, sink_id: str) -> None:
+        self.sink(sink_id)
+        with self._lock:
+            self._sinks.pop(sink_id, None)
+            if self._disk is not None:
+                self._disk.delete("sink", sink_id)
+
+    def sinks(self) -> list[Sink]:
+        with self._lock:
+            return list(self._sinks.values())
+
+    # -- the optional disk copy ----------------------------------------------------------------
+
+    def _save(self, stored: StoredMember) -> None:
+        if self._disk is not None:
+            body = {"data": stored.data, "seq": stored.seq, "deleted": stored.deleted}
+            self._disk.save("member", stored.id, {**body, "events": stored.events})
+
+    def _save_sink(self, sink: Sink) -> None:
+        if self._disk is not None:
+            self._disk.save("sink", sink.id, sink.body)
+
+    def restore(self, kind: str, key: str, body: dict[str, Any]) -> None:
+        """Put one row read from disk back (start-up only)."""
+        if kind == "member":
+            stored = StoredMember(body["data"], int(body["seq"]), bool(body["deleted"]))
+            stored.events = list(body.get("events", []))
+            self._members[stored.id] = stored
+            self._seq = max(self._seq, stored.seq)
+            external = stored.data.get("externalId")
+            if external and not stored.deleted:
+                self._by_external[(stored.data["programId"], external)] = stored.id
+        elif kind == "sink":
+            try:
+                self._sinks[key] = read_sink(body, key)
+            except SinkError:
+                return
+
+
+class _Disk:
+    """The optional SQLite copy: one JSON row per member or sink, written on every change."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS record (kind TEXT, key TEXT, body TEXT, "
+            "PRIMARY KEY (kind, key))"
+        )
+
+    def load(self, store: SandboxStore) -> None:
+        rows = self._db.execute("SELECT kind, key, body FROM record ORDER BY rowid").fetchall()
+        for kind, key, body in rows:
+            store.restore(kind, key, json.loads(body))
+
+    def save(self, kind: str, key: str, body: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO record (kind, key, body) VALUES (?, ?, ?) "
+            "ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body",
+            (kind, key, json.dumps(body)),
+        )
+
+    def delete(self, kind: str, key: str) -> None:
+        self._db.execute("DELETE FROM record WHERE kind = ? AND key = ?", (kind, key))
+
+    def clear(self) -> None:
+        self._db.execute("DELETE FROM record")
+
 
 def _check_keys(body: dict[str, Any]) -> None:
     unknown = sorted(set(body) - MEMBER_KEYS)
@@ -386,9 +519,18 @@ def _parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _whole(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def member_view(stored: StoredMember, *, now: datetime | None = None) -> dict[str, Any]:
-    """The Member JSON as the API answers it: EXPIRED once the expiry date has passed."""
-    data = copy.deepcopy(stored.data)
+    """The Member JSON as the API answers it: zero scalars left out (protojson), and status
+    EXPIRED once the expiry date has passed."""
+    data = {
+        k: copy.deepcopy(v)
+        for k, v in stored.data.items()
+        if not (k in POINT_KEYS or k == "optOut") or not is_falsey(v)
+    }
     expiry = data.get("expiryDate")
     when = _parse_time(expiry) if isinstance(expiry, str) else None
     if when is not None and when <= (now or datetime.now(UTC)):
