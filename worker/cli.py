@@ -231,6 +231,7 @@ def api(
     """The receiver and admin API (production process)."""
     import uvicorn
 
+    from worker.api.server import raise_open_files_limit, uvicorn_options
     from worker.commands.problems import SetupError
     from worker.stack import port_in_use
 
@@ -245,12 +246,9 @@ def api(
     if count > 1:
         # Several processes behind one port: /metrics must add up all of them.
         _multiprocess_metrics(settings, "api")
-    common: dict[str, Any] = {
-        "host": settings.api.host,
-        "port": settings.api.port,
-        "log_level": settings.log_level.lower(),
-        "access_log": False,
-    }
+    raise_open_files_limit()
+    # Connection limits and timeouts (issue 16, M1); logging stays ours (no log_level).
+    common: dict[str, Any] = uvicorn_options(settings.api)
     if count == 1:
         uvicorn.run(api_app(settings), **common)
     else:
@@ -266,6 +264,7 @@ def _client_host(host: str) -> str:
 def api_app(settings: Settings | None = None) -> Any:
     """The production ASGI app: ledger database, Celery publishing, broker readiness."""
     from worker.api.app import create_app
+    from worker.api.server import configure as configure_server
     from worker.db import Database
     from worker.tasks.app import broker_ping, configure, declare_amqp_topology, queue_depths
     from worker.tasks.jobs import dispatch_events
@@ -274,6 +273,7 @@ def api_app(settings: Settings | None = None) -> Any:
     if settings is None:  # a uvicorn worker process, started by import string
         settings = _settings()
         _logging(settings)
+    configure_server(settings.api)  # the header timeout, in this (worker) process too
     configure(settings)
     declare_amqp_topology(settings.broker_url)
     database = Database(settings.database_url)

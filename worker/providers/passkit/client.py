@@ -46,6 +46,7 @@ from worker.providers.passkit.models import (
     timestamp,
 )
 from worker.providers.passkit.settings import PassKitSettings
+from worker.providers.paths import path_segment
 from worker.providers.port import ProviderPass, ProviderTemplate
 
 log = logging.getLogger(__name__)
@@ -557,10 +558,12 @@ class PassKitClient:
         A 429 (none is documented) is raised at once: the pause belongs to the shared limiter.
         """
         template = self._paths[spec.route]
-        for name, value in spec.path_params.items():
-            if not value.strip():
-                raise RejectedError(f"{spec.action}: the {name} is empty")
-        path = template.format(**{k: quote(v, safe="") for k, v in spec.path_params.items()})
+        path = template.format(
+            **{
+                name: path_segment(value, action=spec.action, what=name)
+                for name, value in spec.path_params.items()
+            }
+        )
         s = self._settings
         retrying = Retrying(
             stop=stop_after_attempt(s.max_attempts),
