@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -123,7 +124,8 @@ def db(db_url: str) -> Iterator[Database]:
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """The machine's Redis, on a test database index that is flushed before and after."""
-    need_service("Redis", "127.0.0.1", 6379)
+    where = urlsplit(REDIS_TEST_URL)
+    need_service("Redis", where.hostname or "127.0.0.1", where.port or 6379)
     import redis
 
     client = redis.Redis.from_url(REDIS_TEST_URL)

@@ -24,6 +24,7 @@ from typing import IO
 import httpx
 
 from worker.brokers import EmbeddedRedis
+from worker.commands.attach import remove_run_file, write_run_file
 from worker.commands.problems import SetupError
 from worker.config import Settings
 from worker.migrate import upgrade
@@ -64,10 +65,12 @@ def _webhook_secret() -> str:
 
 
 def wanted_secrets(settings: Settings) -> dict[str, str]:
-    """A fresh value for every secret the embedded stack needs: each source's signing secret,
-    each admin token's and the provider callbacks' token."""
+    """A fresh value for every secret the embedded stack needs: each standard source's signing
+    secret, each admin token's and the provider callbacks' token."""
     wanted = {
-        f"PASSSYNC_SOURCES__{name.upper()}__SECRET": _webhook_secret() for name in settings.sources
+        f"PASSSYNC_SOURCES__{name.upper()}__SECRET": _webhook_secret()
+        for name, source in settings.sources.items()
+        if source.kind == "standard"  # a vendor's secret comes from the vendor's console
     }
     for name in settings.admin_tokens or ["ops"]:
         wanted[f"PASSSYNC_ADMIN_TOKENS__{name.upper()}__SECRET"] = secrets.token_urlsafe(32)
@@ -115,6 +118,10 @@ class Stack:
     log_to_files: bool = False
     worker_concurrency: int = 2
     extra_env: dict[str, str] = field(default_factory=dict)
+    # `passsync run` leaves <data_dir>/run.json so that other commands find it (the demo not).
+    write_run_file: bool = False
+    # `passsync run` keeps the sandbox's passes in <data_dir>/sandbox.db (the demo in memory).
+    persist_sandbox: bool = False
     env: dict[str, str] = field(default_factory=dict)
     redis: EmbeddedRedis | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -165,6 +172,8 @@ class Stack:
         self._spawn("worker", ["worker", "--concurrency", str(self.worker_concurrency)])
         self._spawn("beat", ["beat"])
         self._wait_http(self.api_url + "/healthz", "api")
+        if self.write_run_file:
+            write_run_file(self.data_dir, self.env)
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ) | self.extra_env
@@ -182,8 +191,8 @@ class Stack:
         for account in list(self.sandboxes):
             self.sandboxes[account] = port = _fresh_port(self.sandboxes[account], taken)
             for key, value in self._sandbox_env(account, port).items():
-                # The caller's own budget for the account (extra_env, environment) wins.
-                if key.endswith("__RATE_PER_MINUTE"):
+                # The caller's own choices for the account (extra_env, environment) win.
+                if key.endswith(("__RATE_PER_MINUTE", "__STORE_PATH")):
                     env.setdefault(key, value)
                 else:
                     env[key] = value
@@ -205,6 +214,10 @@ class Stack:
         }
         limit = int(getattr(sandbox, "rate_limit_per_minute", 0) or 0)
         env[prefix + "RATE_PER_MINUTE"] = str(limit or SANDBOX_UNLIMITED_PER_MINUTE)
+        if self.persist_sandbox and "store_path" in type(sandbox).model_fields:
+            # The sandbox keeps its passes beside the database: a restart finds them again.
+            store = (self.data_dir / f"sandbox-{name}.db").resolve()
+            env[prefix + "SANDBOX__STORE_PATH"] = str(store)
         return env
 
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -244,6 +257,8 @@ class Stack:
         SIGTERM goes to each child alone, not its group: Celery's pool processes die on a
         SIGTERM of their own, while their parent waits for the running tasks to finish.
         """
+        if self.write_run_file:
+            remove_run_file(self.data_dir)
         for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)

@@ -19,16 +19,19 @@ from worker.api import (
     callbacks,
     campaigns,
     dashboard,
+    errors,
     health,
     metrics,
     outbox,
     passes,
     scans,
+    scans_listing,
     webhooks,
 )
 from worker.api.auth import AdminAuth
 from worker.api.context import STATE_KEY, ApiContext, BrokerPing, Enqueue
 from worker.api.docs import install_docs
+from worker.api.edge import EdgeGate
 from worker.api.fastpath import PasssyncApi
 from worker.api.intake import Intake, IntakeUnavailableError, build_writers
 from worker.config import ConfigError, Settings
@@ -93,6 +96,7 @@ def create_app(
     app.include_router(outbox.router)
     app.include_router(passes.router)
     app.include_router(scans.router)
+    app.include_router(scans_listing.router)
     app.include_router(callbacks.router)
     app.include_router(adoption.router)
     app.include_router(dashboard.router)
@@ -108,6 +112,9 @@ def create_app(
         if broker_depth is not None:
             collectors.append(BrokerCollector(broker_depth))
         setattr(app.state, metrics.REGISTRY_KEY, counting.scrape_registry(collectors))
+    errors.install(app)
+    errors.document(app)
+    app.gate = EdgeGate(ctx.admin_auth, settings.api.max_body_bytes)
     return app
 
 

@@ -13,6 +13,7 @@ from worker.api.context import Context
 from worker.audit import MAX_PAGE, AuditFilter, list_entries
 from worker.audit.actor import ActorKind
 from worker.audit.stats import call_stats, parse_since
+from worker.bounds import INT64_MAX, Moment
 
 router = APIRouter(prefix="/api", tags=["audit"])
 
@@ -55,10 +56,12 @@ def list_audit(
     actor_kind: Annotated[ActorKind | None, Query()] = None,
     actor_id: Text = None,
     pass_ref: Text = None,
-    since: Annotated[datetime | None, Query(description="at or after (UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="before (UTC)")] = None,
+    since: Annotated[Moment | None, Query(description="at or after (UTC)")] = None,
+    until: Annotated[Moment | None, Query(description="before (UTC)")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="ids below this (paging)")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="ids below this (paging)")
+    ] = None,
 ) -> AuditPage:
     """Audit rows, newest first; follow `next_before` for older pages."""
     filters = AuditFilter(

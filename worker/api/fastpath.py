@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from worker.api import sources
 from worker.api.context import STATE_KEY, ApiContext
+from worker.api.edge import EdgeGate, route_path, send_refusal
 from worker.api.intake import IntakeUnavailableError
 from worker.api.scans import SCAN_ENQUEUE_KEY
 from worker.api.webhooks import accept
@@ -36,9 +37,17 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class PasssyncApi(FastAPI):
-    """FastAPI with the webhook receiver served by the fast path below."""
+    """FastAPI with the edge gate in front and the webhook receiver served by the fast path."""
+
+    gate: EdgeGate | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.gate is not None:
+            refusal = self.gate.check(scope)
+            if refusal is not None:
+                await send_refusal(send, refusal)
+                return
+            receive = self.gate.receive(scope, receive)
         source = _webhook_source(scope)
         if source is None:
             await super().__call__(scope, receive, send)
@@ -63,10 +72,7 @@ class PasssyncApi(FastAPI):
 def _webhook_source(scope: Scope) -> str | None:
     if scope["type"] != "http" or scope["method"] != "POST":
         return None
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
+    path = route_path(scope)
     if not path.startswith(PREFIX):
         return None
     source = path[len(PREFIX) :]

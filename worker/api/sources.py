@@ -17,12 +17,11 @@ from urllib.parse import parse_qsl
 
 import anyio
 from fastapi import HTTPException
-from starlette.datastructures import Headers
 from starlette.types import Scope, Send
 
+from worker.api.bodies import check_content_length, read_body
 from worker.api.context import ApiContext
 from worker.api.intake import IntakeUnavailableError
-from worker.api.webhooks import _check_content_length, _read_body
 from worker.db import DATABASE_UNAVAILABLE, Database
 from worker.inbound.ledger import IgnoredEvent, record_ignored
 from worker.inbound.signatures import SignatureError
@@ -59,7 +58,9 @@ async def serve(
 def request_parts(scope: Scope) -> RequestParts:
     """Method, the URL as received (the adapter puts a configured public URL in its place),
     headers and query."""
-    headers = Headers(scope=scope)
+    # ASGI names are lower case; one dict makes every lookup O(1) (Starlette's Headers scans
+    # the list per lookup). Reversed, so the first of repeated headers wins, as in Headers.
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
     query = scope.get("query_string", b"").decode("latin-1")
     return RequestParts(
         method=scope["method"],
@@ -69,7 +70,7 @@ def request_parts(scope: Scope) -> RequestParts:
     )
 
 
-def _received_url(scope: Scope, headers: Headers, query: str) -> str:
+def _received_url(scope: Scope, headers: dict[str, str], query: str) -> str:
     raw_path = scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else scope.get("root_path", "") + scope["path"]
     host = headers.get("host") or "localhost"
@@ -87,9 +88,9 @@ async def _handle(
     try:
         parts = request_parts(scope)
         limit = ctx.settings.api.max_body_bytes
-        _check_content_length(parts.headers, limit)
+        check_content_length(parts.headers, limit)
         checked = adapter.check_headers(parts)
-        body = await _read_body(chunks, limit)
+        body = await read_body(chunks, limit)
         adapter.verify_body(checked, parts, body)
         mapped = adapter.map_request(checked, parts, body)
         counts = await _record(ctx, source, mapped, scan_enqueue)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 from defusedxml import ElementTree
 from pydantic import ValidationError
 
+from worker.bounds import JsonBoundsError, check_json
 from worker.config import SourceSettings
 from worker.inbound.ledger import IgnoredEvent
 from worker.inbound.schema import CanonicalEvent
@@ -48,6 +49,28 @@ SOAP_ACK = (
     b"<Ack>true</Ack></notificationsResponse>"
     b"</soapenv:Body></soapenv:Envelope>"
 )
+
+
+class HeaderView(dict[str, str]):
+    """The request's headers for expressions, `-` written `_`, looked up case-insensitively
+    on demand (a request's dozen headers are not copied for the one or two a source reads)."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        super().__init__()
+        self._headers = headers
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = header(self._headers, key.replace("_", "-"))
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
 
 
 class RefusedError(Exception):
@@ -167,7 +190,7 @@ class SourceAdapter:
         decoded = self._decode(parts, body)
         base: Doc = {
             "body": decoded,
-            "headers": {k.lower().replace("-", "_"): v for k, v in parts.headers.items()},
+            "headers": HeaderView(parts.headers),
             "query": dict(parts.query),
             "config": self.params,
         }
@@ -297,7 +320,12 @@ class SourceAdapter:
     def _ignored(  # noqa: PLR0917 - private
         self, event_id: str, sender_type: str, reason: str, doc: Doc, item: Any, now: datetime
     ) -> IgnoredEvent:
-        payload = {"reason": reason, "sender_type": sender_type, "event": item}
+        payload: dict[str, Any] = {"reason": reason, "sender_type": sender_type}
+        try:
+            # Kept for the operator, unless the database could not store it (NUL, depth).
+            payload["event"] = check_json(item)
+        except JsonBoundsError as exc:
+            payload["event_not_kept"] = str(exc)
         return IgnoredEvent(
             event_id=event_id,
             sender_type=(sender_type or "unknown")[:MAX_TYPE_CHARS],
@@ -429,7 +457,11 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    text = str(value)
+    if "\x00" in text or not text.isascii():
+        # What no database column takes: NUL, and lone surrogates (not encodable as UTF-8).
+        text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _lookup(doc: Any, path: str) -> Any:
@@ -449,9 +481,12 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _json(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return _DECODER.decode(text)
     except (ValueError, RecursionError):
         _refuse(400, "body is not valid JSON")
 
