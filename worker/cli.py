@@ -265,9 +265,8 @@ def api_app(settings: Settings | None = None) -> Any:
     """The production ASGI app: ledger database, Celery publishing, broker readiness."""
     from worker.api.app import create_app
     from worker.api.server import configure as configure_server
-    from worker.brokers import make_ping
     from worker.db import Database
-    from worker.tasks.app import configure, queue_depths
+    from worker.tasks.app import broker_ping, configure, declare_amqp_topology, queue_depths
     from worker.tasks.jobs import dispatch_events
     from worker.tasks.scans import dispatch_scans
 
@@ -276,12 +275,13 @@ def api_app(settings: Settings | None = None) -> Any:
         _logging(settings)
     configure_server(settings.api)  # the header timeout, in this (worker) process too
     configure(settings)
+    declare_amqp_topology(settings.broker_url)
     database = Database(settings.database_url)
     return create_app(
         settings,
         database,
         enqueue=dispatch_events,
-        broker_ping=make_ping(settings.broker_url),
+        broker_ping=broker_ping(settings.broker_url),
         enqueue_scans=dispatch_scans,
         broker_depth=lambda: queue_depths(settings.broker_url),
     )
@@ -329,13 +329,13 @@ def worker(
 def beat() -> None:
     """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
     audit purge (production process; run exactly one)."""
-    from worker.tasks.app import configure
+    from worker.tasks.app import configure, declare_amqp_topology
+    from worker.tasks.observe import HEARTBEAT_CONF_KEY
 
     settings = _settings()
     _logging(settings)
     celery = configure(settings)
-    from worker.tasks.observe import HEARTBEAT_CONF_KEY
-
+    declare_amqp_topology(settings.broker_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "celerybeat-schedule"
     celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))

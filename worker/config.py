@@ -583,6 +583,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"name {key!r} must match {NAME_RE.pattern}")
         return value
 
+    @model_validator(mode="after")
+    def _limiter_needs_redis(self) -> Settings:
+        # The shared limiter is a Redis script: an AMQP broker cannot hold its budget.
+        scheme = self.broker_url.split("://", 1)[0]
+        amqp = scheme in ("amqp", "amqps", "pyamqp")
+        if amqp and self.ratelimit.enabled and not self.ratelimit.redis_url:
+            raise ValueError(
+                "ratelimit.redis_url (PASSSYNC_RATELIMIT__REDIS_URL) is required with an "
+                "amqp:// broker: the shared rate limiter keeps its budget in Redis"
+            )
+        return self
+
     @property
     def embedded_broker(self) -> bool:
         return self.broker_url == "embedded"

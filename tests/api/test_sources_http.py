@@ -417,3 +417,28 @@ def test_sender_sources_are_counted_in_the_webhook_metrics(receiver: Receiver) -
     assert sample("passsync_webhook_rejected_total", source="shop", reason="signature") == (
         refused + 1
     )
+
+
+def test_a_recorded_scan_is_published_after_its_commit(
+    vendor_settings: Settings, db: Database, enqueue: RecordingEnqueue, broker: BrokerPing
+) -> None:
+    scans_published = RecordingEnqueue()
+    app = create_app(vendor_settings, db, enqueue, broker, enqueue_scans=scans_published)
+    body = compact(
+        {
+            "type": "payment.created",
+            "event_id": "e-9",
+            "created_at": "2026-11-20T10:00:00Z",
+            "data": {
+                "object": {"payment": {"id": "pay_9", "status": "COMPLETED", "customer_id": "C9"}}
+            },
+        }
+    )
+    with TestClient(app) as client:
+        headers = square_headers("http://testserver/webhooks/till", body, SQUARE_KEY)
+        answer = client.post("/webhooks/till", content=body, headers=headers)
+    assert answer.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}
+    with db.session() as session:
+        [scan_id] = session.scalars(select(Scan.id)).all()
+    assert scans_published.calls == [[scan_id]]
+    assert enqueue.calls == []

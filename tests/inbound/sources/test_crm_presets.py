@@ -375,9 +375,17 @@ def test_pipedrive_person_with_basic_auth_and_the_primary_email() -> None:
         "42",
         "lin@example.com",
     )
-    for user, password in (("passsync", "wrong"), ("someone", "pd-password")):
-        with pytest.raises(SignatureError, match="wrong credentials"):
-            run(source, body, basic(user, password))
+    assert len(run(source, body, basic("any-user", "pd-password")).events) == 1
+    with pytest.raises(SignatureError, match="wrong credentials"):
+        run(source, body, basic("passsync", "wrong"))
+    pinned = adapter(
+        "pipedrive", secret="pd-password", verify=[{"scheme": "basic_auth", "username": "pd"}]
+    )
+    assert len(run(pinned, body, basic("pd", "pd-password")).events) == 1
+    with pytest.raises(SignatureError, match="wrong credentials"):
+        run(pinned, body, basic("someone", "pd-password"))
+    with pytest.raises(SignatureError, match="wrong credentials"):
+        run(source, body, {"Authorization": "Basic !!notbase64"})
 
 
 def test_pipedrive_deal_won_once() -> None:

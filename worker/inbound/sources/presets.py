@@ -592,7 +592,8 @@ _PD_PERSON = {
 }
 PIPEDRIVE: dict[str, Any] = {
     "verify": [
-        {"scheme": "basic_auth", "username": "passsync"},
+        # Any user name: the password (the source's secret) is what authenticates.
+        {"scheme": "basic_auth"},
         {"scheme": "url_token", "token_param": "token"},
     ],
     "event_type": {"template": "{event.meta.entity}.{event.meta.action}"},

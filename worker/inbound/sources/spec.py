@@ -126,9 +126,10 @@ class VerifySpec(_Strict):
     """How a request proves it comes from the sender; the secret comes from the environment.
 
     hmac: a signature over a template (see HmacSpec). basic_auth: `Authorization: Basic`
-    with `username` and the secret as password. url_token: the secret in the query
-    parameter `token_param`. header_token: the secret in header `token_header` (a flow or
-    campaign webhook whose headers you write yourself). none: no check (tests only; refused
+    with the secret as password (and `username`, when set, as the user). url_token: the
+    secret in the query parameter `token_param`. header_token: the secret in header
+    `token_header` (a flow or campaign webhook whose headers you write yourself). none: no
+    check (tests only; refused
     unless `allow_unsigned` is set on the source).
     """
 
@@ -143,8 +144,6 @@ class VerifySpec(_Strict):
     def _complete(self) -> VerifySpec:
         if self.scheme == "hmac" and self.hmac is None:
             raise ValueError("scheme hmac needs `hmac`")
-        if self.scheme == "basic_auth" and not self.username:
-            raise ValueError("scheme basic_auth needs `username`")
         if self.scheme == "header_token" and not self.token_header:
             raise ValueError("scheme header_token needs `token_header`")
         return self

@@ -172,7 +172,11 @@ def _presented_secret(method: VerifySpec, parts: RequestParts) -> str | None:
         user, colon, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, ValueError):
         return None
-    if not colon or not hmac.compare_digest(user.encode(), (method.username or "").encode()):
+    if not colon:
+        return None
+    if method.username is not None and not hmac.compare_digest(
+        user.encode(), method.username.encode()
+    ):
         return None
     return password
 
