@@ -161,7 +161,9 @@ def _provider(settings: Settings, migrated: bool) -> Check:
         problems = _with_audit(
             settings,
             migrated,
-            lambda on: templates_problems(settings, compile_rules(settings.sync), on),
+            lambda on: templates_problems(
+                settings, compile_rules(settings.sync, registry.capabilities(settings)), on
+            ),
         )
     except ProviderError as exc:
         return Check("provider", "fail", f"{name}: {exc.message}")

@@ -262,6 +262,9 @@ class SandboxKit:
     running: Callable[[Any], AbstractContextManager[RunningSandbox]]
     # Blocking in the foreground until SIGINT/SIGTERM (`passsync sandbox`).
     serve: Callable[[Any], None]
+    # (base URL, sandbox settings) -> a RunningSandbox for one running elsewhere (a
+    # `passsync sandbox` process): what demos and benchmarks inspect.
+    attach: Callable[[str, Any], RunningSandbox]
     # The names its templates (or programs/tiers) answer to out of the box.
     templates: tuple[str, ...] = ("Loyalty Card", "Welcome Discount", "Event Ticket")
     # Demo only: make the sandbox call back as if a phone saved ("install") or removed
