@@ -198,9 +198,10 @@ class SyncSettings(_Strict):
     retry_max_seconds: float = Field(default=300.0, ge=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     sweep_stale_after_seconds: float = Field(default=60.0, gt=0)
-    # Events for one customer arriving within this window collapse into one provider call
-    # carrying the latest state; every event waits this long before its first attempt (0: off).
-    coalesce_window_ms: int = Field(default=500, ge=0, le=60_000)
+    # A customer is applied at most once per window: a quiet customer's event runs at once,
+    # events arriving within a window of its last apply wait for the window's end and
+    # collapse into one provider call carrying the latest state (0: off).
+    coalesce_window_ms: int = Field(default=1000, ge=0, le=60_000)
     # How long one attempt may hold a pass; must exceed its slowest provider calls (client
     # retries included). A crashed worker's pass is free again after this.
     claim_seconds: float = Field(default=300.0, gt=0)
@@ -262,7 +263,7 @@ class RateLimitSettings(_Strict):
     # adaptive: until the first 429 the rate doubles every this many busy seconds ...
     slow_start_doubling_seconds: float = Field(default=20.0, gt=0)
     # ... then grows by this share of the rate set at the last cut, per busy second.
-    increase_share: float = Field(default=0.005, gt=0, le=1)
+    increase_share: float = Field(default=0.0025, gt=0, le=1)
     # adaptive: the first 429 of a hold cuts the rate to this share of itself, or to
     # estimate_margin x the rate the provider accepted since the previous 429 when that one
     # came at most estimate_window_seconds ago (both 429s mean its bucket was empty).

@@ -67,9 +67,12 @@ local rtw = tonumber(s[6]) or 0
 local function us(x) return string.format('%.0f', x) end
 local ttl = tonumber(ARGV[10])
 if adaptive then
-  -- Grow only while the schedule is busy: an idle fleet learns nothing about the limit.
-  local dt = math.min(1000000, math.max(0, now - rate_at)) / 1000000
-  if op == 'acquire' and now >= hold and tat > now - 1000000 / rate then
+  -- Grow only while calls are refused for want of a slot (the limiter, not the demand, paces
+  -- the fleet), by at most one interval per refusal: an idle fleet learns nothing.
+  if op == 'acquire' and now >= hold and math.max(tat, now) + 1000000 / rate - now
+      > burst * 1000000 / rate then
+    local grown_at = tonumber(redis.call('HGET', key, 'ga')) or now
+    local dt = math.min(1000000 / rate, math.max(0, now - grown_at)) / 1000000
     local base = tonumber(s[7])
     if base == nil then
       rate = rate * (1 + tonumber(ARGV[14]) * dt)
@@ -77,9 +80,7 @@ if adaptive then
       rate = rate + tonumber(ARGV[13]) * base * dt
     end
     rate = math.min(ceiling, rate)
-  end
-  if op ~= 'state' then
-    redis.call('HSET', key, 'rate', string.format('%.6f', rate), 'rate_at', us(now))
+    redis.call('HSET', key, 'rate', string.format('%.6f', rate), 'ga', us(now))
   end
 else
   rate = math.min(ceiling, rate + recovery * math.max(0, now - rate_at) / 1000000)
@@ -96,8 +97,8 @@ if op == 'penalize' then
         cut = math.min(cut, n * 1000000 / window * tonumber(ARGV[17]))
       end
       rate = math.max(floor, cut)
-      redis.call('HSET', key, 'rate', string.format('%.6f', rate), 'rate_at', us(till),
-        'base', string.format('%.6f', rate), 'h0', us(now), 'n', 0)
+      redis.call('HSET', key, 'rate', string.format('%.6f', rate), 'base',
+        string.format('%.6f', rate), 'h0', us(now), 'n', 0)
     else
       redis.call('HSET', key, 'n', math.max(0, n - 1))
     end

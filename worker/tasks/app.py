@@ -71,8 +71,6 @@ def configure(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,
-        # Read by jobs.enqueue_events: each event task waits the coalescing window.
-        passsync_coalesce_window_seconds=settings.sync.coalesce_window_ms / 1000,
         beat_schedule={
             "sweep-pending-events": {
                 "task": "passsync.sweep_pending",

@@ -8,8 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 from worker.audit import Actor, purge_expired, retention_cutoff
-from worker.inbound.status import record_failure, stale_pending_ids, touch
+from worker.inbound.status import (
+    record_failure,
+    stale_pending_ids,
+    touch,
+    unfinished_customer,
+)
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
+from worker.ratelimit.pacing import Pacer
 from worker.sync.engine import EventNotFoundError, PassBusyError
 from worker.sync.engine import process_event as apply_event
 from worker.tasks.app import REALTIME_QUEUE, celery_app
@@ -25,10 +31,18 @@ log = logging.getLogger("passsync.tasks")
     reject_on_worker_lost=True,
     max_retries=None,
 )
-def process_event(self: Any, event_id: int) -> str:
+def process_event(self: Any, event_id: int, paced: bool = False) -> str:
     """Apply one ledger event; transient failures retry with bounded, jittered backoff, a
-    permanent rejection (or the last attempt) sends it to the dead letter."""
+    permanent rejection (or the last attempt) sends it to the dead letter.
+
+    Unless `paced`, the event first asks the fleet's pacer when its customer may be applied
+    (leading and trailing edge, sync.coalesce_window_ms): at once, or at the window's end.
+    """
     runtime = get_runtime()
+    if not paced and runtime.pacer is not None:
+        wait = _pace(runtime.pacer, event_id)
+        if wait > 0:
+            raise self.retry(countdown=wait, max_retries=None, kwargs={"paced": True})
     try:
         # The audit scope is outside the session: its rows are written after commit/rollback.
         with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
@@ -55,6 +69,12 @@ def process_event(self: Any, event_id: int) -> str:
     if result.already_handled:
         return "duplicate"
     return ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
+
+
+def _pace(pacer: Pacer, event_id: int) -> float:
+    with get_runtime().db.session() as session:
+        customer = unfinished_customer(session, event_id)
+    return 0.0 if customer is None else pacer.delay(customer)
 
 
 def _retry_or_fail(task: Any, event_id: int, exc: TransientError, reason: str) -> str:
@@ -140,19 +160,14 @@ def purge_audit() -> int:
     return deleted
 
 
-COALESCE_CONF_KEY = "passsync_coalesce_window_seconds"
-
-
-def enqueue_events(ids: list[int], *, countdown: float | None = None) -> None:
+def enqueue_events(ids: list[int], *, countdown: float = 0.0) -> None:
     """Publish one task per ledger id over one producer connection; raises if the broker is down.
 
-    By default each task waits the coalescing window (sync.coalesce_window_ms), so events of
-    one customer that arrive within it are applied by the first one's single call.
+    No coalescing wait here: each task asks the pacer (see process_event), so a quiet
+    customer's event runs at once and only a burst waits for its window's end.
     """
     if not ids:
         return
-    if countdown is None:
-        countdown = float(celery_app.conf.get(COALESCE_CONF_KEY) or 0.0)
     options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
     with celery_app.producer_or_acquire() as producer:
         for event_id in ids:
