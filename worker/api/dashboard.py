@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from worker.adoption.charts import hbar_chart, progress_chart, timeline_chart
 from worker.adoption.metrics import Filters, adoption_report
 from worker.api.context import ApiContext, Context
+from worker.api.errors import responses
 
 router = APIRouter(tags=["dashboard"])
 
@@ -28,7 +29,7 @@ STYLE = (
 )
 
 
-@router.get("/dashboard", response_class=HTMLResponse)
+@router.get("/dashboard", response_class=HTMLResponse, responses=responses(401, 403))
 def dashboard(request: Request, ctx: Context, token: str = "") -> HTMLResponse:
     """Funnel, adoption over time, platform split, top locations, campaign progress."""
     presented = token or _bearer(request) or request.cookies.get(COOKIE, "")

@@ -18,6 +18,7 @@ celery_app = Celery(
         "worker.tasks.outbox",
         "worker.tasks.scans",
         "worker.tasks.reconcile",
+        "worker.tasks.observe",
     ],
 )
 
@@ -119,6 +120,22 @@ def configure(settings: Settings) -> Celery:
         },
     )
     return celery_app
+
+
+def queue_depths(broker_url: str) -> dict[str, int]:
+    """Messages waiting in the realtime and bulk queues (Redis list lengths, or AMQP's
+    passive declare); raises when the broker does not answer."""
+    depths: dict[str, int] = {}
+    with celery_app.connection_for_write(broker_url) as conn:
+        for queue in (REALTIME_QUEUE, BULK_QUEUE):
+            # A channel each: AMQP closes a channel whose passive declare failed.
+            with conn.channel() as channel:
+                try:
+                    declared = channel.queue_declare(queue=queue, passive=True)
+                    depths[queue] = int(declared.message_count)
+                except conn.channel_errors:
+                    depths[queue] = 0  # never declared: nothing was ever published to it
+    return depths
 
 
 def _drop_connections() -> None:

@@ -14,10 +14,12 @@ from worker.inbound.status import (
     touch,
     unfinished_customer,
 )
+from worker.observability import logs, metrics
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.ratelimit.pacing import Pacer
 from worker.sync.engine import EventNotFoundError, PassBusyError
 from worker.sync.engine import process_event as apply_event
+from worker.tasks import observe  # noqa: F401 - its signals: log context per task
 from worker.tasks.app import REALTIME_QUEUE, celery_app
 from worker.tasks.runtime import get_runtime
 
@@ -39,6 +41,7 @@ def process_event(self: Any, event_id: int, paced: bool = False) -> str:
     (leading and trailing edge, sync.coalesce_window_ms): at once, or at the window's end.
     """
     runtime = get_runtime()
+    logs.bind(event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.provider)
     if not paced and runtime.pacer is not None:
         wait = _pace(runtime.pacer, event_id)
         if wait > 0:
@@ -49,14 +52,17 @@ def process_event(self: Any, event_id: int, paced: bool = False) -> str:
             result = apply_event(session, event_id, runtime.sync)
     except EventNotFoundError:
         log.warning("event %s is not in the ledger; dropping the message", event_id)
+        metrics.event_attempt("missing")
         return "missing"
     except PassBusyError as exc:
         # Another attempt holds the pass: waiting is not failing, so no attempt is used.
+        metrics.event_attempt("busy")
         raise self.retry(countdown=busy_countdown(exc.retry_after), max_retries=None) from None
     except TransientError as exc:
         return _retry_or_fail(self, event_id, exc, exc.message)
     except ProviderError as exc:
         _fail(event_id, dead_letter_reason(exc), final=True)
+        metrics.dead_letter("rejected")
         log.warning("event %s is dead: %s", event_id, exc.message)
         return "dead"
     except Exception as exc:
@@ -67,8 +73,13 @@ def process_event(self: Any, event_id: int, paced: bool = False) -> str:
             self, event_id, TransientError(type(exc).__name__), type(exc).__name__
         )
     if result.already_handled:
+        metrics.event_finished(["duplicate"])
         return "duplicate"
-    return ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
+    outcomes = [str(p.outcome) for p in result.passes] or ["no-rule"]
+    metrics.event_finished(outcomes, coalesced=len(result.coalesced))
+    summary = ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
+    log.info("event %s handled: %s", event_id, summary, extra={"outcome": summary})
+    return summary
 
 
 def _pace(pacer: Pacer, event_id: int) -> float:
@@ -85,7 +96,10 @@ def _retry_or_fail(task: Any, event_id: int, exc: TransientError, reason: str) -
     attempts = _fail(event_id, f"transient: {reason}", final=False, count=not limited)
     if attempts >= sync.max_attempts:
         _fail(event_id, f"gave up after {attempts} attempts: {reason}", final=True, count=False)
+        metrics.dead_letter("gave_up")
+        log.warning("event %s is dead after %d attempts (%s)", event_id, attempts, reason)
         return "dead"
+    metrics.event_attempt("rate_limited" if limited else "retry")
     countdown = retry_countdown(
         attempts,
         exc,
