@@ -16,6 +16,7 @@ from rich.console import Console
 from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
+from worker.commands.dashboard import dashboard as dashboard_command
 from worker.commands.doctor import doctor as doctor_command
 from worker.commands.events import events_app
 from worker.commands.health import health_app, heartbeat_path
@@ -58,6 +59,7 @@ def package_version() -> str:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     _version_flag: Annotated[
         bool,
         typer.Option(
@@ -66,6 +68,15 @@ def _root(
     ] = False,
 ) -> None:
     """Keep Apple and Google Wallet passes true to your CRM."""
+    from worker.commands.attach import STACK_COMMANDS, attach
+
+    if ctx.invoked_subcommand in STACK_COMMANDS or ctx.resilient_parsing:
+        return
+    try:
+        data_dir = load_settings().data_dir
+    except ConfigError:
+        return  # the command itself reports it
+    attach(data_dir, os.environ)  # next to `passsync run`: its broker, database, sandbox
 
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -84,6 +95,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
 app.command("mcp")(mcp_command)
 app.command("doctor")(doctor_command)
+app.command("dashboard")(dashboard_command)
 console = Console(stderr=True)
 
 
@@ -139,6 +151,8 @@ def run(
         use_sandbox=use_sandbox,
         worker_concurrency=concurrency,
         sandbox_port=settings.sandbox.port,
+        write_run_file=True,
+        persist_sandbox=True,
     )
     stopping = _install_stop_handlers()
     try:
@@ -188,13 +202,17 @@ def run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> list[str]
     base = stack.api_url
     secrets_file = (stack.data_dir / SECRETS_FILE).resolve()
     lines = [f"[bold green]passsync is running[/bold green] (provider: {provider})"]
-    for source, config in settings.sources.items():
-        lines.append(f"  events from {source:<10} POST {base}/webhooks/{source}")
-        if config.kind == "standard":  # a sender's own kind posts only to /webhooks
-            lines.append(f"  scans from {source:<11} POST {base}/scans/{source}")
+    for name, source in settings.sources.items():
+        label = f"source {name}"
+        if source.kind == "standard":
+            lines.append(
+                f"  {label:<22} POST {base}/webhooks/{name} (events),"
+                f" POST {base}/scans/{name} (scans)"
+            )
+        else:
+            lines.append(f"  {label:<22} POST {base}/webhooks/{name} ({source.kind} webhooks)")
     lines += [
-        f"  dashboard              {base}/dashboard  (log in with the dashboard token:"
-        " ?token=$PASSSYNC_ADMIN_TOKENS__DASHBOARD__SECRET)",
+        f"  dashboard              {base}/dashboard  (`passsync dashboard` prints a login link)",
         f"  API docs               {base}/docs",
         f"  health                 {base}/readyz",
         f"  secrets                {secrets_file}  (signing secrets, admin tokens; mode 0600)",
@@ -213,6 +231,7 @@ def api(
     """The receiver and admin API (production process)."""
     import uvicorn
 
+    from worker.api.server import raise_open_files_limit, uvicorn_options
     from worker.commands.problems import SetupError
     from worker.stack import port_in_use
 
@@ -227,12 +246,9 @@ def api(
     if count > 1:
         # Several processes behind one port: /metrics must add up all of them.
         _multiprocess_metrics(settings, "api")
-    common: dict[str, Any] = {
-        "host": settings.api.host,
-        "port": settings.api.port,
-        "log_level": settings.log_level.lower(),
-        "access_log": False,
-    }
+    raise_open_files_limit()
+    # Connection limits and timeouts (issue 16, M1); logging stays ours (no log_level).
+    common: dict[str, Any] = uvicorn_options(settings.api)
     if count == 1:
         uvicorn.run(api_app(settings), **common)
     else:
@@ -248,22 +264,24 @@ def _client_host(host: str) -> str:
 def api_app(settings: Settings | None = None) -> Any:
     """The production ASGI app: ledger database, Celery publishing, broker readiness."""
     from worker.api.app import create_app
-    from worker.brokers import make_ping
+    from worker.api.server import configure as configure_server
     from worker.db import Database
-    from worker.tasks.app import configure, queue_depths
+    from worker.tasks.app import broker_ping, configure, declare_amqp_topology, queue_depths
     from worker.tasks.jobs import dispatch_events
     from worker.tasks.scans import dispatch_scans
 
     if settings is None:  # a uvicorn worker process, started by import string
         settings = _settings()
         _logging(settings)
+    configure_server(settings.api)  # the header timeout, in this (worker) process too
     configure(settings)
+    declare_amqp_topology(settings.broker_url)
     database = Database(settings.database_url)
     return create_app(
         settings,
         database,
         enqueue=dispatch_events,
-        broker_ping=make_ping(settings.broker_url),
+        broker_ping=broker_ping(settings.broker_url),
         enqueue_scans=dispatch_scans,
         broker_depth=lambda: queue_depths(settings.broker_url),
     )
@@ -311,13 +329,13 @@ def worker(
 def beat() -> None:
     """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
     audit purge (production process; run exactly one)."""
-    from worker.tasks.app import configure
+    from worker.tasks.app import configure, declare_amqp_topology
+    from worker.tasks.observe import HEARTBEAT_CONF_KEY
 
     settings = _settings()
     _logging(settings)
     celery = configure(settings)
-    from worker.tasks.observe import HEARTBEAT_CONF_KEY
-
+    declare_amqp_topology(settings.broker_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "celerybeat-schedule"
     celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))

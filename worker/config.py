@@ -81,6 +81,18 @@ class ApiSettings(_Strict):
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
     signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     workers: int = Field(default=1, ge=1, le=64)
+    # Connections and requests in flight per process; past it uvicorn answers 503 at once.
+    limit_concurrency: int = Field(default=1000, ge=1)
+    # A connection must send its request's headers within this, or it is closed.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An idle kept-alive connection is closed after this.
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # Request line and headers at most (h11; httptools has its own fixed limit).
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    # Connections the kernel queues before uvicorn accepts them.
+    backlog: int = Field(default=2048, ge=1)
+    # Proxies whose X-Forwarded-For/-Proto are believed (comma separated, or "*").
+    forwarded_allow_ips: str = "127.0.0.1"
     ingest: IngestSettings = IngestSettings()
 
 
@@ -601,6 +613,18 @@ class Settings(BaseSettings):
             if not NAME_RE.match(key):
                 raise ValueError(f"name {key!r} must match {NAME_RE.pattern}")
         return value
+
+    @model_validator(mode="after")
+    def _limiter_needs_redis(self) -> Settings:
+        # The shared limiter is a Redis script: an AMQP broker cannot hold its budget.
+        scheme = self.broker_url.split("://", 1)[0]
+        amqp = scheme in ("amqp", "amqps", "pyamqp")
+        if amqp and self.ratelimit.enabled and not self.ratelimit.redis_url:
+            raise ValueError(
+                "ratelimit.redis_url (PASSSYNC_RATELIMIT__REDIS_URL) is required with an "
+                "amqp:// broker: the shared rate limiter keeps its budget in Redis"
+            )
+        return self
 
     @property
     def embedded_broker(self) -> bool:

@@ -24,6 +24,7 @@ from typing import IO
 import httpx
 
 from worker.brokers import EmbeddedRedis
+from worker.commands.attach import remove_run_file, write_run_file
 from worker.commands.problems import SetupError
 from worker.config import Settings
 from worker.migrate import upgrade
@@ -63,10 +64,12 @@ def _webhook_secret() -> str:
 
 
 def wanted_secrets(settings: Settings) -> dict[str, str]:
-    """A fresh value for every secret the embedded stack needs: each source's signing secret,
-    each admin token's and the provider callbacks' token."""
+    """A fresh value for every secret the embedded stack needs: each standard source's signing
+    secret, each admin token's and the provider callbacks' token."""
     wanted = {
-        f"PASSSYNC_SOURCES__{name.upper()}__SECRET": _webhook_secret() for name in settings.sources
+        f"PASSSYNC_SOURCES__{name.upper()}__SECRET": _webhook_secret()
+        for name, source in settings.sources.items()
+        if source.kind == "standard"  # a vendor's secret comes from the vendor's console
     }
     for name in settings.admin_tokens or ["ops"]:
         wanted[f"PASSSYNC_ADMIN_TOKENS__{name.upper()}__SECRET"] = secrets.token_urlsafe(32)
@@ -107,6 +110,10 @@ class Stack:
     worker_concurrency: int = 2
     sandbox_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # `passsync run` leaves <data_dir>/run.json so that other commands find it (the demo not).
+    write_run_file: bool = False
+    # `passsync run` keeps the sandbox's passes in <data_dir>/sandbox.db (the demo in memory).
+    persist_sandbox: bool = False
     env: dict[str, str] = field(default_factory=dict)
     redis: EmbeddedRedis | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -145,6 +152,8 @@ class Stack:
         self._spawn("worker", ["worker", "--concurrency", str(self.worker_concurrency)])
         self._spawn("beat", ["beat"])
         self._wait_http(self.api_url + "/healthz", "api")
+        if self.write_run_file:
+            write_run_file(self.data_dir, self.env)
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ) | self.extra_env
@@ -161,6 +170,10 @@ class Stack:
         if self.use_sandbox:
             self.sandbox_port = self.sandbox_port or free_port()
             env["PASSSYNC_SANDBOX__PORT"] = str(self.sandbox_port)
+            if self.persist_sandbox:
+                # The sandbox keeps its passes beside the database: a restart finds them again.
+                store = str((self.data_dir / "sandbox.db").resolve())
+                env.setdefault("PASSSYNC_SANDBOX__STORE_PATH", store)
             env["PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL"] = self.sandbox_url
             env["PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY"] = (
                 self.settings.sandbox.api_key.get_secret_value()
@@ -211,6 +224,8 @@ class Stack:
         SIGTERM goes to each child alone, not its group: Celery's pool processes die on a
         SIGTERM of their own, while their parent waits for the running tasks to finish.
         """
+        if self.write_run_file:
+            remove_run_file(self.data_dir)
         for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from tests.inbound.sources.senders import (
     compact,
+    hubspot_v3_headers,
     shopify_headers,
     square_headers,
     stripe_headers,
@@ -46,6 +48,7 @@ SOURCES: dict[str, Any] = {
     "woo": {"kind": "woocommerce", "secret": WOO_SECRET},
     "sfdc": {"kind": "salesforce", "secret": SALESFORCE_TOKEN, "params": {"organization_id": ORG}},
     "nosecret": {"kind": "shopify"},
+    "hub": {"kind": "hubspot", "secret": "hubspot-http-secret"},
 }
 CUSTOMER = {
     "id": 115310627314723954,
@@ -363,3 +366,79 @@ def test_hostile_but_signed_values_are_ignored_or_refused_never_a_500(receiver: 
     [row] = rows(receiver.db)
     assert row.status == EventStatus.IGNORED
     assert "event" not in row.payload and "event_not_kept" in row.payload
+
+
+def test_a_hubspot_batch_records_mapped_and_ignored_items_in_one_answer(receiver: Receiver) -> None:
+    url = "http://testserver/webhooks/hub"  # as received: no public_url configured
+    now_ms = int(time.time() * 1000)
+    items = [
+        {
+            "eventId": n,
+            "subscriptionId": 9,
+            "portalId": 62515,
+            "occurredAt": now_ms - n,
+            "subscriptionType": kind,
+            "objectId": 501,
+            "attemptNumber": 0,
+        }
+        for n, kind in enumerate(["contact.creation", "contact.propertyChange", "deal.creation"])
+    ]
+    items[1] |= {"propertyName": "email", "propertyValue": "kay@example.com"}
+    body = compact(items)
+    headers = hubspot_v3_headers("POST", url, body, "hubspot-http-secret", now_ms)
+    answers = [receiver.post("hub", body, headers) for _ in range(2)]
+    assert [a.json() for a in answers] == [
+        {"accepted": 2, "duplicates": 0, "ignored": 1},
+        {"accepted": 0, "duplicates": 2, "ignored": 1},
+    ]
+    assert [(r.type, r.status, r.customer_id) for r in rows(receiver.db)] == [
+        ("customer.created", EventStatus.PENDING, "501"),
+        ("customer.updated", EventStatus.PENDING, "501"),
+        ("deal.creation", EventStatus.IGNORED, ""),
+    ]
+
+
+def test_sender_sources_are_counted_in_the_webhook_metrics(receiver: Receiver) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ok = sample("passsync_webhook_requests_total", source="shop", status="200")
+    accepted = sample("passsync_webhook_events_total", source="shop", result="accepted")
+    refused = sample("passsync_webhook_rejected_total", source="shop", reason="signature")
+    body = compact(CUSTOMER)
+    good = shopify_headers(body, SHOPIFY_SECRET, "customers/create", event_id="m-1")
+    assert receiver.post("shop", body, good).status_code == 200
+    bad = shopify_headers(body, "wrong", "customers/create")
+    assert receiver.post("shop", body, bad).status_code == 401
+    assert sample("passsync_webhook_requests_total", source="shop", status="200") == ok + 1
+    assert sample("passsync_webhook_events_total", source="shop", result="accepted") == (
+        accepted + 1
+    )
+    assert sample("passsync_webhook_rejected_total", source="shop", reason="signature") == (
+        refused + 1
+    )
+
+
+def test_a_recorded_scan_is_published_after_its_commit(
+    vendor_settings: Settings, db: Database, enqueue: RecordingEnqueue, broker: BrokerPing
+) -> None:
+    scans_published = RecordingEnqueue()
+    app = create_app(vendor_settings, db, enqueue, broker, enqueue_scans=scans_published)
+    body = compact(
+        {
+            "type": "payment.created",
+            "event_id": "e-9",
+            "created_at": "2026-11-20T10:00:00Z",
+            "data": {
+                "object": {"payment": {"id": "pay_9", "status": "COMPLETED", "customer_id": "C9"}}
+            },
+        }
+    )
+    with TestClient(app) as client:
+        headers = square_headers("http://testserver/webhooks/till", body, SQUARE_KEY)
+        answer = client.post("/webhooks/till", content=body, headers=headers)
+    assert answer.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}
+    with db.session() as session:
+        [scan_id] = session.scalars(select(Scan.id)).all()
+    assert scans_published.calls == [[scan_id]]
+    assert enqueue.calls == []

@@ -217,12 +217,23 @@ def _days(passes: list[_Pass]) -> list[dict[str, Any]]:
     return [{"day": day, **{s: series[day][s] for s in steps}} for day in sorted(series)]
 
 
-def top_locations(session: Session, limit: int = 10) -> list[tuple[str, int]]:
-    """Locations by valid scans, most first."""
+def top_locations(
+    session: Session, provider: str, filters: Filters | None = None, limit: int = 10
+) -> list[tuple[str, int]]:
+    """Locations by valid scans of the passes the filters select, most first."""
     count = func.count(Scan.id)
-    query = (
+    query: Any = (
         select(Scan.location, count)
-        .where(Scan.status == ScanStatus.ACCEPTED, Scan.location.is_not(None))
+        .join(PassMapping, PassMapping.id == Scan.mapping_id)
+        .outerjoin(PassAdoption, PassAdoption.provider_pass_id == PassMapping.provider_pass_id)
+        .where(
+            Scan.status == ScanStatus.ACCEPTED,
+            Scan.location.is_not(None),
+            PassMapping.provider == provider,
+        )
+    )
+    query = (
+        _filtered(query, filters or Filters())
         .group_by(Scan.location)
         .order_by(count.desc(), Scan.location)
         .limit(limit)
@@ -230,8 +241,11 @@ def top_locations(session: Session, limit: int = 10) -> list[tuple[str, int]]:
     return [(str(loc), int(n)) for loc, n in session.execute(query)]
 
 
-def campaign_progress(session: Session, limit: int = 10) -> list[dict[str, Any]]:
-    """The newest campaigns: recipients in total and done (a pass issued or already right)."""
+def campaign_progress(
+    session: Session, filters: Filters | None = None, limit: int = 10
+) -> list[dict[str, Any]]:
+    """The newest campaigns (or the one filtered on): recipients in total and done (a pass
+    issued or already right), and each one's status, so a draft is not taken for a stall."""
     done = (RecipientState.DONE, RecipientState.SKIPPED)
     finished = func.count(CampaignRecipient.id).filter(CampaignRecipient.state.in_(done))
     query = (
@@ -241,6 +255,8 @@ def campaign_progress(session: Session, limit: int = 10) -> list[dict[str, Any]]
         .order_by(Campaign.id.desc())
         .limit(limit)
     )
+    if filters is not None and filters.campaign is not None:
+        query = query.where(Campaign.id == filters.campaign)
     return [
         {"id": cid, "name": name, "status": status, "total": total, "done": int(n)}
         for cid, name, status, total, n in session.execute(query)
@@ -254,6 +270,8 @@ def adoption_report(session: Session, provider: str, filters: Filters) -> dict[s
             k: (v.isoformat() if isinstance(v, date) else v) for k, v in vars(filters).items()
         },
         **adoption_funnel(session, provider, filters).as_dict(),
-        "top_locations": [{"location": loc, "scans": n} for loc, n in top_locations(session)],
-        "campaigns": campaign_progress(session),
+        "top_locations": [
+            {"location": loc, "scans": n} for loc, n in top_locations(session, provider, filters)
+        ],
+        "campaigns": campaign_progress(session, filters),
     }

@@ -17,6 +17,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
 
+from worker.observability import redact
+
 # Loggers of libraries that talk a lot at INFO (per task, per tick, per request).
 THIRD_PARTY = (
     "celery",
@@ -74,6 +76,8 @@ def configure_logging(
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    # No URL query string or password in any line, ours or a library's (issue 16, M3).
+    redact.install(handler)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

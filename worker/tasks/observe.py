@@ -3,6 +3,7 @@ heartbeat, and a health ping of one named worker over the configured broker."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -15,11 +16,19 @@ from worker.observability import logs, metrics
 from worker.tasks.app import celery_app
 
 HEARTBEAT_CONF_KEY = "passsync_beat_heartbeat"
+log = logging.getLogger("passsync.worker")
 
 
 @signals.setup_logging.connect
 def _keep_our_logging(**_kwargs: Any) -> None:
     """Connected, so Celery leaves the root logger as `passsync worker|beat` configured it."""
+
+
+@signals.worker_ready.connect
+def _announce_ready(sender: Any = None, **_kwargs: Any) -> None:
+    # Celery's own "ready." line is quieted with its logger; operators and the process tests
+    # still need one line saying the worker consumes.
+    log.info("worker %s ready.", getattr(sender, "hostname", "?"))
 
 
 @signals.task_prerun.connect

@@ -619,3 +619,15 @@ def test_malformed_json_under_a_valid_signature_is_refused_with_400() -> None:
             woo_headers(body, WOO_SECRET, "customer.created"),
         )
     assert (refused.value.status, refused.value.reason) == (400, "body is not valid JSON")
+
+
+def test_woocommerce_without_a_delivery_id_dedups_on_the_content_not_the_webhook() -> None:
+    source = adapter("woocommerce", secret=WOO_SECRET)
+    ids = []
+    for email in ("a@example.com", "b@example.com"):
+        body = compact({"id": 25, "email": email})
+        headers = woo_headers(body, WOO_SECRET, "customer.updated")
+        del headers["X-WC-Webhook-Delivery-ID"]
+        [event] = run(source, body, headers).events
+        ids.append(event.id)
+    assert ids[0] != ids[1] and all(i.startswith("sha256:") for i in ids)

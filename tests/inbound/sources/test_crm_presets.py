@@ -119,6 +119,38 @@ def test_hubspot_v1_signature_is_sha256_of_secret_and_body() -> None:
         run(source, body, headers, HUBSPOT_URL)
 
 
+def test_hubspot_v2_signature_matches_the_documented_example() -> None:
+    # HubSpot's request-validation page: client secret yyyyyyyy-..., POST, this URI and body.
+    secret = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
+    body = b'{"example_field":"example_value"}'
+    headers = {
+        "X-HubSpot-Signature-Version": "v2",
+        "X-HubSpot-Signature": "9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900",
+    }
+    source = adapter(
+        "custom",
+        secret=secret,
+        verify=[v for v in adapter("hubspot").spec.verify if v.hmac and v.hmac.version == "v2"],
+        routes=[{"on": ["*"], "ignore": "not mapped here"}],
+    )
+    mapped = run(source, body, headers, "https://www.example.com/webhook_uri")
+    assert [i.reason for i in mapped.ignored] == ["not mapped here"]
+
+
+def test_hubspot_v3_decodes_only_the_listed_characters_of_the_uri() -> None:
+    body = compact([hubspot_event(1, "contact.creation")])
+    received = f"{BASE_URL}/hubspot?from=a%3Ab%40c%2Fd&name=x%20y"
+    signed_over = f"{BASE_URL}/hubspot?from=a:b@c/d&name=x%20y"
+    source = adapter("hubspot", secret=HUBSPOT_SECRET)
+    headers = hubspot_v3_headers("POST", signed_over, body, HUBSPOT_SECRET)
+    assert len(run(source, body, headers, received).events) == 1
+    fully_decoded = hubspot_v3_headers(
+        "POST", signed_over.replace("%20", " "), body, HUBSPOT_SECRET
+    )
+    with pytest.raises(SignatureError, match="no matching signature"):
+        run(source, body, fully_decoded, received)
+
+
 def test_hubspot_batch_over_100_and_a_non_array_body_are_refused() -> None:
     source = adapter("hubspot", secret=HUBSPOT_SECRET)
     big = compact([hubspot_event(n, "contact.creation") for n in range(101)])
@@ -343,9 +375,17 @@ def test_pipedrive_person_with_basic_auth_and_the_primary_email() -> None:
         "42",
         "lin@example.com",
     )
-    for user, password in (("passsync", "wrong"), ("someone", "pd-password")):
-        with pytest.raises(SignatureError, match="wrong credentials"):
-            run(source, body, basic(user, password))
+    assert len(run(source, body, basic("any-user", "pd-password")).events) == 1
+    with pytest.raises(SignatureError, match="wrong credentials"):
+        run(source, body, basic("passsync", "wrong"))
+    pinned = adapter(
+        "pipedrive", secret="pd-password", verify=[{"scheme": "basic_auth", "username": "pd"}]
+    )
+    assert len(run(pinned, body, basic("pd", "pd-password")).events) == 1
+    with pytest.raises(SignatureError, match="wrong credentials"):
+        run(pinned, body, basic("someone", "pd-password"))
+    with pytest.raises(SignatureError, match="wrong credentials"):
+        run(source, body, {"Authorization": "Basic !!notbase64"})
 
 
 def test_pipedrive_deal_won_once() -> None:

@@ -413,7 +413,7 @@ def test_an_empty_or_false_value_makes_a_full_record_put(
         "externalId": "crm-1",
         "programId": PROGRAM,
         "tierId": "base",
-        "person": {"forename": "Anna", "surname": "K"},
+        "person": {"forename": "Anna", "surname": "K", "externalIds": ["x"]},
         "metaData": {"segment": "vip", "city": "Oslo"},
         "points": 7,
         "optOut": True,

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.providers.passkit.conftest import Receiver
 from worker.providers.passkit.auth import sign_token
 from worker.providers.passkit.sandbox.server import SandboxHandle
 from worker.providers.passkit.sandbox.store import program_id_for
@@ -392,43 +390,6 @@ def test_a_configured_budget_answers_429_with_retry_after(passkit_sandbox: Sandb
     assert int(statuses[2].headers["Retry-After"]) >= 1
     assert statuses[2].json()["code"] == 8
     assert passkit_sandbox.stats()["rate_limited"] == 1
-
-
-class Receiver:
-    """A local HTTP endpoint that records what the sandbox calls back with."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict[str, Any]]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _record(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                owner.calls.append((self.command, self.path, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_POST = do_PUT = do_DELETE = _record
-
-            def log_message(self, *_args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=t"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    yield found
-    found.close()
 
 
 def subscribe(sandbox: SandboxHandle, url: str, events: list[Any]) -> httpx.Response:

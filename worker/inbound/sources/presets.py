@@ -242,11 +242,13 @@ HUBSPOT: dict[str, Any] = {
                 "message": "{method}{url}{body}{header:" + _HUBSPOT_TS + "}",
                 "header": "X-HubSpot-Signature-v3",
                 "encoding": "base64",
+                "url_decode": "hubspot",
             },
             "timestamp": {"header": _HUBSPOT_TS, "unit": "ms", "tolerance_seconds": 300},
         },
-        # Older signatures (U: the concatenation is not in the stored docs): v1 =
-        # sha256(secret + body), v2 = sha256(secret + method + URI + body), hex; no timestamp.
+        # Older signatures, still sent alongside (HubSpot's request-validation docs): v1 =
+        # sha256(secret + body), v2 = sha256(secret + method + URI + body), hex; no timestamp,
+        # so a replay is only caught as a duplicate.
         {
             "scheme": "hmac",
             "hmac": {
@@ -440,9 +442,8 @@ WOOCOMMERCE: dict[str, Any] = {
     ],
     "ping": {"form_field": "webhook_id"},
     "event_type": "headers.x_wc_webhook_topic",
-    "delivery_id": {
-        "template": "{headers.x_wc_webhook_delivery_id ?? headers.x_wc_webhook_id}:{sender_type}"
-    },
+    # X-WC-Webhook-ID names the webhook, not the delivery: never a dedup key on its own.
+    "delivery_id": {"template": "{headers.x_wc_webhook_delivery_id}:{sender_type}"},
     # WooCommerce's *_gmt dates carry no offset: they are UTC.
     "map": {"occurred_at": "event.date_modified_gmt ?? event.date_created_gmt"},
     "routes": [
@@ -591,7 +592,8 @@ _PD_PERSON = {
 }
 PIPEDRIVE: dict[str, Any] = {
     "verify": [
-        {"scheme": "basic_auth", "username": "passsync"},
+        # Any user name: the password (the source's secret) is what authenticates.
+        {"scheme": "basic_auth"},
         {"scheme": "url_token", "token_param": "token"},
     ],
     "event_type": {"template": "{event.meta.entity}.{event.meta.action}"},

@@ -88,7 +88,9 @@ class HmacSpec(_Strict):
     prefix: str = ""  # stripped from each signature, e.g. "sha256="
     encoding: Literal["hex", "base64"] = "base64"
     key_encoding: Literal["raw", "base64", "whsec"] = "raw"
-    url_decode: bool = False  # URL-decode `{url}` before signing (seen in one HubSpot sample)
+    # Decode `{url}` before signing: none, all (every %XX), or hubspot (the twelve characters
+    # HubSpot's v3 validation lists: %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B).
+    url_decode: Literal["none", "all", "hubspot"] = "none"
     # Applies only when this header has this value (HubSpot's X-HubSpot-Signature-Version).
     version_header: str | None = None
     version: str | None = None
@@ -97,7 +99,9 @@ class HmacSpec(_Strict):
     @classmethod
     def _one_header(cls, data: object) -> object:
         if isinstance(data, dict) and isinstance(data.get("header"), str):
-            return {**data, "header": [data["header"]]}
+            data = {**data, "header": [data["header"]]}
+        if isinstance(data, dict) and isinstance(data.get("url_decode"), bool):
+            data = {**data, "url_decode": "all" if data["url_decode"] else "none"}
         return data
 
 
@@ -122,9 +126,10 @@ class VerifySpec(_Strict):
     """How a request proves it comes from the sender; the secret comes from the environment.
 
     hmac: a signature over a template (see HmacSpec). basic_auth: `Authorization: Basic`
-    with `username` and the secret as password. url_token: the secret in the query
-    parameter `token_param`. header_token: the secret in header `token_header` (a flow or
-    campaign webhook whose headers you write yourself). none: no check (tests only; refused
+    with the secret as password (and `username`, when set, as the user). url_token: the
+    secret in the query parameter `token_param`. header_token: the secret in header
+    `token_header` (a flow or campaign webhook whose headers you write yourself). none: no
+    check (tests only; refused
     unless `allow_unsigned` is set on the source).
     """
 
@@ -139,8 +144,6 @@ class VerifySpec(_Strict):
     def _complete(self) -> VerifySpec:
         if self.scheme == "hmac" and self.hmac is None:
             raise ValueError("scheme hmac needs `hmac`")
-        if self.scheme == "basic_auth" and not self.username:
-            raise ValueError("scheme basic_auth needs `username`")
         if self.scheme == "header_token" and not self.token_header:
             raise ValueError("scheme header_token needs `token_header`")
         return self

@@ -172,7 +172,11 @@ def _presented_secret(method: VerifySpec, parts: RequestParts) -> str | None:
         user, colon, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, ValueError):
         return None
-    if not colon or not hmac.compare_digest(user.encode(), (method.username or "").encode()):
+    if not colon:
+        return None
+    if method.username is not None and not hmac.compare_digest(
+        user.encode(), method.username.encode()
+    ):
         return None
     return password
 
@@ -244,7 +248,7 @@ def _message(
         if part == "method":
             return parts.method.upper().encode()
         if part == "url":
-            return (unquote(parts.url) if spec.url_decode else parts.url).encode()
+            return _decoded_url(parts.url, spec.url_decode).encode()
         if part == "secret":
             return secret.encode()
         kind, _, name = part.partition(":")
@@ -261,6 +265,18 @@ def _message(
         position = match.end()
     out += spec.message[position:].encode()
     return bytes(out)
+
+
+# HubSpot v3: "decode any of the URL-encoded characters listed" (and only those).
+_HUBSPOT_DECODED = re.compile(r"%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)", re.IGNORECASE)
+
+
+def _decoded_url(url: str, mode: str) -> str:
+    if mode == "all":
+        return unquote(url)
+    if mode == "hubspot":
+        return _HUBSPOT_DECODED.sub(lambda m: chr(int(m.group(1), 16)), url)
+    return url
 
 
 def _digest(spec: HmacSpec, key: bytes, message: bytes) -> bytes:

@@ -46,6 +46,7 @@ from worker.providers.passkit.models import (
     timestamp,
 )
 from worker.providers.passkit.settings import PassKitSettings
+from worker.providers.paths import path_segment
 from worker.providers.port import ProviderPass, ProviderTemplate
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ Outcome = Literal[
 ]
 
 SNIPPET_CHARS = 160
+# Member fields PassKit sets itself: left out of a full-record update.
+READ_ONLY_MEMBER_KEYS = frozenset({"created", "updated"})
 # How many external ids' programs a client remembers for adopting after a duplicate enrol.
 REMEMBERED_PROGRAMS = 10_000
 # gRPC codes (in a stream's {"error"} line or an error body) that are worth repeating.
@@ -555,10 +558,12 @@ class PassKitClient:
         A 429 (none is documented) is raised at once: the pause belongs to the shared limiter.
         """
         template = self._paths[spec.route]
-        for name, value in spec.path_params.items():
-            if not value.strip():
-                raise RejectedError(f"{spec.action}: the {name} is empty")
-        path = template.format(**{k: quote(v, safe="") for k, v in spec.path_params.items()})
+        path = template.format(
+            **{
+                name: path_segment(value, action=spec.action, what=name)
+                for name, value in spec.path_params.items()
+            }
+        )
         s = self._settings
         retrying = Retrying(
             stop=stop_after_attempt(s.max_attempts),
@@ -834,7 +839,13 @@ def _model(model: type[M], action: str) -> Callable[[Any], M]:
 
 def _merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """The member with `changes` applied (person and metaData merged key by key)."""
-    merged = {k: v for k, v in current.items() if k not in ("created", "updated")}
+    merged = {k: v for k, v in current.items() if k not in READ_ONLY_MEMBER_KEYS}
+    person = merged.get("person")
+    if isinstance(person, dict):
+        # "externalId ... not editable", "externalIds ... not writable" (V-code).
+        merged["person"] = {
+            k: v for k, v in person.items() if k not in ("externalId", "externalIds")
+        }
     for key, value in changes.items():
         if key in ("person", "metaData") and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}

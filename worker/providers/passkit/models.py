@@ -189,3 +189,25 @@ def parse_timestamp(value: Any) -> datetime | None:
 def timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, as protojson writes a Timestamp."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# The member fields a rule can set by name, with their JSON types; any other name is a
+# metaData entry (a string), so no rule field is ever refused for its name.
+FIELD_TYPES: dict[str, str] = {
+    **dict.fromkeys(sorted(PERSON_FIELDS - {"otherNames", "dateOfBirth"}), "text"),
+    "otherNames": "list",
+    "dateOfBirth": "date",
+    "points": "number",
+    "secondaryPoints": "number",
+    "tierPoints": "integer",
+    "expiryDate": "datetime",
+    "optOut": "boolean",
+    "notes": "text",
+    "groupingIdentifier": "text",
+    "profileImage": "text",
+}
+
+
+def template_fields() -> list[tuple[str, str]]:
+    """(name, type) of every member field a program's tier takes (none is required)."""
+    return sorted(FIELD_TYPES.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -134,6 +135,9 @@ class PassKitSandboxSettings(PassKitSandboxBehaviour):
         "Welcome Discount": ["Base"],
         "Event Ticket": ["Base"],
     }
+    # A SQLite file that keeps the members and webhook subscriptions across restarts; none
+    # keeps everything in memory.
+    store_path: Path | None = None
 
     @model_validator(mode="after")
     def _tiers(self) -> PassKitSandboxSettings:

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from worker.config import SandboxSettings
+from worker.observability.redact import redact_url
 from worker.providers.passcreator.sandbox.callbacks import CallbackSender, pass_payload
 from worker.providers.passcreator.sandbox.control import SandboxControl
 from worker.providers.passcreator.sandbox.query import (
@@ -535,7 +536,8 @@ class SandboxApi:
         return {"count": len(rows), "templates": rows}
 
     async def hooks_state(self) -> dict[str, Any]:
-        rows = [_hook_row(h) for h in self.store.hooks()]
+        # Shown to anyone who can reach the sandbox: a callback URL's query holds its token.
+        rows = [_shown(_hook_row(h)) for h in self.store.hooks()]
         return {"count": len(rows), "hooks": rows}
 
     async def scans_state(self) -> dict[str, Any]:
@@ -610,6 +612,14 @@ TEMPLATE_TYPES = frozenset(
 
 def _opt_text(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A hook row without the secrets of its URLs (query strings, passwords)."""
+    for key in ("target_url", "subscription_url"):
+        if isinstance(row.get(key), str):
+            row[key] = redact_url(row[key])
+    return row
 
 
 def _hook_row(hook: StoredHook) -> dict[str, Any]:

@@ -86,7 +86,7 @@ class SandboxApi:
     """The routes; a class so each app instance owns its store and control."""
 
     def __init__(self, settings: PassKitSandboxSettings, clock: Callable[[], float]) -> None:
-        self.store = SandboxStore(settings.programs)
+        self.store = SandboxStore(settings.programs, path=settings.store_path)
         self.control = SandboxControl(settings)
         self.webhooks = WebhookSender()
         self._clock = clock

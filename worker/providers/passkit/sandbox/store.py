@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from worker.providers.passkit.sandbox.webhooks import Sink, SinkError, read_sink
@@ -124,13 +127,29 @@ class StoredMember:
 class SandboxStore:
     """Members unique per (programId, externalId); all methods are thread-safe."""
 
-    def __init__(self, programs: dict[str, list[str]], *, clock: Callable[[], str] = _now):
+    def __init__(
+        self,
+        programs: dict[str, list[str]],
+        *,
+        path: Path | None = None,
+        clock: Callable[[], str] = _now,
+    ):
         self._programs_spec = programs
         self._clock = clock
         self._lock = threading.RLock()
-        self.reset()
+        self._disk = _Disk(path) if path is not None else None
+        self._empty()
+        if self._disk is not None:
+            self._disk.load(self)
 
     def reset(self) -> None:
+        """Forget every member and sink (on disk too); the programs stay."""
+        with self._lock:
+            self._empty()
+            if self._disk is not None:
+                self._disk.clear()
+
+    def _empty(self) -> None:
         with self._lock:
             self._programs: dict[str, StoredProgram] = {}
             for name, tiers in self._programs_spec.items():
@@ -206,6 +225,7 @@ class SandboxStore:
             self._members[stored.id] = stored
             if external:
                 self._by_external[(program_id, external)] = stored.id
+            self._save(stored)
             return stored
 
     def find(self, member_id: str) -> StoredMember:
@@ -253,6 +273,7 @@ class SandboxStore:
                     stored.data[key] = copy.deepcopy(value)
             stored.data["updated"] = self._clock()
             stored.events.append("updated")
+            self._save(stored)
             return stored
 
     def delete(self, body: dict[str, Any]) -> StoredMember:
@@ -263,6 +284,7 @@ class SandboxStore:
             external = stored.data.get("externalId")
             if external:
                 self._by_external.pop((stored.data["programId"], external), None)
+            self._save(stored)
             return stored
 
     def points(self, kind: str, body: dict[str, Any]) -> StoredMember:
@@ -291,6 +313,7 @@ class SandboxStore:
                     stored.data[n] = _whole(current[n])
             stored.data["updated"] = self._clock()
             stored.events.append(f"points_{kind}")
+            self._save(stored)
             return stored
 
     def update_expiry(self, body: dict[str, Any]) -> StoredMember:
@@ -302,6 +325,7 @@ class SandboxStore:
             stored.data["expiryDate"] = expiry
             stored.data["updated"] = self._clock()
             stored.events.append("expiry")
+            self._save(stored)
             return stored
 
     def members(self, program_id: str) -> list[StoredMember]:
@@ -356,6 +380,7 @@ class SandboxStore:
         sink = self._read_sink(body, base62_id(uuid.uuid4().int))
         with self._lock:
             self._sinks[sink.id] = sink
+            self._save_sink(sink)
         return sink
 
     def update_sink(self, body: dict[str, Any]) -> Sink:
@@ -366,6 +391,7 @@ class SandboxStore:
         sink = self._read_sink(body, sink_id)
         with self._lock:
             self._sinks[sink_id] = sink
+            self._save_sink(sink)
         return sink
 
     def _read_sink(self, body: dict[str, Any], sink_id: str) -> Sink:
@@ -387,10 +413,69 @@ class SandboxStore:
         self.sink(sink_id)
         with self._lock:
             self._sinks.pop(sink_id, None)
+            if self._disk is not None:
+                self._disk.delete("sink", sink_id)
 
     def sinks(self) -> list[Sink]:
         with self._lock:
             return list(self._sinks.values())
+
+    # -- the optional disk copy ----------------------------------------------------------------
+
+    def _save(self, stored: StoredMember) -> None:
+        if self._disk is not None:
+            body = {"data": stored.data, "seq": stored.seq, "deleted": stored.deleted}
+            self._disk.save("member", stored.id, {**body, "events": stored.events})
+
+    def _save_sink(self, sink: Sink) -> None:
+        if self._disk is not None:
+            self._disk.save("sink", sink.id, sink.body)
+
+    def restore(self, kind: str, key: str, body: dict[str, Any]) -> None:
+        """Put one row read from disk back (start-up only)."""
+        if kind == "member":
+            stored = StoredMember(body["data"], int(body["seq"]), bool(body["deleted"]))
+            stored.events = list(body.get("events", []))
+            self._members[stored.id] = stored
+            self._seq = max(self._seq, stored.seq)
+            external = stored.data.get("externalId")
+            if external and not stored.deleted:
+                self._by_external[(stored.data["programId"], external)] = stored.id
+        elif kind == "sink":
+            try:
+                self._sinks[key] = read_sink(body, key)
+            except SinkError:
+                return
+
+
+class _Disk:
+    """The optional SQLite copy: one JSON row per member or sink, written on every change."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS record (kind TEXT, key TEXT, body TEXT, "
+            "PRIMARY KEY (kind, key))"
+        )
+
+    def load(self, store: SandboxStore) -> None:
+        rows = self._db.execute("SELECT kind, key, body FROM record ORDER BY rowid").fetchall()
+        for kind, key, body in rows:
+            store.restore(kind, key, json.loads(body))
+
+    def save(self, kind: str, key: str, body: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO record (kind, key, body) VALUES (?, ?, ?) "
+            "ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body",
+            (kind, key, json.dumps(body)),
+        )
+
+    def delete(self, kind: str, key: str) -> None:
+        self._db.execute("DELETE FROM record WHERE kind = ? AND key = ?", (kind, key))
+
+    def clear(self) -> None:
+        self._db.execute("DELETE FROM record")
 
 
 def _check_keys(body: dict[str, Any]) -> None:
