@@ -320,7 +320,7 @@ class RateLimitSettings(_Strict):
     # estimate_margin x the rate the provider accepted since the previous 429 when that one
     # came at most estimate_window_seconds ago (both 429s mean its bucket was empty).
     adaptive_decrease_factor: float = Field(default=0.9, gt=0, lt=1)
-    estimate_window_seconds: float = Field(default=30.0, gt=0)
+    estimate_window_seconds: float = Field(default=300.0, gt=0)
     estimate_margin: float = Field(default=0.95, gt=0, le=1)
     key_prefix: str = "passsync:ratelimit"
 

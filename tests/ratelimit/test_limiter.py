@@ -228,26 +228,52 @@ def test_a_lone_429_cuts_the_adaptive_rate_by_its_factor_once_per_hold(
 def test_a_second_429_sets_the_rate_to_what_the_provider_accepted_in_between(
     redis_url: str, key: str
 ) -> None:
-    # Given an adaptive limiter far above the provider's real rate (60/s vs a bucket that,
-    # once empty, accepted 12 calls between two 429s about 1 s apart)
+    # Given an adaptive limiter above the provider's real rate (20/s vs a bucket that, once
+    # empty, accepted 12 calls between two 429s about 1 s apart)
     rl = limiter(
         redis_url,
         key,
         mode="adaptive",
-        per_minute=3600,
+        per_minute=1200,
         burst=100,
         estimate_margin=0.95,
         estimate_window_seconds=30,
     )
     rl.penalize(0.0)  # the first 429: the provider's bucket is empty now
-    assert rl.state().rate_per_second == 54.0
+    assert rl.state().rate_per_second == 18.0
+    started = time.monotonic()
     for _ in range(12):
-        assert rl.try_acquire().granted
-    time.sleep(1.0)
+        assert rl.acquire().granted  # paced at 18/s, no burst after the hold
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
     # When the next 429 comes
     cut = rl.penalize(0.0)
-    # Then the rate is 0.95 x the accepted rate (12 calls over ~1 s), not 0.9 x 54
-    assert 0.95 * 12 / 1.15 <= cut.rate_per_second <= 0.95 * 12 / 0.99
+    elapsed = time.monotonic() - started
+    # Then the rate is 0.95 x the accepted rate (12 calls over ~1 s), not 0.9 x 18
+    assert 0.95 * 12 / (elapsed + 0.05) <= cut.rate_per_second <= 0.95 * 12 / 0.99
+
+
+def test_an_accepted_rate_under_half_the_rate_is_not_trusted(redis_url: str, key: str) -> None:
+    # Given two 429s with only 2 calls between them at 18/s (idle spells in between: the
+    # provider's bucket may have been full, so the count says nothing about its limit)
+    rl = limiter(redis_url, key, mode="adaptive", per_minute=1200, burst=100)
+    rl.penalize(0.0)
+    for _ in range(2):
+        assert rl.acquire().granted
+    time.sleep(0.5)
+    # Then the second 429 cuts by the plain factor: 18 -> 16.2
+    assert rl.penalize(0.0).rate_per_second == 16.2
+
+
+def test_after_a_hold_the_adaptive_fleet_resumes_without_a_burst(redis_url: str, key: str) -> None:
+    # Given an adaptive limiter with a burst of 10 held by a 429 for 0.1 s
+    rl = limiter(redis_url, key, mode="adaptive", per_minute=600, burst=10)
+    rl.penalize(0.1)  # 10/s -> 9/s
+    time.sleep(0.12)
+    # When the hold is over, one call passes and the next waits an interval (not 9 more)
+    assert rl.try_acquire().granted
+    refused = rl.try_acquire()
+    assert not refused.granted
+    assert 0.05 < refused.wait_seconds <= 1 / 9 + 0.01
 
 
 def test_an_estimate_older_than_its_window_is_not_trusted(redis_url: str, key: str) -> None:

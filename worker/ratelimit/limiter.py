@@ -19,7 +19,9 @@ Every decision is one atomic script run on the Redis server, timed by the server
   the rate set at the last decrease, per second. The first 429 of a hold cuts it to
   `adaptive_decrease_factor` of itself, or lower when the calls accepted since the previous
   429 (at most `estimate_window_seconds` ago) say so: two 429s in a row mean the provider's
-  bucket was empty at both, so what it accepted in between is its real rate. Every process
+  bucket was empty at both, so what it accepted in between is its real rate (unless that is
+  under half the rate: the window then held idle spells). After a hold the fleet resumes
+  without a burst. Every process
   shares the same rate, so the fleet as a whole converges, not each worker on its own.
 """
 
@@ -94,12 +96,18 @@ if op == 'penalize' then
       local cut = rate * tonumber(ARGV[15])
       local h0 = tonumber(s[8])
       local window = now - (h0 or now)
-      if h0 and window > 0 and window <= tonumber(ARGV[16]) and n > 0 then
-        cut = math.min(cut, n * 1000000 / window * tonumber(ARGV[17]))
+      local accepted = n * 1000000 / math.max(window, 1)
+      -- Far below the rate, the window held idle spells (the provider's bucket refilled
+      -- past what it can hold): then the count says nothing about the limit.
+      if h0 and window > 0 and window <= tonumber(ARGV[16]) and accepted >= 0.5 * rate then
+        cut = math.min(cut, accepted * tonumber(ARGV[17]))
       end
       rate = math.max(floor, cut)
+      -- After the hold the fleet resumes at the new rate without a burst: the provider's
+      -- bucket is empty, a burst would only collect more 429s.
       redis.call('HSET', key, 'rate', string.format('%.6f', rate), 'base',
-        string.format('%.6f', rate), 'h0', us(now), 'n', 0)
+        string.format('%.6f', rate), 'h0', us(now), 'n', 0,
+        'tat', us(till + (burst - 1) * 1000000 / rate))
     else
       redis.call('HSET', key, 'n', math.max(0, n - 1))
     end
