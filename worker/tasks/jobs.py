@@ -14,14 +14,15 @@ from worker.inbound.status import (
     touch,
     unfinished_customer,
 )
-from worker.observability import logs, metrics
+from worker.observability import logs, metrics, tracing
+from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.ratelimit.pacing import Pacer
 from worker.sync.engine import EventNotFoundError, PassBusyError
 from worker.sync.engine import process_event as apply_event
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task
 from worker.tasks.app import REALTIME_QUEUE, celery_app
-from worker.tasks.runtime import get_runtime
+from worker.tasks.runtime import Runtime, get_runtime
 
 log = logging.getLogger("passsync.tasks")
 
@@ -46,6 +47,13 @@ def process_event(self: Any, event_id: int, paced: bool = False) -> str:
         wait = _pace(runtime.pacer, event_id)
         if wait > 0:
             raise self.retry(countdown=wait, max_retries=None, kwargs={"paced": True})
+    with tracing.span(
+        "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
+    ):
+        return _process(self, runtime, event_id)
+
+
+def _process(self: Any, runtime: Runtime, event_id: int) -> str:
     try:
         # The audit scope is outside the session: its rows are written after commit/rollback.
         with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
@@ -86,6 +94,14 @@ def _pace(pacer: Pacer, event_id: int) -> float:
     with get_runtime().db.session() as session:
         customer = unfinished_customer(session, event_id)
     return 0.0 if customer is None else pacer.delay(customer)
+
+
+def trace_parent(request: Any) -> dict[str, str] | None:
+    """The W3C headers the message carried: top-level message headers on a worker, the
+    `headers` option under `apply()`."""
+    nested = getattr(request, "headers", None) or {}
+    found = {h: str(v) for h in TRACE_HEADERS if (v := getattr(request, h, None) or nested.get(h))}
+    return found or None
 
 
 def _retry_or_fail(task: Any, event_id: int, exc: TransientError, reason: str) -> str:
@@ -185,8 +201,10 @@ def enqueue_events(ids: list[int], *, countdown: float = 0.0) -> None:
     options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
     with celery_app.producer_or_acquire() as producer:
         for event_id in ids:
+            headers = tracing.headers_for(event_id)
+            traced = {"headers": headers} if headers else {}
             process_event.apply_async(
-                args=[event_id], queue=REALTIME_QUEUE, producer=producer, **options
+                args=[event_id], queue=REALTIME_QUEUE, producer=producer, **options, **traced
             )
 
 
@@ -196,9 +214,11 @@ DISPATCH_CHUNK = 500
 
 
 @celery_app.task(name="passsync.dispatch_events", acks_late=True)
-def dispatch_events_task(ids: list[int]) -> int:
-    """Fan a group of ledger ids out into one process_event task each."""
-    enqueue_events(ids)
+def dispatch_events_task(ids: list[int], traces: dict[str, dict[str, str]] | None = None) -> int:
+    """Fan a group of ledger ids out into one process_event task each (each with the trace
+    headers of the request that recorded it, when tracing is on)."""
+    with tracing.carriers({int(k): v for k, v in (traces or {}).items()}):
+        enqueue_events(ids)
     return len(ids)
 
 
@@ -207,8 +227,11 @@ def dispatch_events(ids: list[int]) -> None:
     if len(ids) == 1:
         enqueue_events(ids)
         return
+    traces = tracing.carriers_now()
     with celery_app.producer_or_acquire() as producer:
         for start in range(0, len(ids), DISPATCH_CHUNK):
+            chunk = ids[start : start + DISPATCH_CHUNK]
+            kwargs = {"traces": {str(i): traces[i] for i in chunk if i in traces}} if traces else {}
             dispatch_events_task.apply_async(
-                args=[ids[start : start + DISPATCH_CHUNK]], queue=REALTIME_QUEUE, producer=producer
+                args=[chunk], kwargs=kwargs, queue=REALTIME_QUEUE, producer=producer
             )
