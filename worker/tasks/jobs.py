@@ -42,7 +42,9 @@ def process_event(self: Any, event_id: int, paced: bool = False) -> str:
     (leading and trailing edge, sync.coalesce_window_ms): at once, or at the window's end.
     """
     runtime = get_runtime()
-    logs.bind(event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.provider)
+    logs.bind(
+        event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.default_account
+    )
     if not paced and runtime.pacer is not None:
         wait = _pace(runtime.pacer, event_id)
         if wait > 0:
