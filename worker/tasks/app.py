@@ -6,6 +6,7 @@ from celery import Celery
 from kombu import pools as kombu_pools
 
 from worker.config import ConfigError, Settings
+from worker.tasks.liveness import HEARTBEAT_CONF_KEY, Liveness
 
 REALTIME_QUEUE = "realtime"
 BULK_QUEUE = "bulk"
@@ -20,6 +21,8 @@ celery_app = Celery(
         "worker.tasks.reconcile",
     ],
 )
+# Every worker heartbeats the events it holds, so a killed worker's are sent again quickly.
+celery_app.steps["worker"].add(Liveness)
 
 
 def configure(settings: Settings) -> Celery:
@@ -73,6 +76,8 @@ def configure(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         # Read by jobs.enqueue_events: each event task waits the coalescing window.
         passsync_coalesce_window_seconds=settings.sync.coalesce_window_ms / 1000,
+        # Read by the Liveness bootstep: heartbeat every third of it, dead after it.
+        **{HEARTBEAT_CONF_KEY: settings.sync.claim_seconds},
         beat_schedule={
             "sweep-pending-events": {
                 "task": "passsync.sweep_pending",
