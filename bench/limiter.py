@@ -159,7 +159,7 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> Result:
     os.environ.update({k: v for k, v in env.items() if k.startswith("PASSSYNC_")})
     from worker.config import load_settings
     from worker.db import Database
-    from worker.sandbox.server import SandboxHandle
+    from worker.providers.passcreator.sandbox.server import SandboxHandle
     from worker.tasks.app import configure
 
     settings = load_settings()

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -57,6 +58,19 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("PASSSYNC_CONFIG", str(tmp_path / "absent-config.yaml"))
     (tmp_path / "absent-config.yaml").write_text("{}\n")
+
+
+CLI_ADMIN_TOKEN = "cli-admin-token-for-tests-0123"
+
+
+@pytest.fixture
+def cli_admin_token(monkeypatch: pytest.MonkeyPatch) -> str:
+    """An admin token with the write scope, configured and exported as PASSSYNC_TOKEN: what
+    every CLI command that changes state asks for."""
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__CLI__SECRET", CLI_ADMIN_TOKEN)
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__CLI__SCOPES", '["read", "write"]')
+    monkeypatch.setenv("PASSSYNC_TOKEN", CLI_ADMIN_TOKEN)
+    return CLI_ADMIN_TOKEN
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +124,8 @@ def db(db_url: str) -> Iterator[Database]:
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """The machine's Redis, on a test database index that is flushed before and after."""
-    need_service("Redis", "127.0.0.1", 6379)
+    where = urlsplit(REDIS_TEST_URL)
+    need_service("Redis", where.hostname or "127.0.0.1", where.port or 6379)
     import redis
 
     client = redis.Redis.from_url(REDIS_TEST_URL)

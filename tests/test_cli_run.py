@@ -11,9 +11,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psutil
+import pytest
 
 from worker.inbound.signatures import sign
 from worker.stack import free_port
@@ -127,3 +129,127 @@ def test_invalid_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "PASSSYNC_API__PORT" in lines[0]
     assert not (tmp_path / ".passsync").exists()
+
+
+CONFIG = """
+sources:
+  crm: {}
+  pos: {}
+admin_tokens:
+  ops: {scopes: [read, write]}
+  dashboard: {scopes: [read]}
+"""
+
+
+def passsync_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def start_run(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    out = log.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
+    wait_until(lambda: "Ctrl-C stops everything" in log.read_text(), timeout=120)
+    return proc, out
+
+
+def sandbox_ids(url: str) -> list[str]:
+    return [p["userProvidedId"] for p in httpx.get(url, timeout=5).json()["passes"]]
+
+
+@pytest.mark.slow
+def test_run_explains_itself_keeps_sandbox_state_and_the_cli_finds_it(tmp_path: Path) -> None:
+    api_port, sandbox_port = free_port(), free_port()
+    data = tmp_path / "data"
+    # The CLI gets only the config and data directory: everything else it finds in the stack
+    cli_env = {k: v for k, v in os.environ.items() if not k.startswith("PASSSYNC_")} | {
+        "PASSSYNC_CONFIG": str(tmp_path / "config.yaml"),
+        "PASSSYNC_DATA_DIR": str(data),
+    }
+    run_env = cli_env | {
+        "PASSSYNC_DATABASE_URL": f"sqlite:///{data / 'passsync.db'}",
+        "PASSSYNC_API__PORT": str(api_port),
+        "PASSSYNC_SANDBOX__PORT": str(sandbox_port),
+    }
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    log = tmp_path / "run.log"
+    api = f"http://127.0.0.1:{api_port}"
+    sandbox = f"http://127.0.0.1:{sandbox_port}/_sandbox/passes"
+    proc, out = start_run(run_env, log)
+    try:
+        # Then the banner names every real URL and where the secrets are, and no source
+        # starts without a secret
+        banner = log.read_text()
+        assert f"POST {api}/webhooks/crm (events), POST {api}/scans/crm (scans)" in banner
+        assert f"POST {api}/webhooks/pos (events), POST {api}/scans/pos (scans)" in banner
+        assert f"{api}/dashboard" in banner and f"{api}/docs" in banner
+        assert str((data / "secrets.env").resolve()) in banner
+        assert "no secret" not in banner
+        secrets = read_secrets(data / "secrets.env")
+        assert {
+            "PASSSYNC_SOURCES__CRM__SECRET",
+            "PASSSYNC_SOURCES__POS__SECRET",
+            "PASSSYNC_CALLBACKS__SECRET",
+            "PASSSYNC_ADMIN_TOKENS__OPS__SECRET",
+            "PASSSYNC_ADMIN_TOKENS__DASHBOARD__SECRET",
+        } <= set(secrets)
+        # And a POS scan signed with the generated POS secret is accepted (not 401)
+        scan = json.dumps(
+            {"id": "scan-1", "barcode": "nobody", "scanned_at": datetime.now(UTC).isoformat()}
+        ).encode()
+        signed = sign(secrets["PASSSYNC_SOURCES__POS__SECRET"], "msg_s1", int(time.time()), scan)
+        assert httpx.post(api + "/scans/pos", content=scan, headers=signed).status_code == 202
+        # When a signed CRM event makes a pass
+        body = json.dumps(
+            {
+                "id": "evt-run-2",
+                "type": "customer.created",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "customer": {"id": "cust-run", "first_name": "Grace"},
+            }
+        ).encode()
+        headers = sign(secrets["PASSSYNC_SOURCES__CRM__SECRET"], "msg_e1", int(time.time()), body)
+        assert httpx.post(api + "/webhooks/crm", content=body, headers=headers).status_code == 202
+        upid = "passsync-loyalty-cust-run"
+        wait_until(
+            lambda: [p["userProvidedId"] for p in httpx.get(sandbox).json()["passes"]] == [upid]
+        )
+        # Then the CLI, given nothing but the data directory, finds the stack's sandbox,
+        # database, broker and admin token
+        got = passsync_cli(cli_env, "passes", "get", upid, "--json")
+        assert got.returncode == 0, got.stderr
+        assert json.loads(got.stdout)["user_provided_id"] == upid
+        replayed = passsync_cli(cli_env, "events", "replay", "1")
+        assert (replayed.returncode, replayed.stdout, replayed.stderr) == (
+            0,
+            "replayed 1 event(s): 1\n",
+            "",
+        )
+        link = passsync_cli(cli_env, "dashboard").stdout.strip()
+        assert link == (
+            f"{api}/dashboard?token={secrets['PASSSYNC_ADMIN_TOKENS__DASHBOARD__SECRET']}"
+        )
+        assert httpx.get(link).status_code == 200
+        # When the stack stops, the CLI no longer finds it
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not (data / "run.json").exists()
+        # And after a restart the sandbox still has the pass the database points at
+        out.close()
+        proc, out = start_run(run_env, tmp_path / "run-again.log")
+        assert sandbox_ids(sandbox) == [upid]
+        again = passsync_cli(cli_env, "passes", "get", upid, "--json")
+        assert again.returncode == 0, again.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        stop_tree(proc)
+        out.close()

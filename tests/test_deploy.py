@@ -37,13 +37,24 @@ def passsync_services() -> dict[str, list[str]]:
 
 def test_compose_has_the_production_roles_with_health_checks() -> None:
     services = compose()["services"]
-    for role in ("postgres", "redis", "api", "worker", "beat"):
+    for role in ("postgres", "redis", "api", "worker-realtime", "worker-bulk", "beat"):
         assert role in services, role
         assert "healthcheck" in services[role], role
-    assert set(passsync_services()) == {"migrate", "api", "worker", "beat"}
+    assert set(passsync_services()) == {"migrate", "api", "worker-realtime", "worker-bulk", "beat"}
 
 
-@pytest.mark.parametrize("service", ["migrate", "api", "worker", "beat"])
+def test_compose_workers_serve_both_queues_between_them() -> None:
+    queues: set[str] = set()
+    for name, argv in passsync_services().items():
+        if argv[1] == "worker":
+            queues |= set(argv[argv.index("--queues") + 1].split(","))
+            # The health check pings this worker by the name it runs under.
+            check = compose()["services"][name]["healthcheck"]["test"]
+            assert check[check.index("--name") + 1] == argv[argv.index("--name") + 1]
+    assert queues == {"realtime", "bulk"}
+
+
+@pytest.mark.parametrize("service", ["migrate", "api", "worker-realtime", "worker-bulk", "beat"])
 def test_every_compose_command_is_a_real_passsync_command(service: str) -> None:
     argv = passsync_services()[service]
     assert "Usage: passsync" in resolve(argv[1:])
@@ -54,6 +65,13 @@ def test_the_checker_rejects_a_command_that_does_not_exist() -> None:
         resolve(["wroker"])
     with pytest.raises(LookupError):
         resolve(["worker", "--no-such-option"])
+
+
+@pytest.mark.parametrize("service", ["api", "worker-realtime", "worker-bulk", "beat"])
+def test_every_health_check_is_a_real_passsync_command(service: str) -> None:
+    argv = compose()["services"][service]["healthcheck"]["test"]
+    assert argv[:2] == ["CMD", "passsync"]
+    assert "Usage: passsync" in resolve(argv[2:])
 
 
 def test_dockerfile_runs_a_real_passsync_command() -> None:

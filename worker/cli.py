@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import signal
 import sys
 import time
@@ -16,11 +16,16 @@ from rich.console import Console
 from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
+from worker.commands.dashboard import dashboard as dashboard_command
+from worker.commands.doctor import doctor as doctor_command
 from worker.commands.events import events_app
+from worker.commands.health import health_app, heartbeat_path
 from worker.commands.mcp import mcp as mcp_command
 from worker.commands.outbox import outbox_app
 from worker.commands.passes import passes_app
 from worker.commands.rules import rules_app
+from worker.commands.scans import scans_app
+from worker.commands.sources import sources_app
 from worker.commands.templates import templates_app
 from worker.commands.tools import tools_app
 from worker.config import ConfigError, Settings, load_settings
@@ -34,18 +39,63 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"passsync {package_version()}")
+        raise typer.Exit
+
+
+def package_version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("passsync")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    _version_flag: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Keep Apple and Google Wallet passes true to your CRM."""
+    from worker.commands.attach import STACK_COMMANDS, attach
+
+    if ctx.invoked_subcommand in STACK_COMMANDS or ctx.resilient_parsing:
+        return
+    try:
+        data_dir = load_settings().data_dir
+    except ConfigError:
+        return  # the command itself reports it
+    attach(data_dir, os.environ)  # next to `passsync run`: its broker, database, sandbox
+
+
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(events_app, name="events")
+app.add_typer(health_app, name="health")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(rules_app, name="rules")
+app.add_typer(scans_app, name="scans")
+app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
 app.command("mcp")(mcp_command)
+app.command("doctor")(doctor_command)
+app.command("dashboard")(dashboard_command)
 console = Console(stderr=True)
 
 
@@ -58,10 +108,30 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from worker.observability import logs, metrics
+
+    logs.from_settings(settings)
+    metrics.set_enabled(settings.metrics.enabled)
+
+
+def _multiprocess_metrics(settings: Settings, role: str) -> bool:
+    """Point prometheus-client's multiprocess mode at a directory for this process tree.
+
+    The mode is chosen when prometheus-client is first imported, which the CLI has already
+    done; without the variable in the environment the command runs itself again with it
+    (returns False only in the process that is replaced). Each worker (and the API) needs
+    its own directory: it is wiped at start.
+    """
+    from worker.observability import metrics
+
+    if not settings.metrics.enabled:
+        return True
+    if not metrics.multiprocess():
+        folder = settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role
+        os.environ[metrics.MULTIPROC_ENV] = str(Path(folder).resolve())
+        metrics.prepare_multiprocess_dir(os.environ[metrics.MULTIPROC_ENV], wipe=True)
+        os.execv(sys.executable, [sys.executable, "-m", "worker.cli", *sys.argv[1:]])  # noqa: S606
+    return True
 
 
 @app.command()
@@ -81,10 +151,16 @@ def run(
         use_sandbox=use_sandbox,
         worker_concurrency=concurrency,
         sandbox_port=settings.sandbox.port,
+        write_run_file=True,
+        persist_sandbox=True,
     )
     stopping = _install_stop_handlers()
     try:
         stack.start()
+    except BaseException:
+        stack.stop()  # what did start; a setup problem is then one line (see main)
+        raise
+    try:
         _print_run_banner(stack, settings, use_sandbox)
         while not stopping and not stack.dead():
             time.sleep(0.2)
@@ -110,18 +186,40 @@ def _install_stop_handlers() -> list[int]:
 
 
 def _print_run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> None:
+    for line in run_banner(stack, settings, use_sandbox):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> list[str]:
+    """What `passsync run` prints once it is up: every URL a user needs, no secret."""
+    from worker.stack import SECRETS_FILE
+
     provider = (
         f"local sandbox at {stack.sandbox_url}"
         if use_sandbox
         else settings.providers.passcreator.base_url
     )
-    console.print(f"[bold green]passsync is running[/bold green] (provider: {provider})")
-    for source in settings.sources:
-        console.print(f"  send signed events to  POST {stack.api_url}/webhooks/{source}")
-    console.print(f"  health                 GET  {stack.api_url}/readyz")
-    console.print(f"  admin API              GET  {stack.api_url}/api/events")
-    console.print(f"  generated secrets      {(stack.data_dir / 'secrets.env').resolve()}")
-    console.print("  Ctrl-C stops everything.")
+    base = stack.api_url
+    secrets_file = (stack.data_dir / SECRETS_FILE).resolve()
+    lines = [f"[bold green]passsync is running[/bold green] (provider: {provider})"]
+    for name, source in settings.sources.items():
+        label = f"source {name}"
+        if source.kind == "standard":
+            lines.append(
+                f"  {label:<22} POST {base}/webhooks/{name} (events),"
+                f" POST {base}/scans/{name} (scans)"
+            )
+        else:
+            lines.append(f"  {label:<22} POST {base}/webhooks/{name} ({source.kind} webhooks)")
+    lines += [
+        f"  dashboard              {base}/dashboard  (`passsync dashboard` prints a login link)",
+        f"  API docs               {base}/docs",
+        f"  health                 {base}/readyz",
+        f"  secrets                {secrets_file}  (signing secrets, admin tokens; mode 0600)",
+        "  CLI                    other passsync commands in this directory use this stack",
+        "  Ctrl-C stops everything.",
+    ]
+    return lines
 
 
 @app.command()
@@ -133,15 +231,24 @@ def api(
     """The receiver and admin API (production process)."""
     import uvicorn
 
+    from worker.api.server import raise_open_files_limit, uvicorn_options
+    from worker.commands.problems import SetupError
+    from worker.stack import port_in_use
+
     settings = _settings()
     _logging(settings)
+    if port_in_use(_client_host(settings.api.host), settings.api.port):
+        raise SetupError(
+            f"port {settings.api.port} is already in use: stop what holds it or set "
+            "PASSSYNC_API__PORT to another"
+        )
     count = workers or settings.api.workers
-    common: dict[str, Any] = {
-        "host": settings.api.host,
-        "port": settings.api.port,
-        "log_level": settings.log_level.lower(),
-        "access_log": False,
-    }
+    if count > 1:
+        # Several processes behind one port: /metrics must add up all of them.
+        _multiprocess_metrics(settings, "api")
+    raise_open_files_limit()
+    # Connection limits and timeouts (issue 16, M1); logging stays ours (no log_level).
+    common: dict[str, Any] = uvicorn_options(settings.api)
     if count == 1:
         uvicorn.run(api_app(settings), **common)
     else:
@@ -150,26 +257,33 @@ def api(
         uvicorn.run("worker.cli:api_app", factory=True, workers=count, **common)
 
 
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+
+
 def api_app(settings: Settings | None = None) -> Any:
     """The production ASGI app: ledger database, Celery publishing, broker readiness."""
     from worker.api.app import create_app
-    from worker.brokers import make_ping
+    from worker.api.server import configure as configure_server
     from worker.db import Database
-    from worker.tasks.app import configure
+    from worker.tasks.app import broker_ping, configure, declare_amqp_topology, queue_depths
     from worker.tasks.jobs import dispatch_events
     from worker.tasks.scans import dispatch_scans
 
     if settings is None:  # a uvicorn worker process, started by import string
         settings = _settings()
         _logging(settings)
+    configure_server(settings.api)  # the header timeout, in this (worker) process too
     configure(settings)
+    declare_amqp_topology(settings.broker_url)
     database = Database(settings.database_url)
     return create_app(
         settings,
         database,
         enqueue=dispatch_events,
-        broker_ping=make_ping(settings.broker_url),
+        broker_ping=broker_ping(settings.broker_url),
         enqueue_scans=dispatch_scans,
+        broker_depth=lambda: queue_depths(settings.broker_url),
     )
 
 
@@ -179,14 +293,21 @@ def worker(
     queues: Annotated[
         str, typer.Option(help="Comma-separated queues: realtime, bulk (campaigns).")
     ] = "realtime,bulk",
+    name: Annotated[
+        str,
+        typer.Option(help="Node name (NAME@host): tells workers on one host apart for health."),
+    ] = "passsync",
 ) -> None:
     """A Celery worker (production process)."""
     from worker.commands.rules import check_templates_at_start
+    from worker.observability.server import serve_worker_metrics
     from worker.outbox.transport import check_destinations
     from worker.tasks.app import configure
 
     settings = _settings()
+    _multiprocess_metrics(settings, f"worker-{name}")
     _logging(settings)
+    serve_worker_metrics(settings.metrics)
     check_templates_at_start(settings)
     check_destinations(settings.outbound)  # bad secret: stop; unresolvable host: warn
     celery = configure(settings)
@@ -199,22 +320,33 @@ def worker(
             "--optimization=fair",
             "--without-gossip",
             "--without-mingle",
-            "--hostname=passsync@%h",
+            f"--hostname={name}@%h",
         ]
     )
 
 
 @app.command()
 def beat() -> None:
-    """The scheduler: the sweeper and, later, campaign starts (production process)."""
-    from worker.tasks.app import configure
+    """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
+    audit purge (production process; run exactly one)."""
+    from worker.tasks.app import configure, declare_amqp_topology
+    from worker.tasks.observe import HEARTBEAT_CONF_KEY
 
     settings = _settings()
     _logging(settings)
     celery = configure(settings)
+    declare_amqp_topology(settings.broker_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "celerybeat-schedule"
-    celery.start(["beat", f"--schedule={schedule}", f"--loglevel={settings.log_level}"])
+    celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))
+    celery.start(
+        [
+            "beat",
+            f"--schedule={schedule}",
+            "--scheduler=worker.tasks.observe:HeartbeatScheduler",
+            f"--loglevel={settings.log_level}",
+        ]
+    )
 
 
 @app.command()
@@ -222,7 +354,7 @@ def sandbox(
     port: Annotated[int | None, typer.Option(help="Port (default: sandbox.port).")] = None,
 ) -> None:
     """A local Passcreator-compatible server for trying passsync without an account."""
-    from worker.sandbox.server import serve
+    from worker.providers.passcreator.sandbox.server import serve
 
     settings = _settings()
     _logging(settings)
@@ -235,11 +367,25 @@ def sandbox(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the configured database to the latest schema (safe to repeat)."""
-    from worker.migrate import upgrade
+    from worker.db import make_engine
+    from worker.migrate import current_revisions, pending_count, revision_names, upgrade
 
     settings = _settings()
-    upgrade(settings.database_url)
-    console.print("database is at the latest revision")
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        before = current_revisions(engine)
+        upgrade(settings.database_url)
+        after = current_revisions(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        typer.echo(f"database already at the latest revision ({revision_names(after)})")
+    else:
+        applied = pending_count(before)
+        typer.echo(
+            f"database migrated from {revision_names(before)} to {revision_names(after)}"
+            f" ({applied} migration{'s' if applied != 1 else ''} applied)"
+        )
 
 
 @app.command()
@@ -264,10 +410,19 @@ def demo(
 
 
 def main() -> None:
+    """The console script: a setup problem is one line on stderr and exit 2, not a traceback."""
+    from worker.commands.problems import explain
+
     try:
         app()
     except ConfigError as exc:
         sys.stderr.write(f"passsync: {exc}\n")  # one line, never wrapped
+        sys.exit(2)
+    except Exception as exc:
+        line = explain(exc)
+        if line is None:
+            raise
+        sys.stderr.write(f"passsync: {' '.join(line.split())}\n")
         sys.exit(2)
 
 

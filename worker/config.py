@@ -29,6 +29,17 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from worker.inbound.sources.spec import (
+    AckSpec,
+    DecodeSpec,
+    FieldSpec,
+    MapSpec,
+    PingSpec,
+    RouteSpec,
+    SourceKind,
+    VerifySpec,
+)
+
 ENV_PREFIX = "PASSSYNC_"
 SECRET_KEYS = frozenset({"secret", "previous_secrets", "api_key"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -70,6 +81,18 @@ class ApiSettings(_Strict):
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
     signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     workers: int = Field(default=1, ge=1, le=64)
+    # Connections and requests in flight per process; past it uvicorn answers 503 at once.
+    limit_concurrency: int = Field(default=1000, ge=1)
+    # A connection must send its request's headers within this, or it is closed.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An idle kept-alive connection is closed after this.
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # Request line and headers at most (h11; httptools has its own fixed limit).
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    # Connections the kernel queues before uvicorn accepts them.
+    backlog: int = Field(default=2048, ge=1)
+    # Proxies whose X-Forwarded-For/-Proto are believed (comma separated, or "*").
+    forwarded_allow_ips: str = "127.0.0.1"
     ingest: IngestSettings = IngestSettings()
 
 
@@ -112,11 +135,40 @@ class ProvidersSettings(_Strict):
 
 
 class SourceSettings(_Strict):
-    """An inbound webhook source; its secret comes from PASSSYNC_SOURCES__<NAME>__SECRET."""
+    """An inbound webhook source; its secret comes from PASSSYNC_SOURCES__<NAME>__SECRET.
 
+    `kind` standard takes the canonical event signed with Standard Webhooks; the other kinds
+    take a sender's own webhooks (see README, "Sources"). Every adapter key below replaces
+    the kind's preset; `custom` starts from nothing (worker/inbound/sources/spec.py).
+    """
+
+    kind: SourceKind = "standard"
+    # The signing secret (a sender's client/endpoint/webhook secret, a URL token, or the
+    # Basic auth password), from the environment only.
     secret: SecretStr | None = None
     # Extra secrets still accepted during a key rotation, space separated.
     previous_secrets: SecretStr | None = None
+    # The URL exactly as configured at the sender (Square and HubSpot sign it); none: the
+    # URL as received, which differs behind a proxy or CDN.
+    public_url: str | None = None
+    # Values the source's expressions read as `config.<name>` (e.g. organization_id,
+    # pass_key).
+    params: dict[str, str] = {}
+    # Permit `verify: [{scheme: none}]` (tests and trusted networks only).
+    allow_unsigned: bool = False
+    verify: list[VerifySpec] | None = None
+    require: list[str] | None = None
+    ping: PingSpec | None = None
+    decode: DecodeSpec | None = None
+    split: str | None = None
+    max_items: int | None = Field(default=None, ge=1, le=10_000)
+    event_type: FieldSpec | None = None
+    delivery_id: FieldSpec | None = None
+    routes: list[RouteSpec] | None = None
+    scan_routes: list[RouteSpec] | None = None
+    map: MapSpec | None = None
+    target: Literal["events", "scans"] | None = None
+    ack: AckSpec | None = None
 
 
 class AdminToken(_Strict):
@@ -463,6 +515,34 @@ class SandboxSettings(SandboxBehaviour):
     store_path: Path | None = None
 
 
+class MetricsSettings(_Strict):
+    """Prometheus metrics (see README, "Operations")."""
+
+    # Off: nothing is counted and /metrics answers 404 (the benchmark's baseline).
+    enabled: bool = True
+    # Each `passsync worker` serves its pool's metrics on this port (0: none).
+    worker_port: int = Field(default=9108, ge=0, le=65535)
+    # Where forked processes keep their counters (multiprocess mode); default <data_dir>/metrics.
+    multiproc_dir: Path | None = None
+
+
+class LoggingSettings(_Strict):
+    """Log lines: `json` (one object a line, the images' default) or `console` (for people)."""
+
+    format: Literal["json", "console"] = "console"
+    # celery, kombu, httpx, uvicorn, ...: only their warnings unless lowered here.
+    third_party_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+
+class TracingSettings(_Strict):
+    """OpenTelemetry traces (needs the `otel` extra); off by default."""
+
+    enabled: bool = False
+    service_name: str = "passsync"
+    # OTLP/HTTP endpoint; none prints spans to the log instead (the console exporter).
+    otlp_endpoint: str | None = None
+
+
 class Settings(BaseSettings):
     """The one settings object; build it with load_settings() and pass it in."""
 
@@ -477,6 +557,9 @@ class Settings(BaseSettings):
     broker_url: str = "embedded"
     data_dir: Path = Path(".passsync")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     api: ApiSettings = ApiSettings()
     providers: ProvidersSettings = ProvidersSettings()
     sources: dict[str, SourceSettings] = {"crm": SourceSettings()}
@@ -500,6 +583,18 @@ class Settings(BaseSettings):
             if not NAME_RE.match(key):
                 raise ValueError(f"name {key!r} must match {NAME_RE.pattern}")
         return value
+
+    @model_validator(mode="after")
+    def _limiter_needs_redis(self) -> Settings:
+        # The shared limiter is a Redis script: an AMQP broker cannot hold its budget.
+        scheme = self.broker_url.split("://", 1)[0]
+        amqp = scheme in ("amqp", "amqps", "pyamqp")
+        if amqp and self.ratelimit.enabled and not self.ratelimit.redis_url:
+            raise ValueError(
+                "ratelimit.redis_url (PASSSYNC_RATELIMIT__REDIS_URL) is required with an "
+                "amqp:// broker: the shared rate limiter keeps its budget in Redis"
+            )
+        return self
 
     @property
     def embedded_broker(self) -> bool:

@@ -60,8 +60,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UnsupportedDatabaseError(ValueError):
+    """The database URL names a backend passsync does not run on."""
+
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for Postgres or SQLite; SQLite is set up for several processes at once."""
+    backend = url.split(":", 1)[0].split("+", 1)[0]
+    if backend not in SUPPORTED_BACKENDS:
+        raise UnsupportedDatabaseError(
+            f"unsupported database URL scheme {backend!r}: passsync runs on "
+            "sqlite:///PATH or postgresql+psycopg://..."
+        )
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})

@@ -24,6 +24,8 @@ from typing import IO
 import httpx
 
 from worker.brokers import EmbeddedRedis
+from worker.commands.attach import remove_run_file, write_run_file
+from worker.commands.problems import SetupError
 from worker.config import Settings
 from worker.migrate import upgrade
 
@@ -42,19 +44,44 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
-    """The embedded default's generated secrets, created on first use and reused after."""
-    path = data_dir / "secrets.env"
+SECRETS_FILE = "secrets.env"
+
+
+def read_secrets(data_dir: Path) -> dict[str, str]:
+    """The generated secrets kept in `<data_dir>/secrets.env` (empty when there are none)."""
+    path = data_dir / SECRETS_FILE
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             if "=" in line and not line.startswith("#"):
                 key, value = line.split("=", 1)
                 values[key] = value
+    return values
+
+
+def _webhook_secret() -> str:
+    return "whsec_" + b64encode(secrets.token_bytes(32)).decode()
+
+
+def wanted_secrets(settings: Settings) -> dict[str, str]:
+    """A fresh value for every secret the embedded stack needs: each standard source's signing
+    secret, each admin token's and the provider callbacks' token."""
     wanted = {
-        "PASSSYNC_SOURCES__CRM__SECRET": "whsec_" + b64encode(secrets.token_bytes(32)).decode(),
-        "PASSSYNC_ADMIN_TOKENS__OPS__SECRET": secrets.token_urlsafe(32),
+        f"PASSSYNC_SOURCES__{name.upper()}__SECRET": _webhook_secret()
+        for name, source in settings.sources.items()
+        if source.kind == "standard"  # a vendor's secret comes from the vendor's console
     }
+    for name in settings.admin_tokens or ["ops"]:
+        wanted[f"PASSSYNC_ADMIN_TOKENS__{name.upper()}__SECRET"] = secrets.token_urlsafe(32)
+    wanted["PASSSYNC_CALLBACKS__SECRET"] = secrets.token_urlsafe(32)
+    return wanted
+
+
+def load_or_create_secrets(data_dir: Path, settings: Settings) -> dict[str, str]:
+    """The embedded default's generated secrets, created on first use and reused after."""
+    path = data_dir / SECRETS_FILE
+    values = read_secrets(data_dir)
+    wanted = wanted_secrets(settings)
     if any(key not in values for key in wanted):
         for key, value in wanted.items():
             values.setdefault(key, value)
@@ -83,6 +110,10 @@ class Stack:
     worker_concurrency: int = 2
     sandbox_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # `passsync run` leaves <data_dir>/run.json so that other commands find it (the demo not).
+    write_run_file: bool = False
+    # `passsync run` keeps the sandbox's passes in <data_dir>/sandbox.db (the demo in memory).
+    persist_sandbox: bool = False
     env: dict[str, str] = field(default_factory=dict)
     redis: EmbeddedRedis | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -103,15 +134,17 @@ class Stack:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if port_in_use(self._client_host(), self.api_port):
-            raise RuntimeError(
-                f"port {self.api_port} is already in use; set PASSSYNC_API__PORT to another"
+            raise SetupError(
+                f"port {self.api_port} is already in use (another passsync?): stop it or set "
+                "PASSSYNC_API__PORT to another"
             )
         self.env = self._child_env()
         upgrade(self.env["PASSSYNC_DATABASE_URL"])
         if self.use_sandbox:
             if port_in_use("127.0.0.1", self.sandbox_port):
-                raise RuntimeError(
-                    f"port {self.sandbox_port} is already in use; set PASSSYNC_SANDBOX__PORT"
+                raise SetupError(
+                    f"port {self.sandbox_port} is already in use: stop what holds it or set "
+                    "PASSSYNC_SANDBOX__PORT to another (0: any free port)"
                 )
             self._spawn("sandbox", ["sandbox", "--port", str(self.sandbox_port)])
             self._wait_http(self.sandbox_url + "/_sandbox/stats", "sandbox")
@@ -119,10 +152,12 @@ class Stack:
         self._spawn("worker", ["worker", "--concurrency", str(self.worker_concurrency)])
         self._spawn("beat", ["beat"])
         self._wait_http(self.api_url + "/healthz", "api")
+        if self.write_run_file:
+            write_run_file(self.data_dir, self.env)
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ) | self.extra_env
-        for key, value in load_or_create_secrets(self.data_dir).items():
+        for key, value in load_or_create_secrets(self.data_dir, self.settings).items():
             env.setdefault(key, value)
         if self.settings.embedded_broker:
             self.redis = EmbeddedRedis(self.data_dir / "redis")
@@ -135,6 +170,10 @@ class Stack:
         if self.use_sandbox:
             self.sandbox_port = self.sandbox_port or free_port()
             env["PASSSYNC_SANDBOX__PORT"] = str(self.sandbox_port)
+            if self.persist_sandbox:
+                # The sandbox keeps its passes beside the database: a restart finds them again.
+                store = str((self.data_dir / "sandbox.db").resolve())
+                env.setdefault("PASSSYNC_SANDBOX__STORE_PATH", store)
             env["PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL"] = self.sandbox_url
             env["PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY"] = (
                 self.settings.sandbox.api_key.get_secret_value()
@@ -185,6 +224,8 @@ class Stack:
         SIGTERM goes to each child alone, not its group: Celery's pool processes die on a
         SIGTERM of their own, while their parent waits for the running tasks to finish.
         """
+        if self.write_run_file:
+            remove_run_file(self.data_dir)
         for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)

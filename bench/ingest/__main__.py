@@ -4,7 +4,9 @@ Starts, side by side, the real receiver (`passsync api`, production settings, Po
 Redis on this machine, signature checks, ledger commit, enqueue) and a bare FastAPI endpoint
 of the same shape (`bench/ingest/bare.py`: parse and validate, answer 202, store nothing),
 each with the same uvicorn, and drives both from a separate load-generator process
-(`bench/ingest/loadgen.py`) with signed events: single events and batched bodies of 100.
+(`bench/ingest/loadgen.py`) with signed events: single events and batched bodies of 100, and
+in the same receiver process Shopify-signed `customers/update` webhooks to a `kind: shopify`
+source (row `shopify`, its ratio taken to the standard receiver's single events).
 
 For each it reports accepted events per second at saturation, p50/p99 latency at
 saturation and at half of it, CPU seconds per 1,000 events (server processes, and the
@@ -46,6 +48,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + base64.b64encode(b"bench-ingest-secret-0123456789ab").decode()
 DB_NAME = "passsync_bench_ingest"
 SHAPES = {"single": (1, 64), "batch100": (100, 16)}  # body shape: (events per body, connections)
+# A Shopify-signed customers/update, single events, against a `kind: shopify` source of the
+# same receiver process (compared with the standard single-event row of the same run).
+SHOPIFY_SECRET = "shpss_bench-ingest-client-secret"  # noqa: S105 - a benchmark's own
+SHOPIFY_SHAPE = "shopify"
 
 
 @dataclass
@@ -127,7 +133,9 @@ def loadgen(
     tag: str,
     rate: float | None = None,
     ids_file: Path | None = None,
+    sender: str = "standard",
 ) -> dict[str, Any]:
+    shopify = sender == "shopify"
     cmd = [
         sys.executable,
         "-m",
@@ -135,7 +143,11 @@ def loadgen(
         "--port",
         str(port),
         "--secret",
-        SECRET,
+        SHOPIFY_SECRET if shopify else SECRET,
+        "--path",
+        "/webhooks/shop" if shopify else "/webhooks/crm",
+        "--sender",
+        sender,
         "--batch",
         str(batch),
         "--connections",
@@ -164,7 +176,8 @@ def measure(
     ids_dir: Path | None,
     run_id: str,
 ) -> Measurement:
-    batch, connections = SHAPES[shape]
+    sender = "shopify" if shape == SHOPIFY_SHAPE else "standard"
+    batch, connections = SHAPES.get(shape, (1, 64))
     tag = f"{run_id}-{target}-{workers}-{shape}"
     cpu0, db0 = tree_cpu(proc), postgres_cpu()
     sat = loadgen(
@@ -174,6 +187,7 @@ def measure(
         duration=duration,
         tag=tag + "s",
         ids_file=ids_dir / f"{tag}s.ids" if ids_dir else None,
+        sender=sender,
     )
     cpu1, db1 = tree_cpu(proc), postgres_cpu()
     events = max(1, sat["events_accepted"])
@@ -186,9 +200,11 @@ def measure(
         tag=tag + "h",
         rate=half_rate,
         ids_file=ids_dir / f"{tag}h.ids" if ids_dir else None,
+        sender=sender,
     )
-    non_202 = sum(n for code, n in {**sat["statuses"]}.items() if code != "202")
-    non_202 += sum(n for code, n in half["statuses"].items() if code != "202")
+    ok = ("200", "202")
+    non_202 = sum(n for code, n in {**sat["statuses"]}.items() if code not in ok)
+    non_202 += sum(n for code, n in half["statuses"].items() if code not in ok)
     return Measurement(
         target=target,
         workers=workers,
@@ -211,6 +227,8 @@ def receiver_env(db_url: str, broker: str, port: int, workers: int) -> dict[str,
             "PASSSYNC_DATABASE_URL": db_url,
             "PASSSYNC_BROKER_URL": broker,
             "PASSSYNC_SOURCES__CRM__SECRET": SECRET,
+            "PASSSYNC_SOURCES__SHOP__KIND": "shopify",
+            "PASSSYNC_SOURCES__SHOP__SECRET": SHOPIFY_SECRET,
             "PASSSYNC_API__PORT": str(port),
             "PASSSYNC_API__WORKERS": str(workers),
             "PASSSYNC_LOG_LEVEL": "WARNING",
@@ -286,16 +304,22 @@ def soak(db_url: str, broker: str, seconds: float, workdir: Path) -> dict[str, A
 def table(rows: list[Measurement]) -> str:
     lines = [
         "| workers | body | endpoint | events/s | p50 / p99 ms at saturation | "
-        "p50 / p99 ms at half | CPU s / 1k events | receiver / bare |",
+        "p50 / p99 ms at half | CPU s / 1k events | receiver / bare (shopify: / standard) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     bare = {(m.workers, m.shape): m.events_per_second for m in rows if m.target == "bare"}
+    standard = {
+        m.workers: m.events_per_second
+        for m in rows
+        if m.shape == "single" and m.target == "receiver"
+    }
     for m in rows:
-        ratio = (
-            f"{m.events_per_second / bare[(m.workers, m.shape)]:.2f}"
-            if m.target == "receiver" and bare.get((m.workers, m.shape))
-            else ""
+        # The Shopify row's ratio is to the standard receiver's single events, same run.
+        base = (
+            standard.get(m.workers) if m.shape == SHOPIFY_SHAPE else bare.get((m.workers, m.shape))
         )
+        base = base if m.target == "receiver" or m.shape == SHOPIFY_SHAPE else None
+        ratio = f"{m.events_per_second / base:.2f}" if base else ""
         cpu = f"{m.cpu_s_per_1000:.3f}"
         if m.db_cpu_s_per_1000 is not None:
             cpu += f" (+ db {m.db_cpu_s_per_1000:.3f})"
@@ -367,7 +391,21 @@ def main(argv: list[str] | None = None) -> int:
                             run_id=run_id,
                         )
                     )
-                print(table(rows[-2:]).splitlines()[-1], flush=True)
+                    if shape == "single":  # the same process: a Shopify source's events
+                        rows.append(
+                            measure(
+                                "receiver",
+                                workers,
+                                SHOPIFY_SHAPE,
+                                proc,
+                                port=recv_port,
+                                duration=args.duration,
+                                ids_dir=ids_dir,
+                                run_id=run_id,
+                            )
+                        )
+                for line in table(rows[-3 if shape == "single" else -2 :]).splitlines()[3:]:
+                    print(line, flush=True)
         answered, missing = check_ledger(db_url, ids_dir)
         soak_result = (
             soak(db_url, broker, args.soak_seconds, workdir) if args.soak_seconds else None

@@ -41,12 +41,21 @@ class Tally:
 
 
 class Requests:
-    """Builds signed request bytes for unique events; one body shape per run."""
+    """Builds signed request bytes for unique events; one body shape per run.
 
-    def __init__(self, host: str, path: str, secret: str, batch: int, tag: str) -> None:
+    `sender` standard: canonical events with Standard Webhooks headers. `shopify`: a Shopify
+    `customers/update` as Shopify sends it (the REST customer resource, base64 HMAC-SHA256 of
+    the raw body in X-Shopify-Hmac-Sha256 with the secret as is, a unique X-Shopify-Event-Id).
+    """
+
+    def __init__(  # noqa: PLR0917 - the command line's options, in order
+        self, host: str, path: str, secret: str, batch: int, tag: str, sender: str = "standard"
+    ) -> None:
         self.host = host
         self.path = path
-        self.key = base64.b64decode(secret.removeprefix("whsec_"))
+        self.sender = sender
+        self.secret = secret
+        self.key = base64.b64decode(secret.removeprefix("whsec_")) if sender == "standard" else b""
         self.batch = batch
         self.tag = tag
         self.seq = 0
@@ -61,7 +70,32 @@ class Requests:
             f'"first_name":"Ada","attributes":{{"tier":"gold","points":120}}}}}}'
         )
 
+    def _shopify(self) -> tuple[bytes, list[str]]:
+        self.seq += 1
+        event_id = f"{self.tag}-{self.seq}"
+        customer = 100000000000000000 + self.seq % 5000
+        raw = (
+            f'{{"id":{customer},"email":"c{customer}@example.test","created_at":"{self.occurred}",'
+            f'"updated_at":"{self.occurred}","first_name":"Ada","last_name":"Lovelace",'
+            f'"orders_count":3,"state":"enabled","total_spent":"120.00","phone":null,'
+            f'"tags":"gold","admin_graphql_api_id":"gid://shopify/Customer/{customer}"}}'
+        ).encode()
+        mac = hmac.new(self.secret.encode(), raw, hashlib.sha256).digest()
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n"
+            f"X-Shopify-Topic: customers/update\r\n"
+            f"X-Shopify-Hmac-Sha256: {base64.b64encode(mac).decode()}\r\n"
+            f"X-Shopify-Shop-Domain: bench.myshopify.com\r\nX-Shopify-API-Version: 2025-10\r\n"
+            f"X-Shopify-Webhook-Id: wh-{event_id}\r\nX-Shopify-Event-Id: {event_id}\r\n"
+            f"X-Shopify-Triggered-At: {self.occurred}\r\n\r\n"
+        )
+        # The ledger keys a Shopify event as "<event id>:<topic>".
+        return head.encode() + raw, [f"{event_id}:customers/update"]
+
     def next(self) -> tuple[bytes, list[str]]:
+        if self.sender == "shopify":
+            return self._shopify()
         ids = []
         for _ in range(self.batch):
             self.seq += 1
@@ -112,7 +146,7 @@ async def _exchange(
     tally.latencies.append(time.perf_counter() - started)
     tally.requests += 1
     tally.statuses[status] = tally.statuses.get(status, 0) + 1
-    if status == 202:
+    if 200 <= status < 300:  # 202 from the standard receiver, 200 for a sender's format
         accepted = json.loads(body).get("accepted", len(ids))
         tally.events_accepted += accepted
         if keep_ids:
@@ -205,9 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--tag", default="ev")
+    parser.add_argument("--sender", choices=["standard", "shopify"], default="standard")
     parser.add_argument("--ids-file", default=None)
     args = parser.parse_args(argv)
-    requests = Requests(f"{args.host}:{args.port}", args.path, args.secret, args.batch, args.tag)
+    requests = Requests(
+        f"{args.host}:{args.port}", args.path, args.secret, args.batch, args.tag, args.sender
+    )
     tally = Tally()
     keep = args.ids_file is not None
     run = saturate if args.mode == "saturate" else fixed_rate

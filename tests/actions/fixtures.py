@@ -17,8 +17,8 @@ from worker.audit import AuditEntry
 from worker.config import SandboxSettings
 from worker.db import Database
 from worker.migrate import upgrade
-from worker.sandbox.server import SandboxHandle, running_sandbox
-from worker.sandbox.store import template_id_for
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.store import template_id_for
 
 SANDBOX_KEY = "sandbox-actions-key-91c2"
 LOYALTY = template_id_for("Loyalty Card")

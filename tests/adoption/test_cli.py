@@ -11,6 +11,8 @@ from tests.adoption.scenario import EXPECTED, seed
 from worker.cli import app
 from worker.db import Database
 
+pytestmark = pytest.mark.usefixtures("cli_admin_token")
+
 
 @pytest.fixture
 def seeded(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
@@ -34,20 +36,20 @@ def test_csv_and_filters(seeded: Database) -> None:
     result = CliRunner().invoke(app, ["adoption", "--csv", "--pass-key", "loyalty"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
-        "step,count,rate",
-        "known,4,",
-        "issued,3,0.75",
-        "downloaded,3,1.0",
-        "installed,2,0.6667",
-        "used,2,0.6667",
-        "removed,1,0.3333",
+        "step,passes,rate,rate_of",
+        "known,3,,",
+        "issued,3,1.0,known",
+        "downloaded,3,1.0,issued",
+        "installed,2,0.6667,downloaded",
+        "used,2,0.6667,issued",
+        "removed,1,0.3333,downloaded",
     ]
 
 
 def test_the_table_and_a_bad_date(seeded: Database) -> None:
     table = CliRunner().invoke(app, ["adoption"])
     bad = CliRunner().invoke(app, ["adoption", "--since", "yesterday"])
-    assert table.exit_code == 0 and "downloaded" in table.output and "75%" in table.output
+    assert table.exit_code == 0 and "downloaded" in table.output and "75% of issued" in table.output
     assert "median time to install: 30.0 min" in table.output
     assert bad.exit_code == 2
 

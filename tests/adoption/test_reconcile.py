@@ -14,7 +14,7 @@ from worker.adoption.reconcile import ReconcileResult, parse_user_provided_id
 from worker.config import PasscreatorSettings, SandboxSettings, Settings
 from worker.db import Database
 from worker.providers.passcreator.client import PasscreatorClient
-from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.sync.models import PassMapping
 from worker.tasks.reconcile import PasscreatorCatalog, run_once
 

@@ -18,7 +18,7 @@ from worker.config import PasscreatorSettings, SandboxSettings, Settings
 from worker.db import Database
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.models import WebhookSubscribe
-from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 
 KEY = "adoption-sandbox-key"
 EVENTS = ["pass_created", "pushnotification_registered", "pushnotification_unregistered"]

@@ -104,3 +104,33 @@ def test_invalid_parameters_are_422(
     client: TestClient, db: Database, params: dict[str, str | int]
 ) -> None:
     assert client.get("/api/audit", params=params, headers=READ).status_code == 422
+
+
+def test_stats_per_account_and_action(client: TestClient, db: Database) -> None:
+    now = datetime.now(UTC)
+    seed(
+        db,
+        [
+            entry(at=now, provider="a", duration_ms=10.0),
+            entry(at=now, provider="a", duration_ms=30.0, outcome="timeout", status=None),
+            entry(at=now - timedelta(days=2), provider="a"),
+        ],
+    )
+    assert client.get("/api/audit/stats").status_code == 401
+    response = client.get("/api/audit/stats", params={"since": "1h"}, headers=READ)
+    assert response.status_code == 200, response.text
+    assert response.json()["actions"] == [
+        {
+            "account": "a",
+            "action": "update_pass",
+            "calls": 2,
+            "success_rate": 0.5,
+            "errors": {"timeout": 1},
+            "p50_ms": 20.0,
+            "p99_ms": 29.8,
+        }
+    ]
+    other = client.get("/api/audit/stats", params={"account": "b"}, headers=READ)
+    assert other.json()["actions"] == []
+    bad = client.get("/api/audit/stats", params={"since": "soon"}, headers=READ)
+    assert bad.status_code == 422

@@ -83,3 +83,23 @@ def test_readyz_treats_a_hanging_check_as_failed(
         release.set()
     # Then the probe answers in time, naming the broker
     assert checks(response) == {"database": "ok", "broker": "unavailable", "ingest": "ok"}
+
+
+def test_readyz_on_an_unmigrated_database_says_to_migrate(
+    settings: Settings, enqueue: RecordingEnqueue, broker: BrokerPing, tmp_path: Any
+) -> None:
+    # Given a database that answers but was never migrated
+    empty = Database(f"sqlite:///{tmp_path / 'empty.db'}", pool_size=1)
+    try:
+        with TestClient(create_app(settings, empty, enqueue, broker)) as client:
+            # When readiness is probed
+            response = client.get("/readyz")
+    finally:
+        empty.dispose()
+    # Then it is not ready, and says what to do
+    assert response.status_code == 503
+    assert checks(response) == {
+        "database": "database not migrated: run passsync db upgrade",
+        "broker": "ok",
+        "ingest": "ok",
+    }

@@ -12,6 +12,8 @@ from tests.audit.helpers import audit_rows, entry, seed
 from worker.cli import app
 from worker.db import Database, utcnow
 
+pytestmark = pytest.mark.usefixtures("cli_admin_token")
+
 
 @pytest.fixture
 def cli_db(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:

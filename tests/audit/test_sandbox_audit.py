@@ -14,7 +14,7 @@ from tests.sync.ledger_rows import store
 from worker.config import SandboxSettings
 from worker.db import Database
 from worker.inbound.schema import CanonicalEvent
-from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.tasks.jobs import process_event
 from worker.tasks.runtime import get_runtime, reset_runtime
 

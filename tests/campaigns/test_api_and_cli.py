@@ -124,6 +124,12 @@ def test_cli_needs_a_token_then_creates_from_a_file_and_reports_bad_lines(
     read_only = runner.invoke(cli_app, ["campaign", "create", str(csv_file)])
     # Then nothing is created
     assert refused.exit_code == 2 and "PASSSYNC_TOKEN" in refused.output
+    monkeypatch.setenv("PASSSYNC_TOKEN", "not-a-token")
+    wrong = runner.invoke(cli_app, ["campaign", "create", str(csv_file)])
+    assert wrong.exit_code == 2
+    assert (
+        wrong.stderr == "passsync: wrong token: PASSSYNC_TOKEN matches none of the admin tokens\n"
+    )
     assert read_only.exit_code == 2 and "lacks the write scope" in read_only.output
     with db.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Campaign)) == 0
@@ -136,3 +142,42 @@ def test_cli_needs_a_token_then_creates_from_a_file_and_reports_bad_lines(
     status = runner.invoke(cli_app, ["campaign", "status", "1", "--json"])
     assert '"status": "running"' in status.output and '"remaining": 2' in status.output
     assert runner.invoke(cli_app, ["campaign", "pause", "1"]).output.strip() == "campaign 1: paused"
+
+
+def test_cli_refuses_an_empty_file_and_a_draft_says_how_to_start(
+    settings: Settings, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a write token and two files: an empty one and a good one
+    monkeypatch.setenv("PASSSYNC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SECRET", WRITE)
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SCOPES", '["read", "write"]')
+    monkeypatch.setenv("PASSSYNC_TOKEN", WRITE)
+    empty, header_only, good = (tmp_path / n for n in ("e.csv", "h.csv", "g.csv"))
+    empty.write_text("")
+    header_only.write_text("customer_id,tier\n")
+    good.write_text("customer_id,tier\nc1,gold\n")
+    runner = CliRunner()
+    # When the empty files are given
+    for path, why in ((empty, "the file is empty"), (header_only, "no recipients in the file")):
+        refused = runner.invoke(cli_app, ["campaign", "create", str(path)])
+        # Then nothing is created, and the one line says why
+        assert refused.exit_code == 2
+        assert refused.stderr == f"{path}: {why}; no campaign created\n"
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+    # When the good file is given without --start
+    made = runner.invoke(cli_app, ["campaign", "create", str(good)])
+    # Then it says the campaign is a draft until started
+    assert made.stdout.splitlines() == [
+        "campaign 1: 1 recipients, 0 errors",
+        "it is a draft: nothing is sent until `passsync campaign start 1`",
+    ]
+    # And the report is a table, with no Python dicts or (None/s); reading needs no token
+    monkeypatch.delenv("PASSSYNC_TOKEN")
+    report = runner.invoke(cli_app, ["campaign", "report", "1"])
+    assert report.exit_code == 0, report.output
+    assert "{" not in report.stdout and "None" not in report.stdout
+    assert "│ status" in report.stdout and "draft" in report.stdout
+    rows = [" ".join(line.strip("│ ").split()) for line in report.stdout.splitlines()]
+    assert "status │ draft" in rows and "time │ not started" in rows
+    assert "pending │ 1" in rows and "recipients │ 1" in rows

@@ -30,7 +30,7 @@ from worker.campaigns.service import CampaignSpec, create_campaign, progress, st
 from worker.config import SandboxSettings, Settings, load_settings
 from worker.db import Base, Database
 from worker.inbound.models import InboundEvent
-from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.sync.rules import compile_rules
 from worker.tasks.app import configure
 from worker.tasks.jobs import enqueue_events

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from worker.campaigns.importer import Row, RowError, import_rows, read_csv, read_items, read_jsonl
+from worker.campaigns.importer import (
+    FileError,
+    Row,
+    RowError,
+    import_rows,
+    read_csv,
+    read_items,
+    read_jsonl,
+)
 from worker.campaigns.models import Campaign, CampaignRecipient
 from worker.campaigns.service import import_errors
 from worker.db import Database
@@ -65,7 +73,41 @@ def test_a_malformed_csv_row_is_reported_with_its_line_and_the_rest_is_imported(
 
 def test_a_csv_without_a_customer_id_column_is_refused_as_a_whole() -> None:
     assert list(read_csv(io.StringIO("email\na@b.c\n"))) == [
-        RowError(1, "the header has no customer_id column")
+        FileError(1, "the header has no customer_id column")
+    ]
+
+
+def test_an_empty_csv_is_a_file_error() -> None:
+    assert list(read_csv(io.StringIO(""))) == [FileError(1, "the file is empty")]
+
+
+def test_an_unterminated_quote_is_reported_where_it_opened_and_later_lines_are_kept() -> None:
+    # Given a quote on line 6 that never closes, and good rows after it
+    text = "customer_id,email\n" + "".join(f"c{n},c{n}@example.com\n" for n in range(2, 6))
+    text += 'c6,"c6@example.com\nc7,c7@example.com\nc8,c8@example.com\n'
+    # When it is read
+    rows = list(read_csv(io.StringIO(text)))
+    # Then line 6 is the error, and lines 7 and 8 are rows of their own
+    assert [r for r in rows if isinstance(r, RowError)] == [
+        RowError(6, "unterminated quoted field: the quote opened on this line never closes")
+    ]
+    assert [(r.line, r.customer["id"]) for r in rows if isinstance(r, Row)] == [
+        (2, "c2"),
+        (3, "c3"),
+        (4, "c4"),
+        (5, "c5"),
+        (7, "c7"),
+        (8, "c8"),
+    ]
+
+
+def test_a_quoted_field_over_two_lines_is_one_row_at_its_first_line() -> None:
+    text = 'customer_id,note\nc1,"two\nlines"\nc2,"x"y\nc3,z\n'
+    rows = list(read_csv(io.StringIO(text)))
+    assert rows == [
+        Row(2, {"id": "c1", "attributes": {"note": "two\nlines"}}, {}),
+        RowError(4, "unreadable CSV: ',' expected after '\"'"),
+        Row(5, {"id": "c3", "attributes": {"note": "z"}}, {}),
     ]
 
 

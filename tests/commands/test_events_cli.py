@@ -19,6 +19,8 @@ from worker.config import Settings
 from worker.db import Database
 from worker.inbound.models import InboundEvent
 
+pytestmark = pytest.mark.usefixtures("cli_admin_token")
+
 
 @pytest.fixture
 def published(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:

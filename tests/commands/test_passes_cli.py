@@ -17,6 +17,8 @@ from tests.actions.fixtures import (
 from worker.audit import Actor
 from worker.cli import app
 
+pytestmark = pytest.mark.usefixtures("cli_admin_token")
+
 USER = f"cli:{Actor.cli().id}"
 PASS_KEYS = {
     "pass_id",
@@ -139,10 +141,21 @@ def test_void_and_unvoid(provider: Provider) -> None:
     assert [entry[0] for entry in provider.audit()[1:]] == ["void_pass", "unvoid_pass"]
 
 
-def test_delete_asks_first_and_a_no_sends_nothing(provider: Provider) -> None:
+def test_delete_asks_first_and_a_no_sends_nothing(
+    provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # given
     pass_id = create("u1")["pass_id"]
-    # when: the person answers no
+    # when: no terminal to ask on
+    headless = run("passes", "delete", pass_id, stdin="")
+    # then: one line, exit 2, nothing sent
+    assert headless.exit_code == 2
+    assert headless.stderr == (
+        f"passsync: Delete pass {pass_id}: asks for confirmation and there is no terminal:"
+        " add --yes\n"
+    )
+    # when: the person answers no at a terminal
+    monkeypatch.setattr("worker.commands.actions_cli._has_terminal", lambda: True)
     refused = run("passes", "delete", pass_id, stdin="n\n")
     # then
     assert refused.exit_code == 1

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from tests.actions.fixtures import LOYALTY, Provider
 from worker.audit import Actor
 from worker.cli import app
+
+pytestmark = pytest.mark.usefixtures("cli_admin_token")
 
 USER = f"cli:{Actor.cli().id}"
 

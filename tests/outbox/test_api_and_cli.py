@@ -14,6 +14,8 @@ from tests.outbox.receiver import Receiver
 from worker.cli import app
 from worker.outbox.models import OutboxDelivery
 
+pytestmark = pytest.mark.usefixtures("cli_admin_token")
+
 
 @pytest.fixture
 def delivered(system: System, receiver: Receiver) -> System:

@@ -13,10 +13,10 @@ from worker.config import PasscreatorSettings, RateLimitSettings, SandboxSetting
 from worker.providers.errors import RateLimitedError
 from worker.providers.memory import MemoryProvider
 from worker.providers.passcreator.client import PasscreatorClient
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.ratelimit.lanes import current_lane, in_lane
 from worker.ratelimit.limiter import LimiterBusyError, SharedLimiter
 from worker.ratelimit.provider import LimitedProvider, build_limiter, limited
-from worker.sandbox.server import SandboxHandle, running_sandbox
 
 KEY = "rl-sandbox-key"
 

@@ -14,7 +14,7 @@ from tests.scans.conftest import post_scans, scan
 from worker.config import PasscreatorSettings, SandboxSettings, Settings
 from worker.db import Database, utcnow
 from worker.providers.passcreator.client import PasscreatorClient
-from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.scans.ledger import pending_scan_ids
 from worker.scans.usage import UsageContext, process_scan
 from worker.sync.models import PassMapping, PassStatus

@@ -15,7 +15,7 @@ from worker.inbound.models import InboundEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.providers.errors import TransientError
 from worker.providers.passcreator.client import PasscreatorClient
-from worker.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.sync.engine import Outcome, SyncContext, process_event
 from worker.sync.models import PassMapping
 from worker.sync.templates import TemplateResolver

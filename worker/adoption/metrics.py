@@ -1,9 +1,10 @@
 """The adoption funnel: known -> issued -> downloaded -> installed -> used -> removed.
 
-Wallet apps do not report opens, so the steps are what can be known: a pass issued (a
-provider pass id in the mapping), downloaded (saved on a device at least once: a provider
-registration callback), installed (on a device now), used (a valid scan), removed (on no
-device any more after having been on one).
+Every step counts passes (one unit throughout). Wallet apps do not report opens, so the
+steps are what can be known: a pass known (a rule gave a customer a pass: a mapping row),
+issued (the provider created it: a provider pass id in the mapping), downloaded (saved on a
+device at least once: a provider registration callback), installed (on a device now), used
+(a valid scan), removed (on no device any more after having been on one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from worker.adoption.models import PassAdoption
 from worker.campaigns.models import Campaign, CampaignRecipient, RecipientState
-from worker.inbound.models import InboundEvent
 from worker.scans.models import PassUsage, Scan, ScanStatus
 from worker.sync.models import PassMapping
 
@@ -44,8 +44,12 @@ class Filters:
     until: date | None = None
 
 
+UNIT = "passes"
+
+
 @dataclass(frozen=True)
 class _Pass:
+    issued: bool
     issued_at: datetime
     platform: str | None
     active_devices: int
@@ -74,8 +78,15 @@ class Funnel:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "unit": UNIT,
             "steps": [
-                {"step": s, "count": self.counts[s], "rate": self.rates.get(s)} for s in STEPS
+                {
+                    "step": s,
+                    "count": self.counts[s],
+                    "rate": self.rates.get(s),
+                    "rate_of": RATE_BASE.get(s),
+                }
+                for s in STEPS
             ],
             "time_to_install_seconds": self.time_to_install_seconds,
             "platforms": self.platforms,
@@ -85,9 +96,10 @@ class Funnel:
 
 def adoption_funnel(session: Session, provider: str, filters: Filters) -> Funnel:
     """The funnel over the passes the filters select, with its daily series."""
-    passes = _passes(session, provider, filters)
+    known = _passes(session, provider, filters)
+    passes = [p for p in known if p.issued]
     counts = {
-        "known": _known_customers(session, filters),
+        "known": len(known),
         "issued": len(passes),
         "downloaded": sum(p.downloaded for p in passes),
         "installed": sum(p.active_devices > 0 for p in passes),
@@ -108,6 +120,7 @@ def adoption_funnel(session: Session, provider: str, filters: Filters) -> Funnel
 def _passes(session: Session, provider: str, filters: Filters) -> list[_Pass]:
     query: Any = (
         select(
+            PassMapping.provider_pass_id.is_not(None),
             PassMapping.created_at,
             PassAdoption.platform,
             PassAdoption.active_devices,
@@ -120,19 +133,20 @@ def _passes(session: Session, provider: str, filters: Filters) -> list[_Pass]:
         )
         .outerjoin(PassAdoption, PassAdoption.provider_pass_id == PassMapping.provider_pass_id)
         .outerjoin(PassUsage, PassUsage.mapping_id == PassMapping.id)
-        .where(PassMapping.provider == provider, PassMapping.provider_pass_id.is_not(None))
+        .where(PassMapping.provider == provider)
     )
     query = _filtered(query, filters)
     return [
         _Pass(
-            issued_at=row[0],
-            platform=row[1],
-            active_devices=row[2] or 0,
-            installs=row[3] or 0,
-            removals=row[4] or 0,
-            first_installed_at=row[5],
-            removed_at=row[6],
-            used_at=_earliest(row[7], row[8]),
+            issued=bool(row[0]),
+            issued_at=row[1],
+            platform=row[2],
+            active_devices=row[3] or 0,
+            installs=row[4] or 0,
+            removals=row[5] or 0,
+            first_installed_at=row[6],
+            removed_at=row[7],
+            used_at=_earliest(row[8], row[9]),
         )
         for row in session.execute(query)
     ]
@@ -165,17 +179,6 @@ def _campaign_customers(campaign: int) -> Select[Any]:
 
 def _start(day: date, plus_days: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=plus_days)
-
-
-def _known_customers(session: Session, filters: Filters) -> int:
-    """Customers passsync has heard of (events, passes); a campaign's recipients for it."""
-    if filters.campaign is not None:
-        query = select(func.count(func.distinct(CampaignRecipient.customer_id))).where(
-            CampaignRecipient.campaign_id == filters.campaign
-        )
-        return session.scalar(query) or 0
-    ids = select(InboundEvent.customer_id).union(select(PassMapping.customer_id)).subquery()
-    return session.scalar(select(func.count()).select_from(ids)) or 0
 
 
 def _earliest(*values: datetime | None) -> datetime | None:
@@ -214,12 +217,23 @@ def _days(passes: list[_Pass]) -> list[dict[str, Any]]:
     return [{"day": day, **{s: series[day][s] for s in steps}} for day in sorted(series)]
 
 
-def top_locations(session: Session, limit: int = 10) -> list[tuple[str, int]]:
-    """Locations by valid scans, most first."""
+def top_locations(
+    session: Session, provider: str, filters: Filters | None = None, limit: int = 10
+) -> list[tuple[str, int]]:
+    """Locations by valid scans of the passes the filters select, most first."""
     count = func.count(Scan.id)
-    query = (
+    query: Any = (
         select(Scan.location, count)
-        .where(Scan.status == ScanStatus.ACCEPTED, Scan.location.is_not(None))
+        .join(PassMapping, PassMapping.id == Scan.mapping_id)
+        .outerjoin(PassAdoption, PassAdoption.provider_pass_id == PassMapping.provider_pass_id)
+        .where(
+            Scan.status == ScanStatus.ACCEPTED,
+            Scan.location.is_not(None),
+            PassMapping.provider == provider,
+        )
+    )
+    query = (
+        _filtered(query, filters or Filters())
         .group_by(Scan.location)
         .order_by(count.desc(), Scan.location)
         .limit(limit)
@@ -227,8 +241,11 @@ def top_locations(session: Session, limit: int = 10) -> list[tuple[str, int]]:
     return [(str(loc), int(n)) for loc, n in session.execute(query)]
 
 
-def campaign_progress(session: Session, limit: int = 10) -> list[dict[str, Any]]:
-    """The newest campaigns: recipients in total and done (a pass issued or already right)."""
+def campaign_progress(
+    session: Session, filters: Filters | None = None, limit: int = 10
+) -> list[dict[str, Any]]:
+    """The newest campaigns (or the one filtered on): recipients in total and done (a pass
+    issued or already right), and each one's status, so a draft is not taken for a stall."""
     done = (RecipientState.DONE, RecipientState.SKIPPED)
     finished = func.count(CampaignRecipient.id).filter(CampaignRecipient.state.in_(done))
     query = (
@@ -238,6 +255,8 @@ def campaign_progress(session: Session, limit: int = 10) -> list[dict[str, Any]]
         .order_by(Campaign.id.desc())
         .limit(limit)
     )
+    if filters is not None and filters.campaign is not None:
+        query = query.where(Campaign.id == filters.campaign)
     return [
         {"id": cid, "name": name, "status": status, "total": total, "done": int(n)}
         for cid, name, status, total, n in session.execute(query)
@@ -251,6 +270,8 @@ def adoption_report(session: Session, provider: str, filters: Filters) -> dict[s
             k: (v.isoformat() if isinstance(v, date) else v) for k, v in vars(filters).items()
         },
         **adoption_funnel(session, provider, filters).as_dict(),
-        "top_locations": [{"location": loc, "scans": n} for loc, n in top_locations(session)],
-        "campaigns": campaign_progress(session),
+        "top_locations": [
+            {"location": loc, "scans": n} for loc, n in top_locations(session, provider, filters)
+        ],
+        "campaigns": campaign_progress(session, filters),
     }

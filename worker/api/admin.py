@@ -13,7 +13,10 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict
 
 from worker.api.auth import ReadAccess, WriteAccess
+from worker.api.bodies import unprocessable
 from worker.api.context import ApiContext, Context
+from worker.api.params import Limit, Offset, RowId
+from worker.bounds import Moment
 from worker.inbound.ledger import get_event, list_events, replay_event, replay_events
 from worker.inbound.models import EventStatus
 
@@ -67,9 +70,9 @@ def list_ledger(
     principal: ReadAccess,
     ctx: Context,
     status_: Annotated[EventStatus | None, Query(alias="status")] = None,
-    since: Annotated[datetime | None, Query(description="received at or after (UTC)")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[Moment | None, Query(description="received at or after (UTC)")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> EventPage:
     """Ledger rows, newest first."""
     since = _utc(since)
@@ -80,7 +83,7 @@ def list_ledger(
 
 
 @router.get("/events/{event_pk}")
-def read_event(event_pk: int, principal: ReadAccess, ctx: Context) -> EventDetailOut:
+def read_event(event_pk: RowId, principal: ReadAccess, ctx: Context) -> EventDetailOut:
     with ctx.db.session() as session:
         row = get_event(session, event_pk)
         if row is None:
@@ -95,11 +98,11 @@ def replay_many(
     principal: WriteAccess,
     ctx: Context,
     dead: Annotated[bool, Query(description="replay every dead event")] = False,
-    since: Annotated[datetime | None, Query(description="received at or after (UTC)")] = None,
+    since: Annotated[Moment | None, Query(description="received at or after (UTC)")] = None,
 ) -> BulkReplayOut:
     """Replay dead events (`dead=true`), or dead and failed ones received since `since`."""
     if not dead and since is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give dead=true or since")
+        unprocessable(["query", "dead"], "give dead=true or since")
     statuses = [EventStatus.DEAD] if dead else [EventStatus.DEAD, EventStatus.FAILED]
     with ctx.db.session() as session:
         ids = replay_events(session, statuses, since=_utc(since))
@@ -108,7 +111,7 @@ def replay_many(
 
 
 @router.post("/events/{event_pk}/replay", status_code=status.HTTP_202_ACCEPTED)
-def replay_one(event_pk: int, principal: WriteAccess, ctx: Context) -> ReplayOut:
+def replay_one(event_pk: RowId, principal: WriteAccess, ctx: Context) -> ReplayOut:
     """Set the event back to pending, commit, then enqueue it (not if it already was pending)."""
     with ctx.db.session() as session:
         replay = replay_event(session, event_pk)

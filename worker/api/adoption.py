@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from worker.adoption.metrics import Filters, adoption_report
 from worker.api.auth import ReadAccess
 from worker.api.context import Context
+from worker.bounds import INT64_MAX
 
 router = APIRouter(prefix="/api/adoption", tags=["adoption"])
 
@@ -23,7 +24,7 @@ def adoption(
     ctx: Context,
     template: Text = None,
     pass_key: Text = None,
-    campaign: Annotated[int | None, Query(ge=1)] = None,
+    campaign: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     platform: Text = None,
     since: date | None = None,
     until: date | None = None,

@@ -7,12 +7,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from worker.api.auth import ReadAccess, WriteAccess
 from worker.api.context import Context
+from worker.api.errors import responses
+from worker.api.params import Limit, RowId
+from worker.bounds import JsonObject, JsonValue, Moment, Text
 from worker.campaigns import service
 from worker.campaigns.importer import import_rows, read_items
 from worker.campaigns.models import Campaign
@@ -21,23 +24,27 @@ from worker.sync.rules import compile_rules
 
 router = APIRouter(prefix="/api/campaigns", tags=["campaigns"])
 T = TypeVar("T")
+# Recipients in one JSON request (the body limit, api.max_body_bytes, applies as well).
+MAX_INLINE_RECIPIENTS = 10_000
 
 
 class CampaignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    event_type: str | None = None
-    rule: str | None = None
-    template: str | None = None
-    data: dict[str, Any] = {}
+    # Lengths as stored (campaigns table).
+    name: Text = Field(min_length=1, max_length=200)
+    event_type: Text | None = Field(default=None, max_length=128)
+    rule: Text | None = Field(default=None, max_length=255)
+    template: Text | None = Field(default=None, max_length=255)
+    data: JsonObject = {}
     dry_run: bool = False
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
     start: bool = False
     # {"customer_id": ..., "email": ..., "attributes": {...}, "data": {...}} or
     # {"customer": {...}, "data": {...}}; a bad item is reported by its position (from 1).
-    recipients: list[Any] = Field(min_length=1)
+    # Larger lists: `passsync campaign import` streams a file of any size.
+    recipients: list[JsonValue] = Field(min_length=1, max_length=MAX_INLINE_RECIPIENTS)
 
 
 class CreatedOut(BaseModel):
@@ -46,7 +53,7 @@ class CreatedOut(BaseModel):
     import_errors: list[dict[str, Any]]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(409))
 def create(body: CampaignIn, principal: WriteAccess, ctx: Context) -> CreatedOut:
     spec = CampaignSpec(
         name=body.name,
@@ -74,30 +81,33 @@ def create(body: CampaignIn, principal: WriteAccess, ctx: Context) -> CreatedOut
 
 
 @router.get("")
-def list_all(
-    principal: ReadAccess, ctx: Context, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> list[dict[str, Any]]:
+def list_all(principal: ReadAccess, ctx: Context, limit: Limit = 50) -> list[dict[str, Any]]:
     with ctx.db.session() as session:
         return [_summary(c) for c in service.list_campaigns(session, limit)]
 
 
 @router.get("/{campaign_id}")
-def show(campaign_id: int, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
+def show(campaign_id: RowId, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
     """Progress: done, skipped, failed, remaining, rate and ETA."""
     with ctx.db.session() as session:
         return _guard(lambda: service.progress(session, campaign_id)).as_dict()
 
 
 @router.get("/{campaign_id}/report")
-def report(campaign_id: int, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
+def report(campaign_id: RowId, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
     """The final report (or, while it runs, the report so far)."""
     with ctx.db.session() as session:
         campaign = _guard(lambda: service.get_campaign(session, campaign_id))
         return campaign.report or service.build_report(session, campaign)
 
 
-@router.post("/{campaign_id}/{verb}")
-def change(campaign_id: int, verb: str, principal: WriteAccess, ctx: Context) -> dict[str, Any]:
+@router.post("/{campaign_id}/{verb}", responses=responses(409))
+def change(
+    campaign_id: RowId,
+    verb: Annotated[str, Path(max_length=32)],
+    principal: WriteAccess,
+    ctx: Context,
+) -> dict[str, Any]:
     """start, pause, resume or cancel."""
     action = VERBS.get(verb)
     if action is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, cast
 
 from fastapi import Depends, Request
@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from worker.config import Settings
 from worker.db import Database
 from worker.inbound.signatures import WebhookVerifier
+from worker.inbound.sources.adapter import SourceAdapter
 
 if TYPE_CHECKING:
     from worker.api.auth import AdminAuth
@@ -30,6 +31,9 @@ class ApiContext:
     verifiers: Mapping[str, WebhookVerifier]
     admin_auth: AdminAuth
     intake: Intake
+    # Sources of a sender's own kind (shopify, stripe, ...), by name; standard ones are in
+    # `verifiers`.
+    adapters: Mapping[str, SourceAdapter] = field(default_factory=dict)
 
 
 STATE_KEY = "passsync"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,10 +21,14 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from worker.api import sources
 from worker.api.context import STATE_KEY, ApiContext
+from worker.api.edge import EdgeGate, route_path, send_refusal
 from worker.api.intake import IntakeUnavailableError
+from worker.api.scans import SCAN_ENQUEUE_KEY
 from worker.api.webhooks import accept
 from worker.db import DATABASE_UNAVAILABLE
+from worker.observability import metrics
 
 log = logging.getLogger("passsync.api.webhooks")
 
@@ -32,25 +37,42 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class PasssyncApi(FastAPI):
-    """FastAPI with the webhook receiver served by the fast path below."""
+    """FastAPI with the edge gate in front and the webhook receiver served by the fast path."""
+
+    gate: EdgeGate | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.gate is not None:
+            refusal = self.gate.check(scope)
+            if refusal is not None:
+                await send_refusal(send, refusal)
+                return
+            receive = self.gate.receive(scope, receive)
         source = _webhook_source(scope)
         if source is None:
             await super().__call__(scope, receive, send)
             return
         ctx: ApiContext = getattr(self.state, STATE_KEY)
+        started = time.perf_counter()
+        adapter = ctx.adapters.get(source)
+        if adapter is not None:  # a sender's own format (worker/api/sources.py)
+            scan_enqueue = getattr(self.state, SCAN_ENQUEUE_KEY, None)
+            status, counts = await sources.serve(
+                ctx, adapter, scope, _chunks(receive), send, scan_enqueue=scan_enqueue
+            )
+            if metrics.enabled():
+                _count(ctx, source, status, counts, time.perf_counter() - started)
+            return
         status, body, headers = await _handle(ctx, source, scope, receive)
         await _respond(send, status, body, headers)
+        if metrics.enabled():
+            _count(ctx, source, status, body, time.perf_counter() - started)
 
 
 def _webhook_source(scope: Scope) -> str | None:
     if scope["type"] != "http" or scope["method"] != "POST":
         return None
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
+    path = route_path(scope)
     if not path.startswith(PREFIX):
         return None
     source = path[len(PREFIX) :]
@@ -79,6 +101,30 @@ async def _handle(
         log.exception("webhook from source %s failed", source)
         return 500, {"detail": "internal server error"}, {}
     return 202, result.model_dump(), {}
+
+
+# Why a webhook was refused, from its status (503s carry the intake's reason).
+REASONS = {
+    400: "bad_request",
+    401: "signature",
+    404: "unknown_source",
+    413: "too_large",
+    422: "invalid",
+    500: "error",
+}
+
+
+def _count(ctx: ApiContext, source: str, status: int, body: Any, seconds: float) -> None:
+    # Label values come from configuration only: an unknown path segment is not a new series.
+    known = source if source in ctx.verifiers or source in ctx.adapters else "unknown"
+    if 200 <= status < 300 and isinstance(body, dict) and "accepted" in body:
+        metrics.webhook_answered(known, status, seconds, None)
+        metrics.webhook_events(known, body["accepted"], body["duplicates"])
+        return
+    reason = REASONS.get(status, str(status))
+    if status == 503:
+        reason = str(body.get("detail", "unavailable")).replace(" ", "_")
+    metrics.webhook_answered(known, status, seconds, reason)
 
 
 async def _chunks(receive: Receive) -> AsyncIterator[bytes]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -12,6 +14,8 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
 from worker.api.context import Context
+from worker.db import Database
+from worker.migrate import current_revisions, head_revisions
 
 log = logging.getLogger("passsync.api.health")
 
@@ -30,12 +34,13 @@ async def healthz() -> dict[str, str]:
 async def readyz(ctx: Context) -> JSONResponse:
     """200 when events can be accepted durably, else 503 naming what is wrong.
 
-    The receiver is ready when the database answers and its group-commit queue is not full.
+    The receiver is ready when the database answers at the code's schema (else "database not
+    migrated: run passsync db upgrade") and its group-commit queue is not full.
     A broker that is down is reported but does not make the receiver unready: accepted
     events wait in the ledger and the sweeper enqueues them once the broker is back.
     """
     results: dict[str, Any] = {
-        "database": await _check("database", ctx.db.ping),
+        "database": await _check("database", functools.partial(_ping_migrated, ctx.db)),
         "broker": await _check("broker", ctx.broker_ping),
     }
     intake = ctx.intake
@@ -47,10 +52,30 @@ async def readyz(ctx: Context) -> JSONResponse:
     return JSONResponse(results, status_code=code, headers=headers)
 
 
+class NotMigratedError(Exception):
+    """The database answers but lacks the schema this code needs."""
+
+
+NOT_MIGRATED = "database not migrated: run passsync db upgrade"
+# Databases seen at the code's schema: checked once, a plain ping after that.
+_migrated: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+def _ping_migrated(db: Database) -> None:
+    if db in _migrated:
+        db.ping()
+        return
+    if current_revisions(db.engine) != head_revisions():
+        raise NotMigratedError
+    _migrated.add(db)
+
+
 async def _check(name: str, probe: Callable[[], None]) -> str:
     try:
         with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
             await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
+    except NotMigratedError:
+        return NOT_MIGRATED
     except Exception as exc:
         # The type only: driver and broker messages can include connection URLs.
         log.warning("readiness check %s failed (%s)", name, type(exc).__name__)

@@ -224,10 +224,14 @@ class Intake:
             self._fail_group(group, exc)
             return []
         except Exception as exc:
-            # A bug, not an outage: each request answers 500 (rolled back, nothing written).
-            for request in group:
-                if not request.done.done():
-                    request.done.set_exception(exc)
+            # Not an outage: something in one request the database refused (or a bug). The
+            # group rolled back as a whole; each request is written again on its own, so one
+            # request's data never fails the others' commit.
+            if len(group) > 1:
+                return await self._write_alone(writer, group)
+            log.warning("ledger write refused for one request (%s)", type(exc).__name__)
+            if not group[0].done.done():
+                group[0].done.set_exception(exc)
             return []
         self.stats.state["database"] = "ok"
         self.stats.groups += 1
@@ -237,6 +241,13 @@ class Intake:
                 request.done.set_result(result)
         ids = [pk for result in results for pk in result.accepted_ids]
         self.stats.events_committed += len(ids)
+        return ids
+
+    async def _write_alone(self, writer: GroupWriter, group: list[_Request]) -> list[int]:
+        """Each request of a refused group in its own transaction; the new ids."""
+        ids: list[int] = []
+        for request in group:
+            ids += await self._write_and_answer(writer, [request])
         return ids
 
     def _fail_group(self, group: list[_Request], exc: Exception) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from worker.api.auth import ReadAccess, WriteAccess
+from worker.api.bodies import unprocessable
 from worker.api.context import Context
+from worker.api.params import Limit, Name, Offset, RowId
 from worker.config import OUTBOUND_EVENT_TYPES
 from worker.db import utcnow
 from worker.outbox.admin import (
@@ -32,15 +34,15 @@ def list_outbox(
     principal: ReadAccess,
     ctx: Context,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    destination: str | None = None,
-    type_: Annotated[str | None, Query(alias="type")] = None,
-    customer_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    destination: Name = None,
+    type_: Annotated[str | None, Query(alias="type", max_length=64)] = None,
+    customer_id: Name = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Deliveries, newest event first, and every destination's state (disabled after a 410)."""
     if type_ is not None and type_ not in OUTBOUND_EVENT_TYPES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown type {type_!r}")
+        unprocessable(["query", "type"], "unknown outbound event type")
     where = DeliveryFilter(status_, destination, type_, customer_id)
     with ctx.db.session() as session:
         deliveries = list_deliveries(session, where, limit=limit, offset=offset)
@@ -49,7 +51,7 @@ def list_outbox(
 
 
 @router.get("/{event_id}")
-def read_outbox_event(event_id: int, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
+def read_outbox_event(event_id: RowId, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
     """One outbound event: the envelope, its deliveries and each one's attempt log."""
     with ctx.db.session() as session:
         found = show_event(session, event_id)
@@ -59,7 +61,9 @@ def read_outbox_event(event_id: int, principal: ReadAccess, ctx: Context) -> dic
 
 
 @router.post("/destinations/{name}/redeliver", status_code=status.HTTP_202_ACCEPTED)
-def redeliver_to(name: str, principal: WriteAccess, ctx: Context) -> dict[str, Any]:
+def redeliver_to(
+    name: Annotated[str, Path(max_length=255)], principal: WriteAccess, ctx: Context
+) -> dict[str, Any]:
     """Re-enable a destination (after a 410) and give its failed deliveries a new schedule."""
     if name not in ctx.settings.outbound.destinations:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown destination")
@@ -71,7 +75,7 @@ def redeliver_to(name: str, principal: WriteAccess, ctx: Context) -> dict[str, A
 
 @router.post("/{event_id}/redeliver", status_code=status.HTTP_202_ACCEPTED)
 def redeliver(
-    event_id: int, principal: WriteAccess, ctx: Context, destination: str | None = None
+    event_id: RowId, principal: WriteAccess, ctx: Context, destination: Name = None
 ) -> dict[str, Any]:
     """Send an event again (same webhook-id) with a fresh schedule; beat delivers it."""
     destinations = ctx.settings.outbound.destinations

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from worker.api.auth import ReadAccess
 from worker.api.context import Context
+from worker.api.params import Limit, Offset
 from worker.outbox.passes import list_pass_views
 
 router = APIRouter(prefix="/api/passes", tags=["passes"])
@@ -24,8 +25,8 @@ def list_passes(
     principal: ReadAccess,
     ctx: Context,
     customer_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Passes by customer and pass key; only `customer_id`'s when given (possibly none)."""
     with ctx.db.session() as session:
@@ -34,7 +35,9 @@ def list_passes(
 
 
 @router.get("/{customer_id:path}")
-def customer_passes(customer_id: str, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
+def customer_passes(
+    customer_id: Annotated[str, Path(max_length=255)], principal: ReadAccess, ctx: Context
+) -> dict[str, Any]:
     """One customer's passes; 404 when passsync has none for this customer."""
     with ctx.db.session() as session:
         passes = list_pass_views(session, customer_id, limit=MAX_PASSES_PER_CUSTOMER, offset=0)

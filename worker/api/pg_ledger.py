@@ -29,6 +29,16 @@ def conninfo(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# SQLSTATE classes of a statement refused for its data, on a healthy connection: data
+# exception (22), integrity (23), program limit exceeded (54, e.g. nesting too deep).
+_DATA_CLASSES = ("22", "23", "54")
+
+
+def _refused_data(exc: psycopg.Error) -> bool:
+    state = exc.sqlstate or ""
+    return state[:2] in _DATA_CLASSES
+
+
 class AsyncPostgresLedger:
     """One connection; `write` records a group of batches in one transaction."""
 
@@ -54,6 +64,10 @@ class AsyncPostgresLedger:
                     for chunk in chunks:
                         await self._insert(conn, plan, chunk)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if _refused_data(exc):
+                # The server refused this data (a value, a limit): not an outage, and the
+                # connection is still good; the intake writes the requests one by one.
+                raise
             await self.close()
             # The type only: libpq messages can name hosts and users.
             raise DatabaseUnavailableError(type(exc).__name__) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -11,8 +10,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from worker.api.bodies import check_content_length, field_errors, parse_json_object, read_body
 from worker.api.context import ApiContext, get_context
-from worker.api.webhooks import _check_content_length, _field_errors, _read_body
+from worker.api.errors import responses
 from worker.db import Database
 from worker.inbound.signatures import SignatureError
 from worker.scans.ledger import Recorded, record_scans
@@ -32,7 +32,11 @@ class ScansAccepted(BaseModel):
     duplicates: int
 
 
-@router.post("/scans/{source}", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/scans/{source}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(400, 401, 404, 413, 422, 503),
+)
 async def receive_scans(source: str, request: Request) -> ScansAccepted:
     """One scan or {"scans": [...]}; a scan id seen before from this source is a duplicate."""
     ctx = await get_context(request)
@@ -53,10 +57,10 @@ async def _verified_body(ctx: ApiContext, source: str, request: Request) -> byte
     if verifier is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown source")
     limit = ctx.settings.api.max_body_bytes
-    _check_content_length(request.headers, limit)
+    check_content_length(request.headers, limit)
     try:
         signed = verifier.check_headers(request.headers)
-        body = await _read_body(request.stream(), limit)
+        body = await read_body(request.stream(), limit)
         verifier.verify_body(signed, body)
     except SignatureError as exc:
         log.info("scan rejected: source=%s reason=%s", source, exc.reason)
@@ -65,12 +69,12 @@ async def _verified_body(ctx: ApiContext, source: str, request: Request) -> byte
 
 
 def _parse(body: bytes, max_batch: int) -> list[ScanIn]:
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
+    data = parse_json_object(body)
+    batch = data.get("scans")
+    if isinstance(batch, list) and len(batch) > max_batch:
+        _unprocessable(
+            [{"loc": ["body", "scans"], "msg": f"at most {max_batch}", "type": "too_long"}]
+        )
     try:
         scans = (
             ScanBatch.model_validate(data).scans
@@ -78,11 +82,7 @@ def _parse(body: bytes, max_batch: int) -> list[ScanIn]:
             else [ScanIn.model_validate(data)]
         )
     except ValidationError as exc:
-        _unprocessable(_field_errors(exc))
-    if len(scans) > max_batch:
-        _unprocessable(
-            [{"loc": ["body", "scans"], "msg": f"at most {max_batch}", "type": "too_long"}]
-        )
+        _unprocessable(field_errors(exc))
     return scans
 
 

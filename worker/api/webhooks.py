@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect
 
+from worker.api import sources
+from worker.api.bodies import check_content_length, field_errors, parse_json_object, read_body
 from worker.api.context import ApiContext, get_context
+from worker.api.errors import responses
 from worker.inbound.schema import CanonicalEvent, EventBatch
 from worker.inbound.signatures import SignatureError
 
@@ -25,15 +26,34 @@ class Accepted(BaseModel):
     duplicates: int
 
 
-@router.post("/webhooks/{source}", status_code=status.HTTP_202_ACCEPTED)
-async def receive_webhook(source: str, request: Request) -> Accepted:
+SENDER_KIND_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A source of a sender's own kind (shopify, stripe, ...; README, "
+        '"Sources"): recorded, {"accepted", "duplicates", "ignored"}; Salesforce gets its '
+        "SOAP Ack (text/xml)."
+    }
+}
+
+
+@router.post(
+    "/webhooks/{source}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={**SENDER_KIND_ANSWER, **responses(400, 401, 404, 413, 422, 503)},
+)
+async def receive_webhook(source: str, request: Request) -> Any:
     """One canonical event or {"events": [...]}, signed with the source's secret.
 
-    Under the production app (`PasssyncApi`) this route is served by the fast path in
-    worker/api/fastpath.py, which calls the same `accept`; the route stays for the OpenAPI
+    A source of a sender's own kind (worker/api/sources.py) takes that sender's webhook as
+    it sends it. Under the production app (`PasssyncApi`) this route is served by the fast path in
+    worker/api/fastpath.py, which calls the same functions; the route stays for the OpenAPI
     document and for apps built without the fast path.
     """
-    return await accept(await get_context(request), source, request.headers, request.stream())
+    ctx = await get_context(request)
+    adapter = ctx.adapters.get(source)
+    if adapter is not None:
+        return await sources.respond(ctx, adapter, request)
+    return await accept(ctx, source, request.headers, request.stream())
 
 
 async def accept(
@@ -44,11 +64,11 @@ async def accept(
     if verifier is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown source")
     limit = ctx.settings.api.max_body_bytes
-    _check_content_length(headers, limit)
+    check_content_length(headers, limit)
     try:
         # Headers and timestamp first: an unsigned or stale request costs no body read.
         signed = verifier.check_headers(headers)
-        body = await _read_body(chunks, limit)
+        body = await read_body(chunks, limit)
         verifier.verify_body(signed, body)
     except SignatureError as exc:
         _reject(source, status.HTTP_401_UNAUTHORIZED, exc.reason)
@@ -56,43 +76,30 @@ async def accept(
     # Committed (group commit with concurrent requests) when this returns; the group's ids
     # are published to the broker right after the answers go out.
     result = await ctx.intake.submit(source, events)
+    if log.isEnabledFor(logging.INFO):
+        _log_accepted(source, events, result.accepted_ids, result.duplicates)
     return Accepted(accepted=len(result.accepted_ids), duplicates=result.duplicates)
 
 
-def _check_content_length(headers: Mapping[str, str], limit: int) -> None:
-    declared = headers.get("content-length")
-    if declared is None:
-        return
-    try:
-        length = int(declared)
-    except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid Content-Length") from None
-    if length > limit:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
-
-
-async def _read_body(chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    """The body, read in chunks and abandoned as soon as it exceeds `limit`."""
-    body = bytearray()
-    try:
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > limit:
-                raise HTTPException(
-                    status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes"
-                )
-    except ClientDisconnect:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "client disconnected") from None
-    return bytes(body)
+def _log_accepted(
+    source: str, events: list[CanonicalEvent], ids: list[int], duplicates: int
+) -> None:
+    """One line per request: the ledger id(s) the workers' lines will carry as event_id."""
+    extra: dict[str, Any] = {"source": source, "duplicates": duplicates}
+    if len(events) == 1:
+        extra["source_event_id"] = events[0].id
+        if ids:
+            extra["event_id"] = ids[0]
+    else:
+        extra["event_ids"] = ids
+    log.info("webhook accepted: %d new, %d duplicate", len(ids), duplicates, extra=extra)
 
 
 def _parse_events(source: str, body: bytes, max_batch: int) -> list[CanonicalEvent]:
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        _reject(source, status.HTTP_400_BAD_REQUEST, "body is not valid JSON")
-    if not isinstance(data, dict):
-        _reject(source, status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
+        data = parse_json_object(body)
+    except HTTPException as exc:
+        _reject(source, exc.status_code, exc.detail)
     batch = data.get("events")
     if isinstance(batch, list) and len(batch) > max_batch:
         error = {
@@ -106,20 +113,7 @@ def _parse_events(source: str, body: bytes, max_batch: int) -> list[CanonicalEve
             return EventBatch.model_validate(data).events
         return [CanonicalEvent.model_validate(data)]
     except ValidationError as exc:
-        _reject(source, status.HTTP_422_UNPROCESSABLE_CONTENT, _field_errors(exc))
-
-
-def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic's errors without the offending input (it may hold personal data)."""
-    return [
-        {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    # NaN and Infinity are not JSON, and Postgres JSONB refuses them.
-    raise ValueError(f"{name} is not valid JSON")
+        _reject(source, status.HTTP_422_UNPROCESSABLE_CONTENT, field_errors(exc))
 
 
 def _reject(source: str, code: int, detail: str | list[dict[str, Any]]) -> NoReturn:

@@ -33,6 +33,7 @@ from worker.audit import models as m
 from worker.audit.actor import current_actor
 from worker.audit.store import write_entries
 from worker.db import Database, utcnow
+from worker.observability import metrics
 
 log = logging.getLogger("passsync.audit")
 
@@ -70,6 +71,9 @@ class AuditRecorder:
 
     def on_attempt(self, record: AttemptRecord) -> None:
         """The client hook: build the row now (actor, time), write or keep it per the policy."""
+        metrics.provider_call(
+            self._provider, record.action, record.status, record.duration_ms / 1000
+        )
         row = self.row_for(record)
         pending = self._pending.get()
         if pending is not None and self._buffered:

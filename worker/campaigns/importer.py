@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -51,34 +52,87 @@ class ImportResult:
     first_errors: list[RowError] = field(default_factory=list)
 
 
+class FileError(RowError):
+    """A problem with the whole file (empty, no header, no id column): nothing to import."""
+
+
 def read_csv(stream: TextIO) -> Iterator[Row | RowError]:
     """A header row, then one recipient per row: customer_id (or id), email, first_name,
     last_name; `data.<key>` columns go to the event's data, every other column to
-    customer.attributes. Empty cells are left out."""
-    reader = csv.reader(stream)
+    customer.attributes. Empty cells are left out.
+
+    A row is reported at the line where it starts (a quoted field may span lines). A quote
+    that never closes is reported at the line where it opened, and the lines after it are
+    read again as rows of their own, so one stray quote costs one row, not the rest.
+    """
+    lines = _Lines(stream)
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader)
-    except (StopIteration, csv.Error) as exc:
-        yield RowError(1, f"no header row ({exc})" if str(exc) else "the file is empty")
+    except StopIteration:
+        yield FileError(1, "the file is empty")
+        return
+    except csv.Error as exc:
+        yield FileError(1, f"unreadable header row ({exc})")
         return
     header = [name.strip() for name in header]
     if not any(name in ID_KEYS for name in header):
-        yield RowError(1, "the header has no customer_id column")
+        yield FileError(1, "the header has no customer_id column")
         return
     while True:
+        start = lines.begin_record()
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield RowError(reader.line_num, f"unreadable CSV: {exc}")
+            yield RowError(start, _csv_problem(exc))
+            lines.replay_after_first()
+            reader = csv.reader(lines, strict=True)  # a fresh parser state
             continue
         if not cells or cells == [""]:
             continue
         if len(cells) != len(header):
-            yield RowError(reader.line_num, f"expected {len(header)} fields, found {len(cells)}")
+            yield RowError(start, f"expected {len(header)} fields, found {len(cells)}")
             continue
-        yield _from_flat(reader.line_num, dict(zip(header, cells, strict=True)))
+        yield _from_flat(start, dict(zip(header, cells, strict=True)))
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "unexpected end of data" in str(exc):
+        return "unterminated quoted field: the quote opened on this line never closes"
+    return f"unreadable CSV: {exc}"
+
+
+class _Lines:
+    """The stream's lines for the csv module, numbered, remembering the current record's
+    lines so that they can be read again after a quote that never closed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._source = iter(stream)
+        self._again: deque[str] = deque()
+        self._record: list[str] = []
+        self._consumed = 0  # lines handed out for good (not to be read again)
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._again.popleft() if self._again else next(self._source)
+        self._record.append(line)
+        return line
+
+    def begin_record(self) -> int:
+        """A record starts: the line number it starts on."""
+        self._consumed += len(self._record)
+        self._record = []
+        return self._consumed + 1
+
+    def replay_after_first(self) -> None:
+        """The record's first line is spent; its other lines are read again."""
+        rest = self._record[1:]
+        self._again.extendleft(reversed(rest))
+        self._record = self._record[:1]
 
 
 def read_jsonl(stream: TextIO) -> Iterator[Row | RowError]:

@@ -18,6 +18,7 @@ from rich.table import Table
 from worker.actions import InvalidArgumentsError, get_action
 from worker.actions.outputs import PassList, TemplateList
 from worker.audit import Actor, acting_as
+from worker.commands.admin_token import require_token
 from worker.commands.audited import SetupError, audited_client
 from worker.config import ConfigError, load_settings
 from worker.providers.errors import ProviderError, RateLimitedError
@@ -35,6 +36,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def invoke(name: str, arguments: dict[str, Any], *, as_json: bool) -> BaseModel:
     """Validate `arguments`, run the action as the CLI user, print the result and return it."""
     action = get_action(name)
+    if action.writes:
+        require_token(load_settings())
     try:
         parsed = action.parse(arguments)
         with audited_client(load_settings()) as client, acting_as(Actor.cli()):
@@ -127,6 +130,16 @@ def one_of(first: dict[str, Any] | None, second: dict[str, Any] | None, options:
 
 
 def confirm_or_exit(question: str, yes: bool) -> None:
-    """Ask before a destructive call unless --yes; a refusal exits 1 with nothing sent."""
-    if not yes and not typer.confirm(question, default=False):
+    """Ask before a destructive call unless --yes; a refusal exits 1 with nothing sent, and
+    with no terminal to ask on it is a setup problem (exit 2: add --yes)."""
+    require_token(load_settings())  # before asking: a refusal needs no answer
+    if yes:
+        return
+    if not _has_terminal():
+        fail(f"{question.rstrip('?')}: asks for confirmation and there is no terminal: add --yes")
+    if not typer.confirm(question, default=False):
         fail("aborted, nothing was sent", 1)
+
+
+def _has_terminal() -> bool:
+    return sys.stdin.isatty()

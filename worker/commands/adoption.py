@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from worker.adoption.metrics import Filters, adoption_report
 from worker.adoption.subscribe import ensure_subscriptions
+from worker.commands.admin_token import require_token
 from worker.commands.audited import SetupError, audited_client
 from worker.config import Settings, load_settings
 from worker.db import Database, utcnow
@@ -55,9 +56,11 @@ def funnel_command(
         sys.stdout.write(json.dumps(report) + "\n")
     elif as_csv:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["step", "count", "rate"])
+        writer.writerow(["step", "passes", "rate", "rate_of"])
         for step in report["steps"]:
-            writer.writerow([step["step"], step["count"], _blank(step["rate"])])
+            writer.writerow(
+                [step["step"], step["count"], _blank(step["rate"]), step["rate_of"] or ""]
+            )
     else:
         print_funnel(report, Console(width=120))
 
@@ -73,10 +76,11 @@ def load_report(settings: Settings, filters: Filters) -> dict[str, Any]:
 
 def print_funnel(report: dict[str, Any], console: Console) -> None:
     """The funnel as a terminal table, with time to install and the platform split."""
-    table = Table("step", "count", "rate", title="pass adoption funnel")
+    table = Table("step", "passes", "rate", title="pass adoption funnel (every step counts passes)")
     for step in report["steps"]:
-        rate = step["rate"]
-        table.add_row(step["step"], str(step["count"]), "" if rate is None else f"{rate:.0%}")
+        rate, base = step["rate"], step["rate_of"]
+        shown = "" if rate is None else f"{rate:.0%} of {base}"
+        table.add_row(step["step"], str(step["count"]), shown)
     console.print(table)
     wait = report["time_to_install_seconds"]["median"]
     console.print(f"median time to install: {'-' if wait is None else f'{wait / 60:.1f} min'}")
@@ -88,6 +92,7 @@ def print_funnel(report: dict[str, Any], console: Console) -> None:
 def subscribe_command() -> None:
     """Subscribe callbacks.public_url at the provider for callbacks.events (idempotent)."""
     settings = load_settings()
+    require_token(settings)
     hooks = settings.callbacks
     if not hooks.public_url or hooks.secret is None:
         typer.echo("set callbacks.public_url and PASSSYNC_CALLBACKS__SECRET first", err=True)

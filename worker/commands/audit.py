@@ -19,6 +19,8 @@ from worker.audit import (
     retention_cutoff,
 )
 from worker.audit.actor import ACTOR_KINDS
+from worker.audit.stats import call_stats, parse_since
+from worker.commands.admin_token import require_token
 from worker.config import load_settings
 from worker.db import Database
 
@@ -70,6 +72,7 @@ def purge(
 ) -> None:
     """Delete audit rows older than the retention period (safe to repeat)."""
     settings = load_settings()
+    require_token(settings)
     cutoff = retention_cutoff(settings.audit.retention_days if days is None else days)
     if cutoff is None:
         typer.echo("audit.retention_days is 0 (keep forever): nothing purged")
@@ -80,6 +83,55 @@ def purge(
     finally:
         database.dispose()
     typer.echo(f"deleted {deleted} audit rows older than {cutoff.isoformat()}")
+
+
+@audit_app.command("stats")
+def stats(
+    since: Annotated[
+        str, typer.Option(help="24h, 7d, 30m, or an ISO time (UTC if naive).")
+    ] = "24h",
+    account: Annotated[str | None, typer.Option(help="Only this provider account.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Success rate, error classes and p50/p99 latency per account and action."""
+    try:
+        start = parse_since(since)
+    except ValueError:
+        raise typer.BadParameter(
+            "use 24h, 7d, 30m, 90s or an ISO time", param_hint="--since"
+        ) from None
+    database = Database(load_settings().database_url, pool_size=1)
+    try:
+        with database.session() as session:
+            rows = call_stats(session, since=start, account=account)
+    finally:
+        database.dispose()
+    if as_json:
+        payload = {"since": start.isoformat(), "actions": [row.as_dict() for row in rows]}
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    table = Table(
+        "account",
+        "action",
+        "calls",
+        "success",
+        "errors",
+        "p50 ms",
+        "p99 ms",
+        title=f"provider calls since {start.isoformat(timespec='seconds')}",
+    )
+    for row in rows:
+        rate = row.success_rate
+        table.add_row(
+            row.account,
+            row.action,
+            str(row.calls),
+            "" if rate is None else f"{rate:.2%}",
+            ", ".join(f"{k} {v}" for k, v in sorted(row.errors.items())),
+            "" if row.p50_ms is None else f"{row.p50_ms:.1f}",
+            "" if row.p99_ms is None else f"{row.p99_ms:.1f}",
+        )
+    Console(width=200).print(table)
 
 
 def _rows(filters: AuditFilter, limit: int, before: int | None) -> list[dict[str, Any]]:

@@ -1,12 +1,13 @@
 """`passsync campaign`: create from a CSV or JSONL file, start, pause, resume, cancel, follow
-progress live, print the report. Needs an admin token (PASSSYNC_TOKEN): read scope to look,
-write scope to change. Beat's dispatcher does the sending."""
+progress live, print the report. Changes need an admin token with the write scope in
+PASSSYNC_TOKEN (see worker.commands.admin_token); looking needs none. Beat's dispatcher does
+the sending."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,16 +23,24 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from worker.campaigns import service
-from worker.campaigns.importer import Row, RowError, import_rows, read_csv, read_jsonl
+from worker.campaigns.importer import (
+    FileError,
+    Row,
+    RowError,
+    import_rows,
+    read_csv,
+    read_jsonl,
+)
 from worker.campaigns.models import FINAL, Campaign
 from worker.campaigns.service import CampaignError, CampaignSpec
+from worker.commands.admin_token import require_token
 from worker.config import Settings, load_settings
 from worker.db import Database
 
 campaign_app = typer.Typer(
-    help="Bulk issuance campaigns (admin token in PASSSYNC_TOKEN).", no_args_is_help=True
+    help="Bulk issuance campaigns (changes need a write token in PASSSYNC_TOKEN).",
+    no_args_is_help=True,
 )
-TOKEN_ENV = "PASSSYNC_TOKEN"  # noqa: S105 - the variable's name, not a secret
 T = TypeVar("T")
 console = Console(stderr=True)
 
@@ -55,7 +64,7 @@ def create_command(
 ) -> None:
     """Create a campaign from a file (streamed: any size in flat memory)."""
     settings = load_settings()
-    who = _authorize(settings, "write")
+    who = require_token(settings)
     spec = CampaignSpec(
         name=name or file.name,
         event_type=event_type,
@@ -69,22 +78,47 @@ def create_command(
     )
     reader = read_jsonl if (file_format or _format_of(file)) == "jsonl" else read_csv
     with _session(settings) as session, file.open(encoding="utf-8", newline="") as stream:
+        rows = _first_checked(file, reader(stream))  # an empty file creates no campaign
         campaign = _guard(lambda: _create(session, spec, settings))
         result = import_rows(
             session,
             campaign.id,
-            _counting(reader(stream)),
+            _counting(rows),
             batch_rows=settings.campaigns.import_batch_rows,
             on_batch=session.commit,
         )
         if start:
             _guard(lambda: service.start(session, campaign.id))
-        campaign_id = campaign.id
+        campaign_id, status = campaign.id, campaign.status
     typer.echo(f"campaign {campaign_id}: {result.imported} recipients, {result.errors} errors")
+    typer.echo(_next_step(campaign_id, status, spec))
     for error in result.first_errors:
         typer.echo(f"  line {error.line}: {error.message}", err=True)
     if result.errors > len(result.first_errors):
         typer.echo(f"  ... see `passsync campaign report {campaign_id}`", err=True)
+
+
+def _next_step(campaign_id: int, status: str, spec: CampaignSpec) -> str:
+    """What happens next, so a draft is not mistaken for a campaign that is sending."""
+    if status == "draft":
+        when = (
+            f"; once started, beat begins at {spec.starts_at.isoformat()}" if spec.starts_at else ""
+        )
+        return f"it is a draft: nothing is sent until `passsync campaign start {campaign_id}`{when}"
+    return f"status: {status} (follow it: `passsync campaign status {campaign_id} --follow`)"
+
+
+def _first_checked(file: Path, rows: Iterator[Row | RowError]) -> Iterator[Row | RowError]:
+    """The rows, once the file is known to hold some: an empty file, or one whose header is
+    unusable, is refused (exit 2) before any campaign exists."""
+    first = next(rows, None)
+    if first is None:
+        typer.echo(f"{file}: no recipients in the file; no campaign created", err=True)
+        raise typer.Exit(2)
+    if isinstance(first, FileError):
+        typer.echo(f"{file}: {first.message}; no campaign created", err=True)
+        raise typer.Exit(2)
+    return itertools.chain([first], rows)
 
 
 def _create(session: Session, spec: CampaignSpec, settings: Settings) -> Campaign:
@@ -106,7 +140,7 @@ def _counting(rows: Iterator[Row | RowError]) -> Iterator[Row | RowError]:
 def _change(verb: str, action: Callable[[Session, int], Campaign]) -> Callable[[int], None]:
     def command(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
         settings = load_settings()
-        _authorize(settings, "write")
+        require_token(settings)
         with _session(settings) as session:
             campaign = _guard(lambda: action(session, campaign_id))
             shown = campaign.status
@@ -131,7 +165,6 @@ def status_command(
 ) -> None:
     """Progress: done, skipped, failed, remaining, rate, ETA."""
     settings = load_settings()
-    _authorize(settings, "read")
     database = Database(settings.database_url, pool_size=1)
     try:
         read = functools.partial(_progress, database, campaign_id)
@@ -185,31 +218,46 @@ def report_command(
 ) -> None:
     """The final report (or the report so far while it runs)."""
     settings = load_settings()
-    _authorize(settings, "read")
     with _session(settings) as session:
         campaign = _guard(lambda: service.get_campaign(session, campaign_id))
         report = campaign.report or service.build_report(session, campaign)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    out = Console()
-    out.print(f"[bold]campaign {report['id']}[/bold] {report['name']}: {report['status']}")
-    out.print(f"  states     {report['states']}")
-    out.print(f"  outcomes   {report['outcomes']}")
-    calls = "would make" if report["dry_run"] else "made"
-    out.print(f"  calls      {report['provider_calls']} ({calls})")
-    out.print(f"  seconds    {report['seconds']}  ({report['recipients_per_second']}/s)")
+    Console().print(report_table(report))
+    _print_problems(report)
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    """The report for people: one row per figure, states and outcomes spelled out."""
+    table = Table("", "", title=f"campaign {report['id']}: {report['name']}", show_header=False)
+    table.add_row("status", str(report["status"]) + (" (dry run)" if report["dry_run"] else ""))
+    table.add_row("recipients", f"{report['total']:,}")
+    for state, count in report["states"].items():
+        table.add_row(f"  {state}", f"{count:,}")
+    for outcome, count in report["outcomes"].items():
+        table.add_row(f"outcome {outcome}", f"{count:,}")
+    verb = "provider calls (would make)" if report["dry_run"] else "provider calls"
+    table.add_row(verb, f"{report['provider_calls']:,}")
+    rate = report["recipients_per_second"]
+    took = "not started" if report["started_at"] is None else f"{report['seconds']} s"
+    table.add_row("time", took + ("" if rate is None else f" ({rate}/s)"))
+    table.add_row("import errors", f"{report['import_errors']:,}")
+    return table
+
+
+def _print_problems(report: dict[str, Any]) -> None:
+    out = Console(highlight=False)
     for failure in report["failures"]:
-        out.print(f"  failed line {failure['line']} ({failure['customer_id']}): {failure['error']}")
+        out.print(f"failed line {failure['line']} ({failure['customer_id']}): {failure['error']}")
     for error in report["first_import_errors"]:
-        out.print(f"  not imported line {error['line']}: {error['message']}")
+        out.print(f"not imported, line {error['line']}: {error['message']}")
 
 
 @campaign_app.command("list")
 def list_command() -> None:
     """The latest campaigns."""
     settings = load_settings()
-    _authorize(settings, "read")
     with _session(settings) as session:
         rows = [
             (str(c.id), c.name, c.status, str(c.total), str(c.dry_run))
@@ -219,22 +267,6 @@ def list_command() -> None:
     for row in rows:
         table.add_row(*row)
     Console().print(table)
-
-
-def _authorize(settings: Settings, scope: str) -> str:
-    """The admin token's name, or exit 2 when PASSSYNC_TOKEN is missing, unknown or lacks
-    `scope` (the same tokens and scopes as the admin API)."""
-    from worker.api.auth import AdminAuth  # noqa: PLC0415 - only this check needs it
-
-    presented = os.environ.get(TOKEN_ENV, "")
-    principal = AdminAuth(settings.admin_tokens).authenticate(presented) if presented else None
-    if principal is None:
-        typer.echo(f"an admin token is required: set {TOKEN_ENV}", err=True)
-        raise typer.Exit(2)
-    if scope not in principal.scopes:
-        typer.echo(f"token {principal.name} lacks the {scope} scope", err=True)
-        raise typer.Exit(2)
-    return principal.name
 
 
 def _guard(call: Callable[[], T]) -> T:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from worker.commands.admin_token import require_token
 from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.inbound.ledger import get_event, list_events, replay_event, replay_events
@@ -61,7 +62,7 @@ def show_command(event_pk: Annotated[int, typer.Argument(metavar="ID")]) -> None
 
 @events_app.command("replay")
 def replay_command(
-    event_pk: Annotated[int | None, typer.Argument(metavar="[ID]")] = None,
+    event_pk: Annotated[int | None, typer.Argument(metavar="ID", show_default=False)] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Every dead event.")] = False,
     since: Annotated[
         str | None, typer.Option(help="Dead and failed events received since (ISO).")
@@ -72,6 +73,7 @@ def replay_command(
         typer.echo("give an event ID, or --dead and/or --since", err=True)
         raise typer.Exit(2)
     settings = load_settings()
+    require_token(settings)
     with _session(settings) as session:
         ids = _replay(session, event_pk, dead=dead, since=_time(since))
     if not ids:

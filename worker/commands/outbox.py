@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from worker.commands.admin_token import require_token
 from worker.config import OUTBOUND_EVENT_TYPES, Settings, load_settings
 from worker.db import Database, utcnow
 from worker.outbox.admin import (
@@ -113,6 +114,7 @@ def redeliver_command(
         typer.echo("give an EVENT id, or --destination NAME", err=True)
         raise typer.Exit(2)
     settings = load_settings()
+    require_token(settings)
     wanted = {n: d.event_types for n, d in settings.outbound.destinations.items()}
     if destination is not None and destination not in wanted:
         typer.echo(f"destination {destination!r} is not configured", err=True)

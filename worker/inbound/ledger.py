@@ -92,6 +92,43 @@ class GroupPlan:
         return out
 
 
+@dataclass(frozen=True)
+class IgnoredEvent:
+    """A sender's event that its source does not map: kept, with the reason, never processed."""
+
+    event_id: str
+    sender_type: str
+    reason: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+def record_ignored(session: Session, source: str, events: Sequence[IgnoredEvent]) -> int:
+    """Insert ignored events once per (source, event id); how many were new."""
+    if not events:
+        return 0
+    now = utcnow()
+    rows = [
+        {
+            "source": source,
+            "event_id": event.event_id,
+            "type": event.sender_type,
+            "customer_id": "",
+            "occurred_at": event.occurred_at,
+            "payload": event.payload,
+            "status": EventStatus.IGNORED.value,
+            "attempts": 0,
+            "last_error": event.reason[:2000],
+            "received_at": now,
+            "updated_at": now,
+            "handled_at": now,
+        }
+        for event in {e.event_id: e for e in events}.values()
+    ]
+    stmt = _insert_ignoring_duplicates(session, rows).returning(InboundEvent.id)
+    return len(list(session.scalars(stmt)))
+
+
 def list_events(
     session: Session,
     status: EventStatus | None = None,

@@ -17,6 +17,8 @@ class EventStatus(StrEnum):
     HANDLED = "handled"  # applied (or coalesced into a later event's call: see coalesced_into)
     FAILED = "failed"  # the last attempt failed; a retry is scheduled
     DEAD = "dead"  # dead letter: rejected by the provider or out of attempts; replay to retry
+    IGNORED = "ignored"  # answered 2xx, never processed: its source maps no such event (why:
+    # last_error)
 
 
 class InboundEvent(Base):

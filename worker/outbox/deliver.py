@@ -15,6 +15,7 @@ from typing import Protocol
 
 from worker.config import OutboundSettings
 from worker.db import Database, utcnow
+from worker.observability import metrics
 from worker.outbox.store import Claimed, SendResult, Verdict, claim_due, fan_out, record
 
 log = logging.getLogger("passsync.outbox")
@@ -67,6 +68,7 @@ def deliver_due(
                 for one, answer in zip(claimed, sent, strict=True)
             ]
         _report(claimed, sent, verdicts)
+        metrics.outbox_delivered(verdicts)
         result.verdicts.update(verdicts)
     result.more = True
     return result

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import redis
 
 from worker.config import RateLimitSettings
+from worker.observability import metrics
 from worker.providers.errors import RateLimitedError, TransientError
 
 Lane = Literal["realtime", "bulk"]
@@ -153,16 +154,22 @@ class SharedLimiter:
         budget = self._settings.max_wait_seconds if max_wait is None else max_wait
         while True:
             decision = self.try_acquire(lane)
+            metrics.limiter_rate(decision.rate_per_second)
             if decision.granted:
                 return decision
             if decision.wait_seconds > budget:
+                metrics.limiter_busy(lane)
                 raise LimiterBusyError(decision.wait_seconds)
+            metrics.limiter_waited(lane, decision.wait_seconds)
             self._sleep(decision.wait_seconds)
             budget -= decision.wait_seconds
 
     def penalize(self, retry_after: float) -> Decision:
         """The provider answered 429: hold every worker for `retry_after` and cut the rate."""
-        return self._run("penalize", "realtime", int(max(retry_after, 0.0) * MICRO))
+        decision = self._run("penalize", "realtime", int(max(retry_after, 0.0) * MICRO))
+        metrics.limiter_hold()
+        metrics.limiter_rate(decision.rate_per_second)
+        return decision
 
     def state(self) -> Decision:
         """The hold still in force (as wait_seconds) and the current rate; changes nothing."""

@@ -1,11 +1,26 @@
-"""A point-of-sale scan as a scanner posts it, and the batch envelope."""
+"""A point-of-sale scan as a scanner posts it, and the batch envelope.
+
+As strict as the canonical event: a number is a JSON number (never `"12"` or `true`), finite,
+and the scan time is plausible (not before 2000, not more than an hour ahead).
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    field_validator,
+    model_validator,
+)
+
+from worker.bounds import JsonObject, Text, check_moment
+
+MAX_BATCH = 10_000
 
 
 class ScanIn(BaseModel):
@@ -13,22 +28,21 @@ class ScanIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=255)
+    id: Text = Field(min_length=1, max_length=255)
     scanned_at: AwareDatetime
-    barcode: str | None = Field(default=None, min_length=1, max_length=255)
-    pass_id: str | None = Field(default=None, min_length=1, max_length=255)
-    customer_id: str | None = Field(default=None, min_length=1, max_length=255)
-    pass_key: str | None = Field(default=None, min_length=1, max_length=64)
-    location: str | None = Field(default=None, max_length=255)
-    amount: float | None = None
-    attributes: dict[str, Any] = {}
+    barcode: Text | None = Field(default=None, min_length=1, max_length=255)
+    pass_id: Text | None = Field(default=None, min_length=1, max_length=255)
+    customer_id: Text | None = Field(default=None, min_length=1, max_length=255)
+    pass_key: Text | None = Field(default=None, min_length=1, max_length=64)
+    location: Text | None = Field(default=None, max_length=255)
+    # StrictFloat takes JSON numbers only; finite and within what a ledger column keeps.
+    amount: StrictFloat | None = Field(default=None, allow_inf_nan=False, ge=-1e12, le=1e12)
+    attributes: JsonObject = {}
 
-    @field_validator("amount")
+    @field_validator("scanned_at")
     @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("amount must be a finite number")
-        return value
+    def _plausible(cls, value: datetime) -> datetime:
+        return check_moment(value)
 
     @model_validator(mode="after")
     def _identified(self) -> ScanIn:
@@ -40,4 +54,4 @@ class ScanIn(BaseModel):
 class ScanBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    scans: list[ScanIn] = Field(min_length=1)
+    scans: list[ScanIn] = Field(min_length=1, max_length=MAX_BATCH)

@@ -2,23 +2,54 @@
 
 from __future__ import annotations
 
-from celery import Celery
-from kombu import pools as kombu_pools
+import math
+from collections.abc import Callable
+from typing import Any, cast
 
+from celery import Celery, Task
+from kombu import pools as kombu_pools
+from kombu.entity import Exchange, Queue
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
+
+from worker.brokers import make_ping
 from worker.config import ConfigError, Settings
 from worker.tasks.liveness import HEARTBEAT_CONF_KEY, Liveness
 
 REALTIME_QUEUE = "realtime"
 BULK_QUEUE = "bulk"
+AMQP_EXCHANGE = "passsync"
+
+WHOLE_SECONDS_CONF_KEY = "passsync_whole_second_countdowns"
+
+
+class PasssyncTask(Task):  # type: ignore[misc]
+    """Celery's Task, with countdowns RabbitMQ's delayed delivery can take.
+
+    With quorum queues Celery delays a message in the broker, in whole seconds, and refuses a
+    countdown that rounds down to 0; under an AMQP broker a countdown is therefore rounded up
+    to the next whole second (a 0.5 s coalescing window waits 1 s).
+    """
+
+    def apply_async(self, *args: Any, **options: Any) -> Any:
+        countdown = options.get("countdown")
+        if countdown is not None and self.app.conf.get(WHOLE_SECONDS_CONF_KEY):
+            options["countdown"] = math.ceil(countdown) if countdown > 0 else None
+        return super().apply_async(*args, **options)
+
 
 celery_app = Celery(
     "passsync",
+    task_cls=PasssyncTask,
     include=[
         "worker.tasks.jobs",
         "worker.tasks.campaigns",
         "worker.tasks.outbox",
         "worker.tasks.scans",
         "worker.tasks.reconcile",
+        "worker.tasks.observe",
     ],
 )
 # Every worker heartbeats the events it holds, so a killed worker's are sent again quickly.
@@ -37,16 +68,7 @@ def configure(settings: Settings) -> Celery:
     celery_app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": celery.visibility_timeout_seconds,
-            "unacked_restore_interval": celery.unacked_restore_interval_seconds,
-            "unacked_restore_throttle": 1,
-            "socket_timeout": celery.publish_timeout_seconds,
-            "socket_connect_timeout": celery.publish_timeout_seconds,
-            # A worker serving both queues takes from them in the order given (realtime
-            # first), not round-robin: a customer event never waits behind a campaign's chunks.
-            "queue_order_strategy": "priority",
-        },
+        **(_amqp(settings) if is_amqp(settings.broker_url) else _redis(settings)),
         # The ledger is the durable record; a publish that fails fast leaves the event pending
         # for the sweeper instead of holding the HTTP request.
         task_publish_retry=True,
@@ -126,6 +148,106 @@ def configure(settings: Settings) -> Celery:
         },
     )
     return celery_app
+
+
+def is_amqp(url: str) -> bool:
+    return url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+def _redis(settings: Settings) -> dict[str, Any]:
+    celery = settings.celery
+    return {
+        "broker_transport_options": {
+            "visibility_timeout": celery.visibility_timeout_seconds,
+            "unacked_restore_interval": celery.unacked_restore_interval_seconds,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": celery.publish_timeout_seconds,
+            "socket_connect_timeout": celery.publish_timeout_seconds,
+            # A worker serving both queues takes from them in the order given (realtime
+            # first), not round-robin: a customer event never waits behind a campaign's chunks.
+            "queue_order_strategy": "priority",
+        },
+        "task_queues": None,
+        "task_default_exchange_type": "direct",
+        "task_default_queue_type": "classic",
+        WHOLE_SECONDS_CONF_KEY: False,
+    }
+
+
+def _amqp(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ: replicated quorum queues on a topic exchange (Celery then delays countdown
+    tasks in the broker, not in worker memory), publisher confirms.
+
+    An unacknowledged message goes back to its queue as soon as the worker's connection
+    drops (no visibility timeout), and a quorum queue counts redeliveries itself.
+    """
+    exchange = Exchange(AMQP_EXCHANGE, type="topic", durable=True)  # type: ignore[no-untyped-call]
+    queues = [
+        Queue(  # type: ignore[no-untyped-call]
+            name,
+            exchange,
+            routing_key=name,
+            durable=True,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+        for name in (REALTIME_QUEUE, BULK_QUEUE)
+    ]
+    timeout = settings.celery.publish_timeout_seconds
+    return {
+        "broker_transport_options": {"confirm_publish": True, "connect_timeout": timeout},
+        "task_queues": queues,
+        "task_default_exchange": AMQP_EXCHANGE,
+        "task_default_exchange_type": "topic",
+        "task_default_routing_key": REALTIME_QUEUE,
+        "task_default_queue_type": "quorum",
+        "worker_detect_quorum_queues": True,
+        WHOLE_SECONDS_CONF_KEY: True,
+    }
+
+
+def declare_amqp_topology(url: str) -> None:
+    """Declare the quorum queues and Celery's delayed-delivery exchanges, and bind them.
+
+    Workers do this when they start; a publisher (the API, beat) does it too, so a delayed
+    message published before any worker has started is not dropped as unroutable. Safe to
+    repeat; a no-op for a Redis broker.
+    """
+    if not is_amqp(url):
+        return
+    with celery_app.connection_for_write(url) as conn:
+        declare_native_delayed_delivery_exchanges_and_queues(conn, "quorum")
+        channel = conn.default_channel
+        for queue in celery_app.conf.task_queues or ():
+            queue.bind(channel).declare()
+            bind_queue_to_native_delayed_delivery_exchange(conn, queue)
+
+
+def broker_ping(url: str, timeout: float = 2.0) -> Callable[[], None]:
+    """A readiness probe for the broker: a Redis PING, or an AMQP connection handshake."""
+    if not is_amqp(url):
+        return cast(Callable[[], None], make_ping(url, timeout=timeout))
+
+    def ping() -> None:
+        with celery_app.connection_for_write(url) as conn:
+            conn.ensure_connection(max_retries=0, timeout=timeout)
+
+    return ping
+
+
+def queue_depths(broker_url: str) -> dict[str, int]:
+    """Messages waiting in the realtime and bulk queues (Redis list lengths, or AMQP's
+    passive declare); raises when the broker does not answer."""
+    depths: dict[str, int] = {}
+    with celery_app.connection_for_write(broker_url) as conn:
+        for queue in (REALTIME_QUEUE, BULK_QUEUE):
+            # A channel each: AMQP closes a channel whose passive declare failed.
+            with conn.channel() as channel:
+                try:
+                    declared = channel.queue_declare(queue=queue, passive=True)
+                    depths[queue] = int(declared.message_count)
+                except conn.channel_errors:
+                    depths[queue] = 0  # never declared: nothing was ever published to it
+    return depths
 
 
 def _drop_connections() -> None:

@@ -9,9 +9,11 @@ from typing import Any
 
 from worker.audit import Actor, purge_expired, retention_cutoff
 from worker.inbound.status import record_failure, stale_pending_ids, touch
+from worker.observability import logs, metrics
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.sync.engine import EventNotFoundError, PassBusyError
 from worker.sync.engine import process_event as apply_event
+from worker.tasks import observe  # noqa: F401 - its signals: log context per task
 from worker.tasks.app import REALTIME_QUEUE, celery_app
 from worker.tasks.runtime import get_runtime
 
@@ -46,15 +48,18 @@ def process_event(self: Any, event_id: int, waiting: bool = False) -> str:
     permanent rejection (or the last attempt) sends it to the dead letter. `waiting` marks
     the retries of an event that already waited for a claimed pass (logged once)."""
     runtime = get_runtime()
+    logs.bind(event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.provider)
     try:
         # The audit scope is outside the session: its rows are written after commit/rollback.
         with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
             result = apply_event(session, event_id, runtime.sync)
     except EventNotFoundError:
         log.warning("event %s is not in the ledger; dropping the message", event_id)
+        metrics.event_attempt("missing")
         return "missing"
     except PassBusyError as exc:
         # Another attempt holds the pass: waiting is not failing, so no attempt is used.
+        metrics.event_attempt("busy")
         if not waiting:
             log.info("event %s waits: %s", event_id, exc)
         raise self.retry(
@@ -67,6 +72,7 @@ def process_event(self: Any, event_id: int, waiting: bool = False) -> str:
         return _retry_or_fail(self, event_id, exc, exc.message)
     except ProviderError as exc:
         _fail(event_id, dead_letter_reason(exc), final=True)
+        metrics.dead_letter("rejected")
         log.warning("event %s is dead: %s", event_id, exc.message)
         return "dead"
     except Exception as exc:
@@ -77,8 +83,13 @@ def process_event(self: Any, event_id: int, waiting: bool = False) -> str:
             self, event_id, TransientError(type(exc).__name__), type(exc).__name__
         )
     if result.already_handled:
+        metrics.event_finished(["duplicate"])
         return "duplicate"
-    return ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
+    outcomes = [str(p.outcome) for p in result.passes] or ["no-rule"]
+    metrics.event_finished(outcomes, coalesced=len(result.coalesced))
+    summary = ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
+    log.info("event %s handled: %s", event_id, summary, extra={"outcome": summary})
+    return summary
 
 
 def _retry_or_fail(task: Any, event_id: int, exc: TransientError, reason: str) -> str:
@@ -89,7 +100,10 @@ def _retry_or_fail(task: Any, event_id: int, exc: TransientError, reason: str) -
     attempts = _fail(event_id, f"transient: {reason}", final=False, count=not limited)
     if attempts >= sync.max_attempts:
         _fail(event_id, f"gave up after {attempts} attempts: {reason}", final=True, count=False)
+        metrics.dead_letter("gave_up")
+        log.warning("event %s is dead after %d attempts (%s)", event_id, attempts, reason)
         return "dead"
+    metrics.event_attempt("rate_limited" if limited else "retry")
     countdown = retry_countdown(
         attempts,
         exc,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from worker.audit import Actor, AuditRecorder, acting_as
 from worker.config import Settings, load_settings
 from worker.db import Database
+from worker.observability import metrics
 from worker.providers.registry import build_provider
 from worker.ratelimit.provider import limited
 from worker.sync.engine import SyncContext
@@ -47,6 +48,7 @@ def get_runtime() -> Runtime:
         runtime = _state.get(pid)
         if runtime is None:
             settings = load_settings()
+            metrics.set_enabled(settings.metrics.enabled)
             db = Database(settings.database_url, pool_size=2)
             audit = AuditRecorder(db, provider=settings.sync.provider)
             # Every call of every task takes a slot from the fleet's shared budget.

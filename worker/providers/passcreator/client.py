@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from itertools import islice
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -50,6 +49,7 @@ from worker.providers.passcreator.models import (
     WebhookSubscription,
 )
 from worker.providers.passcreator.query import Operator, PassQuery
+from worker.providers.paths import path_segment
 from worker.providers.port import ProviderPass, ProviderTemplate
 
 log = logging.getLogger(__name__)
@@ -561,12 +561,11 @@ class PasscreatorClient:
         limiter that every worker shares, and sleeping inside one client would hold a worker
         slot while the others keep hitting the limit.
         """
-        if spec.path_id is not None and not spec.path_id.strip():
-            # An empty id would turn /api/v3/pass/{id} into the list endpoint.
-            raise RejectedError(f"{spec.action}: the identifier is empty")
         template = self._paths[spec.route]
         path = (
-            template if spec.path_id is None else template.format(id=quote(spec.path_id, safe=""))
+            template
+            if spec.path_id is None
+            else template.format(id=path_segment(spec.path_id, action=spec.action))
         )
         request = _Request(spec.method, template, spec.url or path, spec.params, spec.body)
         s = self._settings

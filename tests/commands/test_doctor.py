@@ -1,0 +1,82 @@
+"""`passsync doctor`: one line per check, exit 1 on any failure, --json (issue 18, item 7)."""
+
+from __future__ import annotations
+
+import json
+from base64 import b64encode
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.actions.fixtures import Provider, unmigrated_url
+from worker.cli import app
+from worker.stack import free_port
+
+WHSEC = "whsec_" + b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+def doctor(*args: str) -> tuple[int, dict[str, tuple[str, str]]]:
+    result = CliRunner().invoke(app, ["doctor", "--json", *args])
+    body = json.loads(result.stdout)
+    assert body["ok"] is (result.exit_code == 0)
+    return result.exit_code, {c["name"]: (c["status"], c["detail"]) for c in body["checks"]}
+
+
+@pytest.fixture
+def ready(provider: Provider, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Provider:
+    """Everything doctor checks is in place: secrets, migrated database, broker, sandbox, and
+    an outbound destination that answers (the sandbox itself)."""
+    monkeypatch.setenv("PASSSYNC_SOURCES__CRM__SECRET", WHSEC)
+    monkeypatch.setenv("PASSSYNC_BROKER_URL", redis_url)
+    monkeypatch.setenv("PASSSYNC_OUTBOUND__DESTINATIONS__CRM__URL", provider.sandbox.base_url)
+    monkeypatch.setenv("PASSSYNC_OUTBOUND__DESTINATIONS__CRM__SECRET", WHSEC)
+    return provider
+
+
+@pytest.mark.usefixtures("ready")
+def test_every_check_passes_when_everything_is_in_place() -> None:
+    code, checks = doctor()
+    assert code == 0
+    assert {name: status for name, (status, _) in checks.items()} == {
+        "config": "ok",
+        "secrets": "ok",
+        "database": "ok",
+        "broker": "ok",
+        "provider": "ok",
+        "outbound crm": "ok",
+        "clock crm": "ok",
+    }
+    assert checks["provider"][1] == "passcreator: credential accepted, every rule's template exists"
+    # And the table form is one line per check
+    table = CliRunner().invoke(app, ["doctor"])
+    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 7
+
+
+def test_each_failure_is_named_and_exits_1(
+    ready: Provider, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    # Given a missing secret, an unmigrated database, a broker and a destination that do not
+    # answer, and a credential the provider refuses
+    monkeypatch.delenv("PASSSYNC_SOURCES__CRM__SECRET")
+    monkeypatch.setenv("PASSSYNC_DATABASE_URL", unmigrated_url(tmp_path))  # type: ignore[arg-type]
+    monkeypatch.setenv("PASSSYNC_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
+    gone = f"http://127.0.0.1:{free_port()}/hooks"
+    monkeypatch.setenv("PASSSYNC_OUTBOUND__DESTINATIONS__CRM__URL", gone)
+    monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY", "a-wrong-key")
+    # When doctor runs
+    code, checks = doctor()
+    # Then each problem is one failed check, and the exit code is 1
+    assert code == 1
+    assert checks["secrets"] == ("fail", "not set: PASSSYNC_SOURCES__CRM__SECRET")
+    assert checks["database"] == ("fail", "at an empty schema: run `passsync db upgrade`")
+    assert checks["broker"] == ("fail", "unreachable (ConnectionError)")
+    assert checks["provider"][0] == "fail" and "401" in checks["provider"][1]
+    assert checks["outbound crm"] == ("fail", "does not answer (ConnectError)")
+    assert "clock crm" not in checks
+
+
+def test_an_invalid_configuration_stops_the_other_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PASSSYNC_API__PORT", "not-a-port")
+    code, checks = doctor()
+    assert code == 1 and list(checks) == ["config"]
+    assert checks["config"][0] == "fail" and "PASSSYNC_API__PORT" in checks["config"][1]

@@ -1,0 +1,1 @@
+"""A local PassKit Members-compatible server for trying and testing passsync without an account."""
