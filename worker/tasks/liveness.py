@@ -9,7 +9,8 @@ and also the never-attempted events older than `claim_seconds` that no live work
 a message the dead worker had taken from Redis but not yet seen is in no set.
 The ledger and the pass claims make a duplicate harmless (a finished event is answered as a
 duplicate); without this, Redis hands the dead worker's messages back only after the
-visibility timeout (an hour by default).
+visibility timeout (an hour by default). RabbitMQ gives a dead consumer's unacknowledged
+messages back at once, so on an amqp:// broker this step does nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ EVENT_TASK = "passsync.process_event"
 DISPATCH_TASK = "passsync.dispatch_events"
 HELD_KEY_PREFIX = "passsync:held:"
 HEARTBEAT_CONF_KEY = "passsync_claim_seconds"
+LIVENESS_CONF_KEY = "passsync_liveness_redis"  # the Redis broker's URL; none: step is idle
 
 
 def held_event_ids(requests: list[Any]) -> list[int]:
@@ -134,22 +136,26 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, parent: Any) -> None:
         conf = parent.app.conf
+        url = conf.get(LIVENESS_CONF_KEY)
+        if not url:
+            return
         self._claim_seconds = float(conf.get(HEARTBEAT_CONF_KEY) or 10.0)
-        self._client = redis_client(conf.broker_url)
+        self._client = redis_client(url)
         self._node = f"{parent.hostname}:{os.getpid()}"
         signals.task_received.connect(self._received, weak=False)
         self._beat()
         self._timer = parent.timer.call_repeatedly(self._claim_seconds / 3, self._beat)
 
     def stop(self, parent: Any) -> None:
+        if self._client is None:
+            return
         signals.task_received.disconnect(self._received)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._client is not None:
-            # On failure the entry goes stale: its events finished or were handed back.
-            with contextlib.suppress(redis.RedisError):
-                leave(self._client, self._node)
+        # On failure the entry goes stale: its events finished or were handed back.
+        with contextlib.suppress(redis.RedisError):
+            leave(self._client, self._node)
 
     def _received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
         if self._client is None or request is None:
