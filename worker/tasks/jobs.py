@@ -53,10 +53,10 @@ def process_event(self: Any, event_id: int, waiting: bool = False) -> str:
     with tracing.span(
         "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
     ):
-        return _process(self, runtime, event_id)
+        return _process(self, runtime, event_id, waiting=waiting)
 
 
-def _process(self: Any, runtime: Runtime, event_id: int) -> str:
+def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> str:
     try:
         # The audit scope is outside the session: its rows are written after commit/rollback.
         with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
