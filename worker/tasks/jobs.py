@@ -49,7 +49,9 @@ def process_event(self: Any, event_id: int, waiting: bool = False) -> str:
     permanent rejection (or the last attempt) sends it to the dead letter. `waiting` marks
     the retries of an event that already waited for a claimed pass (logged once)."""
     runtime = get_runtime()
-    logs.bind(event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.provider)
+    logs.bind(
+        event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.default_account
+    )
     with tracing.span(
         "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
     ):
