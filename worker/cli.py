@@ -38,6 +38,8 @@ app = typer.Typer(
     help="Keep Apple and Google Wallet passes true to your CRM.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Docstrings wrap at 100 columns in the source: plain click help rewraps them.
+    rich_markup_mode=None,
 )
 
 
@@ -79,7 +81,7 @@ def _root(
     attach(data_dir, os.environ)  # next to `passsync run`: its broker, database, sandbox
 
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
@@ -93,9 +95,6 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
-app.command("mcp")(mcp_command)
-app.command("doctor")(doctor_command)
-app.command("dashboard")(dashboard_command)
 console = Console(stderr=True)
 
 
@@ -407,6 +406,12 @@ def demo(
     report = run_demo(options, console=console, as_json=as_json)
     if not report.ok:
         raise typer.Exit(1)
+
+
+# After the stack commands in `passsync --help`.
+app.command("mcp")(mcp_command)
+app.command("doctor")(doctor_command)
+app.command("dashboard")(dashboard_command)
 
 
 def main() -> None:

@@ -31,7 +31,9 @@ from worker.sync.models import PassMapping
 
 OPEN_SCANS = (ScanStatus.PENDING, ScanStatus.APPLYING)
 
-adoption_app = typer.Typer(help="Pass adoption: the funnel; provider callback subscriptions.")
+adoption_app = typer.Typer(
+    rich_markup_mode=None, help="Pass adoption: the funnel; provider callback subscriptions."
+)
 
 
 @adoption_app.callback(invoke_without_command=True)

@@ -13,7 +13,9 @@ from rich.table import Table
 from worker.actions import ACTIONS, UnknownActionError, schemas
 from worker.commands.actions_cli import fail
 
-tools_app = typer.Typer(help="The provider actions as tools for agents.", no_args_is_help=True)
+tools_app = typer.Typer(
+    rich_markup_mode=None, help="The provider actions as tools for agents.", no_args_is_help=True
+)
 
 
 @tools_app.command("list")
