@@ -136,6 +136,12 @@ def _multiprocess_metrics(settings: Settings, role: str) -> bool:
 @app.command()
 def run(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    show_logs: Annotated[
+        bool,
+        typer.Option(
+            "--show-logs", help="The processes' logs in this terminal (default: data_dir/logs/)."
+        ),
+    ] = False,
 ) -> None:
     """Run everything in one process tree: embedded Redis, SQLite, receiver, worker, beat and,
     without a Passcreator API key, the local sandbox. Stops cleanly on Ctrl-C or SIGTERM."""
@@ -152,6 +158,7 @@ def run(
         sandbox_port=settings.sandbox.port,
         write_run_file=True,
         persist_sandbox=True,
+        log_to_files=not show_logs,  # the terminal keeps the banner, not every tick
     )
     stopping = _install_stop_handlers()
     try:
@@ -166,11 +173,21 @@ def run(
         dead = stack.dead()
         if dead and not stopping:
             console.print(f"[red]stopped: {', '.join(dead)} exited unexpectedly[/red]")
+            for name in dead:
+                _print_log_tail(stack, name)
             raise typer.Exit(1)
     finally:
         console.print("stopping passsync ...")
         stack.stop()
         console.print("stopped.")
+
+
+def _print_log_tail(stack: Stack, name: str, lines: int = 20) -> None:
+    log = stack.data_dir / "logs" / f"{name}.log"
+    if stack.log_to_files and log.exists():
+        console.print(f"last lines of {log}:", highlight=False)
+        for line in log.read_text(errors="replace").splitlines()[-lines:]:
+            console.print("  " + line, highlight=False, markup=False)
 
 
 def _install_stop_handlers() -> list[int]:
@@ -216,6 +233,11 @@ def run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> list[str]
         f"  health                 {base}/readyz",
         f"  secrets                {secrets_file}  (signing secrets, admin tokens; mode 0600)",
         "  CLI                    other passsync commands in this directory use this stack",
+        *(
+            [f"  logs                   {(stack.data_dir / 'logs').resolve()}"]
+            if stack.log_to_files
+            else []
+        ),
         "  Ctrl-C stops everything.",
     ]
     return lines
