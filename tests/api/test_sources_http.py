@@ -442,3 +442,46 @@ def test_a_recorded_scan_is_published_after_its_commit(
         [scan_id] = session.scalars(select(Scan.id)).all()
     assert scans_published.calls == [[scan_id]]
     assert enqueue.calls == []
+
+
+def test_the_documented_route_answers_sender_kinds_like_the_fast_path(
+    vendor_settings: Settings, db: Database, enqueue: RecordingEnqueue, broker: BrokerPing
+) -> None:
+    from fastapi import FastAPI
+
+    from worker.api import webhooks
+    from worker.api.context import STATE_KEY
+
+    # An app without the fast path: only FastAPI's routing reaches the route.
+    plain = FastAPI()
+    plain.include_router(webhooks.router)
+    setattr(
+        plain.state,
+        STATE_KEY,
+        getattr(create_app(vendor_settings, db, enqueue, broker).state, STATE_KEY),
+    )
+    body = compact(CUSTOMER)
+    soap = SOAP.format(org=ORG).encode()
+    with TestClient(plain) as client:
+        shop = client.post(
+            "/webhooks/shop",
+            content=body,
+            headers=shopify_headers(body, SHOPIFY_SECRET, "customers/create"),
+        )
+        sfdc = client.post(
+            f"/webhooks/sfdc?token={SALESFORCE_TOKEN}",
+            content=soap,
+            headers={"Content-Type": "text/xml"},
+        )
+        refused = client.post(
+            "/webhooks/shop",
+            content=body,
+            headers=shopify_headers(body, "wrong", "customers/create"),
+        )
+        paths = client.get("/openapi.json").json()["paths"]
+    assert (shop.status_code, shop.json()) == (200, {"accepted": 1, "duplicates": 0, "ignored": 0})
+    assert (sfdc.status_code, sfdc.headers["content-type"]) == (200, "text/xml; charset=utf-8")
+    assert b"<Ack>true</Ack>" in sfdc.content
+    assert (refused.status_code, refused.json()) == (401, {"detail": "no matching signature"})
+    assert row_count(db) == 2
+    assert {"200", "202", "401"} <= set(paths["/webhooks/{source}"]["post"]["responses"])

@@ -116,3 +116,12 @@ def test_every_error_response_has_the_documented_shape(app: FastAPI) -> None:
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 wanted = "ValidationErrorOut" if code == "422" else "ErrorOut"
                 assert ref.endswith("/" + wanted), (method, path, code, ref)
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/passes?customer_id=a%00b", "/api/passes/a%00b", "/api/outbox?destination=%00"]
+)
+def test_a_nul_character_in_the_url_is_400(client: TestClient, url: str) -> None:
+    response = client.get(url, headers=READ)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "the URL holds a NUL character"}

@@ -59,6 +59,9 @@ class EdgeGate:
     def check(self, scope: Scope) -> Refusal | None:
         """A refusal for this request, decided from its method, path and headers only."""
         path = route_path(scope)
+        if _has_nul(path, scope.get("query_string", b"")):
+            # No database stores a NUL character (Postgres refuses it): never a lookup key.
+            return Refusal(status.HTTP_400_BAD_REQUEST, "the URL holds a NUL character")
         headers = Headers(scope=scope)
         if path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
             refusal = self._admin(scope["method"], headers)
@@ -102,6 +105,10 @@ class EdgeGate:
             return message
 
         return limited
+
+
+def _has_nul(path: str, query: bytes) -> bool:
+    return "\x00" in path or b"\x00" in query or b"%00" in query.lower()
 
 
 def route_path(scope: Scope) -> str:

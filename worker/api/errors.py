@@ -41,7 +41,7 @@ class ValidationErrorOut(BaseModel):
 
 
 DESCRIPTIONS = {
-    400: "The body is not a JSON object (or not JSON at all)",
+    400: "The body is not a JSON object (or not JSON at all), or the URL holds a NUL",
     401: "No valid credentials",
     403: "The token lacks the scope this route needs",
     404: "Unknown resource",
@@ -126,8 +126,8 @@ def _codes(path: str, method: str, operation: dict[str, Any]) -> list[int]:
         codes.append(422)
     if method.upper() not in SAFE_METHODS:
         codes.append(413)
-    if body:
-        codes.append(400)
+    if body or parameters:
+        codes.append(400)  # a body that is not JSON; a NUL character in the URL
     if path not in UNFAILING_PATHS:
         codes.append(503)
     return codes

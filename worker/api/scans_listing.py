@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
 from worker.api.auth import ReadAccess
 from worker.api.context import Context
+from worker.api.params import Limit, Name, Offset, RowId
+from worker.bounds import Moment
 from worker.scans.listing import ScanFilter, get_scan, list_scans
 from worker.scans.models import ScanStatus
 
@@ -21,14 +22,14 @@ def list_scans_api(
     principal: ReadAccess,
     ctx: Context,
     status_: Annotated[ScanStatus | None, Query(alias="status")] = None,
-    source: str | None = None,
-    customer_id: str | None = None,
-    pass_key: str | None = None,
-    location: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    source: Name = None,
+    customer_id: Name = None,
+    pass_key: Name = None,
+    location: Name = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Scans, newest first, each with its effect and outcome; filters narrow, limit/offset page."""
     where = ScanFilter(status_, source, customer_id, pass_key, location, since, until)
@@ -38,7 +39,7 @@ def list_scans_api(
 
 
 @router.get("/{scan_pk}")
-def read_scan(scan_pk: int, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
+def read_scan(scan_pk: RowId, principal: ReadAccess, ctx: Context) -> dict[str, Any]:
     """One scan: what was scanned, its effect, the outcome and its attributes."""
     with ctx.db.session() as session:
         found = get_scan(session, scan_pk)

@@ -16,12 +16,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
-from fastapi import HTTPException
+from fastapi import HTTPException, Request, Response
 from starlette.types import Scope, Send
 
 from worker.api.bodies import check_content_length, read_body
 from worker.api.context import ApiContext
 from worker.api.intake import IntakeUnavailableError
+from worker.api.scans import SCAN_ENQUEUE_KEY
 from worker.db import DATABASE_UNAVAILABLE, Database
 from worker.inbound.ledger import IgnoredEvent, record_ignored
 from worker.inbound.signatures import SignatureError
@@ -53,6 +54,15 @@ async def serve(
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
     return status, summary
+
+
+async def respond(ctx: ApiContext, adapter: SourceAdapter, request: Request) -> Response:
+    """The same answer as `serve`, as a Response (the documented FastAPI route's path)."""
+    scan_enqueue = getattr(request.app.state, SCAN_ENQUEUE_KEY, None)
+    status, body, headers, _ = await _handle(
+        ctx, adapter, request.scope, request.stream(), scan_enqueue
+    )
+    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
 def request_parts(scope: Scope) -> RequestParts:

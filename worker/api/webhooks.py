@@ -9,11 +9,13 @@ from typing import Any, NoReturn
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ValidationError
 
+from worker.api import sources
 from worker.api.bodies import check_content_length, field_errors, parse_json_object, read_body
 from worker.api.context import ApiContext, get_context
 from worker.api.errors import responses
 from worker.inbound.schema import CanonicalEvent, EventBatch
 from worker.inbound.signatures import SignatureError
+from worker.observability import tracing
 
 log = logging.getLogger("passsync.api.webhooks")
 
@@ -25,19 +27,34 @@ class Accepted(BaseModel):
     duplicates: int
 
 
+SENDER_KIND_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A source of a sender's own kind (shopify, stripe, ...; README, "
+        '"Sources"): recorded, {"accepted", "duplicates", "ignored"}; Salesforce gets its '
+        "SOAP Ack (text/xml)."
+    }
+}
+
+
 @router.post(
     "/webhooks/{source}",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(400, 401, 404, 413, 422, 503),
+    response_model=Accepted,
+    responses={**SENDER_KIND_ANSWER, **responses(400, 401, 404, 413, 422, 503)},
 )
-async def receive_webhook(source: str, request: Request) -> Accepted:
+async def receive_webhook(source: str, request: Request) -> Any:
     """One canonical event or {"events": [...]}, signed with the source's secret.
 
-    Under the production app (`PasssyncApi`) this route is served by the fast path in
-    worker/api/fastpath.py, which calls the same `accept`; the route stays for the OpenAPI
+    A source of a sender's own kind (worker/api/sources.py) takes that sender's webhook as
+    it sends it. Under the production app (`PasssyncApi`) this route is served by the fast path in
+    worker/api/fastpath.py, which calls the same functions; the route stays for the OpenAPI
     document and for apps built without the fast path.
     """
-    return await accept(await get_context(request), source, request.headers, request.stream())
+    ctx = await get_context(request)
+    adapter = ctx.adapters.get(source)
+    if adapter is not None:
+        return await sources.respond(ctx, adapter, request)
+    return await accept(ctx, source, request.headers, request.stream())
 
 
 async def accept(
@@ -59,7 +76,8 @@ async def accept(
     events = _parse_events(source, body, ctx.settings.api.max_batch_events)
     # Committed (group commit with concurrent requests) when this returns; the group's ids
     # are published to the broker right after the answers go out.
-    result = await ctx.intake.submit(source, events)
+    with tracing.span("ledger.record", events=len(events)):
+        result = await ctx.intake.submit(source, events)
     if log.isEnabledFor(logging.INFO):
         _log_accepted(source, events, result.accepted_ids, result.duplicates)
     return Accepted(accepted=len(result.accepted_ids), duplicates=result.duplicates)

@@ -75,7 +75,10 @@ def _number(value: Any) -> Any:
 
 def _cents(value: Any) -> Any:
     number = _number(value)
-    return None if number is None else round(number / 100, 2)
+    try:
+        return None if number is None else round(number / 100, 2)
+    except OverflowError:  # an integer beyond any float
+        return None
 
 
 def to_time(value: Any, unit: str = "auto") -> datetime | None:
