@@ -138,7 +138,9 @@ def _multiprocess_metrics(settings: Settings, role: str) -> bool:
 
 @app.command()
 def run(
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Worker processes (default: celery.concurrency).")
+    ] = None,
 ) -> None:
     """Run everything in one process tree: embedded Redis, SQLite, receiver, worker, beat and,
     for every provider account without credentials, its platform's local sandbox. Stops
@@ -151,7 +153,7 @@ def run(
         data_dir=settings.data_dir,
         api_port=settings.api.port,
         sandboxes=_sandboxed_accounts(settings),
-        worker_concurrency=concurrency,
+        worker_concurrency=concurrency or settings.celery.concurrency,
         write_run_file=True,
         persist_sandbox=True,
     )
