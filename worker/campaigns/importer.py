@@ -217,37 +217,45 @@ def import_rows(
     *,
     batch_rows: int,
     on_batch: Callable[[], None] | None = None,
+    copy: bool = True,
 ) -> ImportResult:
     """Insert the rows as pending recipients and the errors as import errors, batch by batch.
 
     A customer already in the campaign (a repeated row) becomes an import error. `on_batch`
-    runs after each batch (the CLI commits there). The campaign's totals are updated.
+    runs after each batch (the CLI commits there). The campaign's totals are updated. On
+    Postgres a batch goes in by COPY unless `copy` is false (then, as on SQLite, by multi-row
+    INSERTs; the import benchmark compares the two).
     """
     result = ImportResult()
     batch: list[Row | RowError] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= batch_rows:
-            _flush(session, campaign_id, batch, result)
+            _flush(session, campaign_id, batch, result, copy=copy)
             batch = []
             if on_batch is not None:
                 on_batch()
-    _flush(session, campaign_id, batch, result)
+    _flush(session, campaign_id, batch, result, copy=copy)
     return result
 
 
 def _flush(
-    session: Session, campaign_id: int, batch: list[Row | RowError], result: ImportResult
+    session: Session,
+    campaign_id: int,
+    batch: list[Row | RowError],
+    result: ImportResult,
+    *,
+    copy: bool,
 ) -> None:
     good = [row for row in batch if isinstance(row, Row)]
     errors = [row for row in batch if isinstance(row, RowError)]
     imported = 0
     # COPY has no bind-parameter limit: on Postgres the whole batch is one statement.
-    postgres = session.get_bind().dialect.name == "postgresql"
-    step = max(len(good), 1) if postgres else STATEMENT_ROWS
+    copy = copy and session.get_bind().dialect.name == "postgresql"
+    step = max(len(good), 1) if copy else STATEMENT_ROWS
     for start in range(0, len(good), step):
         part = good[start : start + step]
-        inserted = _insert(session, campaign_id, part)
+        inserted = _insert(session, campaign_id, part, copy=copy)
         errors.extend(
             RowError(row.line, f"customer_id {row.customer['id']!r} appears on an earlier line")
             for row in part
@@ -264,10 +272,10 @@ def _flush(
         )
 
 
-def _insert(session: Session, campaign_id: int, rows: list[Row]) -> set[int]:
+def _insert(session: Session, campaign_id: int, rows: list[Row], *, copy: bool) -> set[int]:
     if not rows:
         return set()
-    if session.get_bind().dialect.name == "postgresql":
+    if copy:
         return _copy_insert(session, campaign_id, rows)
     now = utcnow()
     values = [
