@@ -99,8 +99,8 @@ class _Route:
     type: str | None
     ignore: str | None
     fields: dict[str, Field]
-    attributes: dict[str, Field]
-    data: dict[str, Field]
+    attributes: Named
+    data: Named
     delivery_id: Field | None
 
 
@@ -363,14 +363,8 @@ def _compile_route(route: RouteSpec, defaults: MapSpec, where: str) -> _Route:
         spec = getattr(route.map, name) or getattr(defaults, name)
         if spec is not None:
             fields[name] = compile_field(spec, f"{where}.map.{name}")
-    attributes = {
-        key: compile_field(spec, f"{where}.map.attributes.{key}")
-        for key, spec in {**defaults.attributes, **route.map.attributes}.items()
-    }
-    data = {
-        key: compile_field(spec, f"{where}.map.data.{key}")
-        for key, spec in {**defaults.data, **route.map.data}.items()
-    }
+    attributes = _named({**defaults.attributes, **route.map.attributes}, f"{where}.map.attributes")
+    data = _named({**defaults.data, **route.map.data}, f"{where}.map.data")
     when = compile_condition(route.when, f"{where}.when") if route.when else None
     delivery_id = _field(route.delivery_id, f"{where}.delivery_id")
     return _Route(
@@ -378,15 +372,35 @@ def _compile_route(route: RouteSpec, defaults: MapSpec, where: str) -> _Route:
     )
 
 
-def _present(fields: Mapping[str, Field], doc: Doc) -> dict[str, Any]:
-    values = {key: field.value(doc) for key, field in fields.items()}
-    return {key: value for key, value in values.items() if value is not None}
+Named = tuple[tuple[str | Field, Field], ...]
 
 
-def _attributes(fields: Mapping[str, Field], doc: Doc) -> dict[str, Any]:
-    """Mapped attributes; `*` merges an object's keys under the named ones."""
-    values = _present(fields, doc)
-    spread = values.pop("*", None)
+def _named(specs: Mapping[str, FieldSpec], where: str) -> Named:
+    """Attribute or data fields; a name with `{holes}` is a template read per event."""
+    return tuple(
+        (
+            compile_field(FieldSpec(template=key), f"{where} name") if "{" in key else key,
+            compile_field(spec, f"{where}.{key}"),
+        )
+        for key, spec in specs.items()
+    )
+
+
+def _attributes(fields: Named, doc: Doc) -> dict[str, Any]:
+    """Mapped attributes (or data) without nulls; `*` merges an object's keys under the
+    named ones; a templated name that renders empty is left out."""
+    values: dict[str, Any] = {}
+    spread: Any = None
+    for name, field in fields:
+        value = field.value(doc)
+        if value is None:
+            continue
+        if name == "*":
+            spread = value
+            continue
+        key = name if isinstance(name, str) else _text(name.value(doc))
+        if key:
+            values[key] = value
     if isinstance(spread, dict):
         return {**{k: v for k, v in spread.items() if v is not None}, **values}
     return values
