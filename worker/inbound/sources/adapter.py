@@ -26,6 +26,7 @@ from worker.inbound.signatures import SignatureError
 from worker.inbound.sources.fields import (
     Doc,
     Field,
+    Getter,
     SpecError,
     compile_condition,
     compile_field,
@@ -35,7 +36,7 @@ from worker.inbound.sources.presets import spec_for
 from worker.inbound.sources.spec import AdapterSpec, FieldSpec, MapSpec, RouteSpec
 from worker.inbound.sources.verify import Checked, RequestParts, Verifier, header
 from worker.scans.schema import ScanIn
-from worker.sync.expressions import Expr, evaluate, truthy
+from worker.sync.expressions import truthy
 
 MAX_ID_CHARS = 255
 MAX_TYPE_CHARS = 128
@@ -95,7 +96,7 @@ class Mapped:
 @dataclass(frozen=True)
 class _Route:
     on: frozenset[str]
-    when: Expr | None
+    when: Getter | None
     type: str | None
     ignore: str | None
     fields: dict[str, Field]
@@ -154,6 +155,11 @@ class SourceAdapter:
         ]
 
     @property
+    def signs_url(self) -> bool:
+        """Whether a signature covers the request's URL (Square, HubSpot)."""
+        return any(m.hmac is not None and "{url}" in m.hmac.message for m in self.spec.verify)
+
+    @property
     def target(self) -> str:
         return self.spec.target
 
@@ -195,7 +201,7 @@ class SourceAdapter:
             "config": self.params,
         }
         for condition, source in zip(self._require, self.spec.require, strict=True):
-            if not truthy(evaluate(condition, {**base, "event": decoded})):
+            if not truthy(condition({**base, "event": decoded})):
                 raise SignatureError(f"request does not meet the source's check {source!r}")
         items = self._split(decoded)
         out = Mapped([], [], [])
@@ -307,7 +313,7 @@ class SourceAdapter:
         for route in self._routes:
             if sender_type not in route.on and "*" not in route.on:
                 continue
-            if route.when is None or truthy(evaluate(route.when, doc)):
+            if route.when is None or truthy(route.when(doc)):
                 return route
         if not sender_type:
             return "the request names no event type"
@@ -463,6 +469,8 @@ def _first_error(exc: Exception) -> str:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str and value.isascii() and "\x00" not in value:
+        return value  # the common case, first
     if value is None or isinstance(value, dict | list):
         return ""
     if isinstance(value, bool):
