@@ -27,7 +27,7 @@ def dashboard(request: Request, ctx: Context, token: str = "") -> HTMLResponse:
     _authorize(ctx, presented)
     with ctx.db.session() as session:
         filters = page_filters(dict(request.query_params))
-        report = adoption_report(session, ctx.settings.sync.provider, filters)
+        report = adoption_report(session, None, filters)
     page = HTMLResponse(render(report, filters, ctx.settings))
     if token:
         page.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/dashboard")
