@@ -108,10 +108,11 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    from worker.observability import logs, metrics
+    from worker.observability import logs, metrics, tracing
 
     logs.from_settings(settings)
     metrics.set_enabled(settings.metrics.enabled)
+    tracing.setup_tracing(settings.tracing)
 
 
 def _multiprocess_metrics(settings: Settings, role: str) -> bool:

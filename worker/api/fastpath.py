@@ -28,7 +28,7 @@ from worker.api.intake import IntakeUnavailableError
 from worker.api.scans import SCAN_ENQUEUE_KEY
 from worker.api.webhooks import accept
 from worker.db import DATABASE_UNAVAILABLE
-from worker.observability import metrics
+from worker.observability import metrics, tracing
 
 log = logging.getLogger("passsync.api.webhooks")
 
@@ -53,6 +53,18 @@ class PasssyncApi(FastAPI):
             await super().__call__(scope, receive, send)
             return
         ctx: ApiContext = getattr(self.state, STATE_KEY)
+        if tracing.enabled():
+            parent = tracing.headers_of(Headers(scope=scope))
+            with tracing.span(
+                f"POST /webhooks/{source}", parent=parent, server=True, source=source
+            ):
+                await self._webhook(ctx, source, scope, receive, send)
+            return
+        await self._webhook(ctx, source, scope, receive, send)
+
+    async def _webhook(
+        self, ctx: ApiContext, source: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         started = time.perf_counter()
         adapter = ctx.adapters.get(source)
         if adapter is not None:  # a sender's own format (worker/api/sources.py)

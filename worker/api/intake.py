@@ -35,6 +35,7 @@ from worker.config import IngestSettings
 from worker.db import DATABASE_UNAVAILABLE, Database
 from worker.inbound.ledger import RecordResult, record_batches
 from worker.inbound.schema import CanonicalEvent
+from worker.observability import tracing
 
 log = logging.getLogger("passsync.api.intake")
 
@@ -84,6 +85,7 @@ class _Request:
     source: str
     events: Sequence[CanonicalEvent]
     done: asyncio.Future[RecordResult]
+    trace: dict[str, str] | None = None  # W3C headers of the request's span (tracing on)
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Intake:
         self._busy = 0
         self._database_down_until = 0.0
         self._broker_down_until = 0.0
+        self._traces: dict[int, dict[int, dict[str, str]]] = {}  # group -> ledger id -> W3C
         self.stats = IntakeStats()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -162,7 +165,9 @@ class Intake:
         if self.stats.pending_events + len(events) > s.max_pending_events:
             self.stats.refused_overload += 1
             raise IntakeUnavailableError("receiver overloaded", s.retry_after_seconds)
-        request = _Request(source, events, asyncio.get_running_loop().create_future())
+        request = _Request(
+            source, events, asyncio.get_running_loop().create_future(), tracing.current_carrier()
+        )
         self._queue.append(request)
         self.stats.pending_events += len(events)
         assert self._wakeup is not None
@@ -213,7 +218,9 @@ class Intake:
         # After the answers: a request waits for its commit, never for the broker. Until this
         # publish is done the writer takes no new group, which bounds what is unpublished.
         if ids:
-            await self._publish_after_commit(ids)
+            # Each id's task continues the trace of the request that recorded it.
+            with tracing.carriers(self._traces.pop(id(group), {})):
+                await self._publish_after_commit(ids)
 
     async def _write_and_answer(self, writer: GroupWriter, group: list[_Request]) -> list[int]:
         """Commit the group and answer its requests; the new ledger ids (none on failure)."""
@@ -239,6 +246,9 @@ class Intake:
         for request, result in zip(group, results, strict=True):
             if not request.done.done():
                 request.done.set_result(result)
+            if request.trace:
+                traces = self._traces.setdefault(id(group), {})
+                traces.update(dict.fromkeys(result.accepted_ids, request.trace))
         ids = [pk for result in results for pk in result.accepted_ids]
         self.stats.events_committed += len(ids)
         return ids

@@ -15,6 +15,7 @@ from worker.api.context import ApiContext, get_context
 from worker.api.errors import responses
 from worker.inbound.schema import CanonicalEvent, EventBatch
 from worker.inbound.signatures import SignatureError
+from worker.observability import tracing
 
 log = logging.getLogger("passsync.api.webhooks")
 
@@ -75,7 +76,8 @@ async def accept(
     events = _parse_events(source, body, ctx.settings.api.max_batch_events)
     # Committed (group commit with concurrent requests) when this returns; the group's ids
     # are published to the broker right after the answers go out.
-    result = await ctx.intake.submit(source, events)
+    with tracing.span("ledger.record", events=len(events)):
+        result = await ctx.intake.submit(source, events)
     if log.isEnabledFor(logging.INFO):
         _log_accepted(source, events, result.accepted_ids, result.duplicates)
     return Accepted(accepted=len(result.accepted_ids), duplicates=result.duplicates)

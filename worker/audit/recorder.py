@@ -33,7 +33,7 @@ from worker.audit import models as m
 from worker.audit.actor import current_actor
 from worker.audit.store import write_entries
 from worker.db import Database, utcnow
-from worker.observability import metrics
+from worker.observability import metrics, tracing
 
 log = logging.getLogger("passsync.audit")
 
@@ -73,6 +73,9 @@ class AuditRecorder:
         """The client hook: build the row now (actor, time), write or keep it per the policy."""
         metrics.provider_call(
             self._provider, record.action, record.status, record.duration_ms / 1000
+        )
+        tracing.record_attempt(
+            record.action, record.method, record.status, str(record.outcome), record.duration_ms
         )
         row = self.row_for(record)
         pending = self._pending.get()

@@ -9,13 +9,14 @@ from typing import Any
 
 from worker.audit import Actor, purge_expired, retention_cutoff
 from worker.inbound.status import record_failure, stale_pending_ids, touch
-from worker.observability import logs, metrics
+from worker.observability import logs, metrics, tracing
+from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.sync.engine import EventNotFoundError, PassBusyError
 from worker.sync.engine import process_event as apply_event
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task
 from worker.tasks.app import REALTIME_QUEUE, celery_app
-from worker.tasks.runtime import get_runtime
+from worker.tasks.runtime import Runtime, get_runtime
 
 log = logging.getLogger("passsync.tasks")
 
@@ -32,6 +33,13 @@ def process_event(self: Any, event_id: int) -> str:
     permanent rejection (or the last attempt) sends it to the dead letter."""
     runtime = get_runtime()
     logs.bind(event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.provider)
+    with tracing.span(
+        "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
+    ):
+        return _process(self, runtime, event_id)
+
+
+def _process(self: Any, runtime: Runtime, event_id: int) -> str:
     try:
         # The audit scope is outside the session: its rows are written after commit/rollback.
         with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
@@ -66,6 +74,14 @@ def process_event(self: Any, event_id: int) -> str:
     summary = ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
     log.info("event %s handled: %s", event_id, summary, extra={"outcome": summary})
     return summary
+
+
+def trace_parent(request: Any) -> dict[str, str] | None:
+    """The W3C headers the message carried: top-level message headers on a worker, the
+    `headers` option under `apply()`."""
+    nested = getattr(request, "headers", None) or {}
+    found = {h: str(v) for h in TRACE_HEADERS if (v := getattr(request, h, None) or nested.get(h))}
+    return found or None
 
 
 def _retry_or_fail(task: Any, event_id: int, exc: TransientError, reason: str) -> str:
@@ -170,8 +186,10 @@ def enqueue_events(ids: list[int], *, countdown: float | None = None) -> None:
     options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
     with celery_app.producer_or_acquire() as producer:
         for event_id in ids:
+            headers = tracing.headers_for(event_id)
+            traced = {"headers": headers} if headers else {}
             process_event.apply_async(
-                args=[event_id], queue=REALTIME_QUEUE, producer=producer, **options
+                args=[event_id], queue=REALTIME_QUEUE, producer=producer, **options, **traced
             )
 
 
@@ -181,9 +199,11 @@ DISPATCH_CHUNK = 500
 
 
 @celery_app.task(name="passsync.dispatch_events", acks_late=True)
-def dispatch_events_task(ids: list[int]) -> int:
-    """Fan a group of ledger ids out into one process_event task each."""
-    enqueue_events(ids)
+def dispatch_events_task(ids: list[int], traces: dict[str, dict[str, str]] | None = None) -> int:
+    """Fan a group of ledger ids out into one process_event task each (each with the trace
+    headers of the request that recorded it, when tracing is on)."""
+    with tracing.carriers({int(k): v for k, v in (traces or {}).items()}):
+        enqueue_events(ids)
     return len(ids)
 
 
@@ -192,8 +212,11 @@ def dispatch_events(ids: list[int]) -> None:
     if len(ids) == 1:
         enqueue_events(ids)
         return
+    traces = tracing.carriers_now()
     with celery_app.producer_or_acquire() as producer:
         for start in range(0, len(ids), DISPATCH_CHUNK):
+            chunk = ids[start : start + DISPATCH_CHUNK]
+            kwargs = {"traces": {str(i): traces[i] for i in chunk if i in traces}} if traces else {}
             dispatch_events_task.apply_async(
-                args=[ids[start : start + DISPATCH_CHUNK]], queue=REALTIME_QUEUE, producer=producer
+                args=[chunk], kwargs=kwargs, queue=REALTIME_QUEUE, producer=producer
             )

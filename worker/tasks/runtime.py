@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from worker.audit import Actor, AuditRecorder, acting_as
 from worker.config import Settings, load_settings
 from worker.db import Database
-from worker.observability import metrics
+from worker.observability import metrics, tracing
 from worker.providers.registry import build_provider
 from worker.ratelimit.provider import limited
 from worker.sync.engine import SyncContext
@@ -49,6 +49,8 @@ def get_runtime() -> Runtime:
         if runtime is None:
             settings = load_settings()
             metrics.set_enabled(settings.metrics.enabled)
+            if not tracing.enabled():  # a pool child: its own exporter thread, after the fork
+                tracing.setup_tracing(settings.tracing)
             db = Database(settings.database_url, pool_size=2)
             audit = AuditRecorder(db, provider=settings.sync.provider)
             # Every call of every task takes a slot from the fleet's shared budget.

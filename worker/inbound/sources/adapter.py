@@ -304,16 +304,14 @@ class SourceAdapter:
         return value
 
     def _route(self, sender_type: str, doc: Doc) -> _Route | str:
-        listed = False
         for route in self._routes:
             if sender_type not in route.on and "*" not in route.on:
                 continue
-            listed = True
             if route.when is None or truthy(evaluate(route.when, doc)):
                 return route
         if not sender_type:
             return "the request names no event type"
-        if listed:
+        if any(sender_type in route.on for route in self._routes):
             return f"{sender_type!r} does not meet the conditions of its routes"
         return f"event type {sender_type!r} is not mapped by source {self.name}"
 
