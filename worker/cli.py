@@ -29,6 +29,7 @@ from worker.commands.sources import sources_app
 from worker.commands.templates import templates_app
 from worker.commands.tools import tools_app
 from worker.config import ConfigError, Settings, load_settings
+from worker.providers import registry
 
 if TYPE_CHECKING:
     from worker.stack import Stack
@@ -140,18 +141,17 @@ def run(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
 ) -> None:
     """Run everything in one process tree: embedded Redis, SQLite, receiver, worker, beat and,
-    without a Passcreator API key, the local sandbox. Stops cleanly on Ctrl-C or SIGTERM."""
+    for every provider account without credentials, its platform's local sandbox. Stops
+    cleanly on Ctrl-C or SIGTERM."""
     from worker.stack import Stack
 
     settings = _settings()
-    use_sandbox = settings.providers.passcreator.api_key is None
     stack = Stack(
         settings=settings,
         data_dir=settings.data_dir,
         api_port=settings.api.port,
-        use_sandbox=use_sandbox,
+        sandboxes=_sandboxed_accounts(settings),
         worker_concurrency=concurrency,
-        sandbox_port=settings.sandbox.port,
         write_run_file=True,
         persist_sandbox=True,
     )
@@ -162,7 +162,7 @@ def run(
         stack.stop()  # what did start; a setup problem is then one line (see main)
         raise
     try:
-        _print_run_banner(stack, settings, use_sandbox)
+        _print_run_banner(stack, settings)
         while not stopping and not stack.dead():
             time.sleep(0.2)
         dead = stack.dead()
@@ -186,23 +186,35 @@ def _install_stop_handlers() -> list[int]:
     return stopping
 
 
-def _print_run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> None:
-    for line in run_banner(stack, settings, use_sandbox):
+def _sandboxed_accounts(settings: Settings) -> dict[str, int]:
+    """Accounts without credentials whose platform has a sandbox: name -> its port."""
+    return {
+        a.name: int(a.sandbox_settings.port)
+        for a in registry.accounts(settings).values()
+        if not a.has_credentials and a.kind.sandbox is not None
+    }
+
+
+def _print_run_banner(stack: Stack, settings: Settings) -> None:
+    for line in run_banner(stack, settings):
         console.print(line, highlight=False, soft_wrap=True)
 
 
-def run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> list[str]:
+def run_banner(stack: Stack, settings: Settings) -> list[str]:
     """What `passsync run` prints once it is up: every URL a user needs, no secret."""
     from worker.stack import SECRETS_FILE
 
-    provider = (
-        f"local sandbox at {stack.sandbox_url}"
-        if use_sandbox
-        else settings.providers.passcreator.base_url
-    )
     base = stack.api_url
     secrets_file = (stack.data_dir / SECRETS_FILE).resolve()
-    lines = [f"[bold green]passsync is running[/bold green] (provider: {provider})"]
+    lines = ["[bold green]passsync is running[/bold green]"]
+    for account in registry.accounts(settings).values():
+        where = (
+            f"local sandbox at {stack.sandbox_url_of(account.name)}"
+            if account.name in stack.sandboxes
+            else "credentials set"
+        )
+        label = f"account {account.name}"
+        lines.append(f"  {label:<22} {account.kind.title}: {where}")
     for name, source in settings.sources.items():
         label = f"source {name}"
         if source.kind == "standard":
@@ -353,17 +365,41 @@ def beat() -> None:
 
 @app.command()
 def sandbox(
-    port: Annotated[int | None, typer.Option(help="Port (default: sandbox.port).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: the account's sandbox.port).")
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option(help="Serve this account's sandbox (default: sync.default_account)."),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Serve a sandbox of this platform kind (its default settings)."),
+    ] = None,
 ) -> None:
-    """A local Passcreator-compatible server for trying passsync without an account."""
-    from worker.providers.passcreator.sandbox.server import serve
-
+    """A local server that behaves like a wallet platform, for trying passsync without an
+    account (the default account's platform unless --account or --kind says otherwise)."""
     settings = _settings()
     _logging(settings)
-    sandbox_settings = settings.sandbox
+    try:
+        if kind is not None:
+            chosen = [a for a in registry.accounts(settings).values() if a.kind.kind == kind]
+            found = chosen[0] if chosen else None
+            descriptor = registry.get_kind(kind)
+        else:
+            found = registry.account(settings, account)
+            descriptor = found.kind
+    except LookupError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(2) from None
+    kit = descriptor.sandbox
+    if kit is None:
+        console.print(f"[red]{descriptor.title} has no local sandbox[/red]")
+        raise typer.Exit(2)
+    sandbox_settings = found.sandbox_settings if found is not None else kit.settings_model()
     if port is not None:
         sandbox_settings = sandbox_settings.model_copy(update={"port": port})
-    serve(sandbox_settings)
+    kit.serve(sandbox_settings)
 
 
 @db_app.command("upgrade")

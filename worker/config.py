@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializeAsAny,
     ValidationError,
     field_validator,
     model_validator,
@@ -39,6 +40,8 @@ from worker.inbound.sources.spec import (
     SourceKind,
     VerifySpec,
 )
+from worker.providers import registry
+from worker.providers.port import AccountSettings
 
 ENV_PREFIX = "PASSSYNC_"
 SECRET_KEYS = frozenset({"secret", "previous_secrets", "api_key"})
@@ -94,44 +97,6 @@ class ApiSettings(_Strict):
     # Proxies whose X-Forwarded-For/-Proto are believed (comma separated, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ingest: IngestSettings = IngestSettings()
-
-
-class PasscreatorSettings(_Strict):
-    base_url: str = "https://app.passcreator.com"
-    api_key: SecretStr | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1, le=10)
-    backoff_seconds: float = Field(default=0.5, ge=0)
-    default_retry_after_seconds: float = Field(default=5.0, ge=0)
-    user_provided_id_prefix: str = Field(default="passsync", pattern=r"^[A-Za-z0-9_]{1,32}$")
-    # Passcreator documents a 400 for a reused userProvidedId but not its wording (§12.2).
-    duplicate_pattern: str = r"(?i)unique|already|duplicate"
-    create_async: bool = False
-    # No source names Passcreator's rate-limit headers (§9); Retry-After is our best guess.
-    retry_after_header: str = "Retry-After"
-    backoff_max_seconds: float = Field(default=8.0, ge=0)
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    # v3 list paging (§2.3): the maximum page size is unconfirmed; `page.next` pointed to
-    # passcreator.com while the base URL is app.passcreator.com, so that host is allowed too.
-    page_size: int = Field(default=100, ge=1, le=1000)
-    max_pages: int = Field(default=1000, ge=1)
-    page_next_hosts: list[str] = ["passcreator.com", "app.passcreator.com"]
-    # How pass_exists looks a pass up: v1 GET /api/pass/{id} (V) or a v3 query (C), §4.5.
-    exists_via: Literal["v1_get", "v3_query"] = "v1_get"
-    # Per-action path overrides (e.g. {"get_template": "/api/pass-template/{id}"}) for the
-    # endpoints whose real path is only seen in client code (see docs/passcreator.md).
-    paths: dict[str, str] = {}
-
-    @field_validator("base_url")
-    @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-
-class ProvidersSettings(_Strict):
-    passcreator: PasscreatorSettings = PasscreatorSettings()
 
 
 class SourceSettings(_Strict):
@@ -233,7 +198,12 @@ LOYALTY_FIELDS = {
 
 
 class SyncSettings(_Strict):
-    provider: Literal["passcreator"] = "passcreator"
+    # The account (a name under `providers:`) an upsert rule uses when it names none; none:
+    # the only account, else the first one configured.
+    default_account: str | None = None
+    # Every pass passsync creates gets the external id `<prefix>_<pass key>_<customer id>` (the
+    # provider's uniqueness guard against twins).
+    external_id_prefix: str = Field(default="passsync", pattern=r"^[A-Za-z0-9_]{1,32}$")
     rules: list[SyncRule] = [
         SyncRule(
             name="loyalty_card",
@@ -263,6 +233,9 @@ class SyncSettings(_Strict):
         # A config that still uses only the `passes` shorthand means exactly those passes.
         if isinstance(data, dict) and data.get("passes") and "rules" not in data:
             data = {**data, "rules": []}
+        # `sync.provider` (before named accounts) named the only platform: its account.
+        if isinstance(data, dict) and "provider" in data:
+            data = {key: value for key, value in data.items() if key != "provider"}
         return data
 
     @field_validator("passes")
@@ -446,19 +419,15 @@ class UsageSettings(_Strict):
 
 
 class CallbackSettings(_Strict):
-    """Provider callbacks at POST /providers/passcreator/callbacks."""
+    """Provider callbacks at POST /providers/{account}/callbacks (one URL per account)."""
 
-    # Public URL passsync subscribes at the provider; the secret is appended as ?token=
-    # (Passcreator's payload signature scheme is unconfirmed, so the URL token is required).
+    # Public base URL of the API; passsync subscribes `<public_url>/providers/<account>/
+    # callbacks?token=<secret>` at each platform that can subscribe (the URL token is required
+    # because not every platform signs its callbacks).
     public_url: str | None = None
     secret: SecretStr | None = None
-    events: list[str] = [
-        "pass_created",
-        "pushnotification_registered",
-        "pushnotification_unregistered",
-        "pass_voided",
-        "pass_scanned",
-    ]
+    # Events to subscribe; empty: each platform's own list of the events passsync tracks.
+    events: list[str] = []
 
 
 class ReconcileSettings(_Strict):
@@ -476,45 +445,6 @@ class McpSettings(_Strict):
 
     # Write tools (create, update, delete, void) are hidden and refused unless this is on.
     allow_writes: bool = False
-
-
-class SandboxBehaviour(_Strict):
-    """What the sandbox does; every field can also be changed at runtime (POST /_sandbox/config).
-
-    Most reproduce facts the Passcreator reference marks unconfirmed (U).
-    """
-
-    latency_ms: float = Field(default=0.0, ge=0)
-    answer_delay_ms: float = Field(default=0.0, ge=0)
-    rate_limit_per_minute: int = Field(default=0, ge=0)
-    send_retry_after: bool = True
-    create_status: Literal[200, 201] = 200
-    unknown_template_status: Literal[400, 404] = 400
-    duplicate_message: str = "The userProvidedId {user_provided_id} is already in use."
-    async_omits_barcode: bool = True
-    v3_accepts_user_provided_id: bool = False
-    ignore_user_provided_id_param: bool = True
-    page_next_base_url: str | None = None
-    last_page_marker: Literal["null", "missing"] = "null"
-    max_page_size: int = Field(default=1000, ge=1)
-    error_500_probability: float = Field(default=0.0, ge=0, le=1)
-    error_503_probability: float = Field(default=0.0, ge=0, le=1)
-    commit_then_fail_probability: float = Field(default=0.0, ge=0, le=1)
-    non_json_probability: float = Field(default=0.0, ge=0, le=1)
-    # A slow answer: the request is held `slow_ms` before it is handled (past a client timeout).
-    slow_probability: float = Field(default=0.0, ge=0, le=1)
-    slow_ms: float = Field(default=2000.0, ge=0)
-    seed: int = 0
-
-
-class SandboxSettings(SandboxBehaviour):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8090, ge=0, le=65535)
-    api_key: SecretStr = SecretStr("sandbox-key")
-    templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
-    # A SQLite file that keeps the sandbox's passes, templates and hooks across restarts;
-    # none keeps everything in memory.
-    store_path: Path | None = None
 
 
 class MetricsSettings(_Strict):
@@ -563,7 +493,10 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
     api: ApiSettings = ApiSettings()
-    providers: ProvidersSettings = ProvidersSettings()
+    # Wallet-platform accounts by name: `{<name>: {kind: <kind>, ...that kind's settings}}`;
+    # secrets per account from PASSSYNC_PROVIDERS__<NAME>__API_KEY. Default: one account of
+    # the first registered kind, named after it (see README, "Providers and accounts").
+    providers: dict[str, SerializeAsAny[AccountSettings]] = {}
     sources: dict[str, SourceSettings] = {"crm": SourceSettings()}
     admin_tokens: dict[str, AdminToken] = {}
     sync: SyncSettings = SyncSettings()
@@ -576,7 +509,9 @@ class Settings(BaseSettings):
     usage: UsageSettings = UsageSettings()
     callbacks: CallbackSettings = CallbackSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
-    sandbox: SandboxSettings = SandboxSettings()
+    # Before named accounts: the sandbox of the (only) account of the first registered kind.
+    # Still read (PASSSYNC_SANDBOX__*), and merged over that account's `sandbox:`.
+    sandbox: dict[str, Any] = {}
 
     @field_validator("sources", "admin_tokens")
     @classmethod
@@ -585,6 +520,60 @@ class Settings(BaseSettings):
             if not NAME_RE.match(key):
                 raise ValueError(f"name {key!r} must match {NAME_RE.pattern}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accounts(cls, data: Any) -> Any:
+        """Today's config shape keeps working: `providers: {<kind>: {...}}` is an account
+        named after its kind; a `user_provided_id_prefix` there is `sync.external_id_prefix`;
+        a top-level `sandbox:` is laid over the sandbox of the account(s) of the first
+        registered kind."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        raw = data.get("providers")
+        providers = {str(k): dict(v or {}) for k, v in raw.items()} if raw else {}
+        if not providers:
+            providers = {registry.default_kind(): {}}
+        sync = dict(data.get("sync") or {})
+        for conf in providers.values():
+            prefix = conf.pop("user_provided_id_prefix", None)
+            if prefix is not None:
+                sync.setdefault("external_id_prefix", prefix)
+        legacy_provider = sync.get("provider")
+        if isinstance(legacy_provider, str) and legacy_provider in providers:
+            sync.setdefault("default_account", legacy_provider)
+        legacy_sandbox = data.get("sandbox")
+        if legacy_sandbox:
+            for name, conf in providers.items():
+                if (conf.get("kind") or name) == registry.default_kind():
+                    conf["sandbox"] = {**dict(conf.get("sandbox") or {}), **dict(legacy_sandbox)}
+        data["providers"] = providers
+        if sync:
+            data["sync"] = sync
+        return data
+
+    @field_validator("providers", mode="plain")
+    @classmethod
+    def _account_settings(cls, value: Any) -> dict[str, AccountSettings]:
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping of account name -> {kind: ..., ...}")
+        for key in value:
+            if not NAME_RE.match(str(key)):
+                raise ValueError(f"account name {key!r} must match {NAME_RE.pattern}")
+        return registry.validate_accounts(value)
+
+    @model_validator(mode="after")
+    def _default_account(self) -> Settings:
+        chosen = self.sync.default_account
+        if chosen is None:
+            self.sync.default_account = next(iter(self.providers))
+        elif chosen not in self.providers:
+            raise ValueError(
+                f"sync.default_account {chosen!r} is not an account under providers: "
+                f"{', '.join(self.providers)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _limiter_needs_redis(self) -> Settings:
@@ -669,6 +658,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, registry.AccountSettingsError):
+            first = {**first, "loc": cause.loc, "msg": cause.msg}
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         env = ENV_PREFIX + "__".join(str(part).upper() for part in first["loc"])
         raise ConfigError(f"setting {where} ({env}): {first['msg']}") from None
@@ -686,7 +678,12 @@ def _walk(model: type[BaseModel], trail: tuple[str, ...], instance: Any, rows: l
         here = (*trail, name)
         value = getattr(instance, name, info.default) if instance is not None else info.default
         args: tuple[Any, ...] = getattr(info.annotation, "__args__", ())
-        if isinstance(value, BaseModel):
+        if model is Settings and name == "providers":
+            # One block per registered kind: the settings of an account of that kind.
+            for kind in registry.kinds():
+                kind_model = registry.settings_model(kind)
+                _walk(kind_model, (*here, f"<{kind}>"), kind_model.model_construct(kind=kind), rows)
+        elif isinstance(value, BaseModel):
             _walk(type(value), here, value, rows)
         elif isinstance(value, dict) and len(args) == 2 and _is_model(args[1]):
             _walk(args[1], (*here, "<name>"), None, rows)

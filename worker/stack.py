@@ -29,6 +29,7 @@ from worker.commands.problems import SetupError
 from worker.config import Settings
 from worker.migrate import upgrade
 from worker.private import private_dir, private_file
+from worker.providers import registry
 
 STOP_GRACE_SECONDS = 20.0
 
@@ -99,6 +100,13 @@ def load_or_create_secrets(data_dir: Path, settings: Settings) -> dict[str, str]
 SANDBOX_UNLIMITED_PER_MINUTE = 60_000
 
 
+def _fresh_port(wanted: int, taken: set[int]) -> int:
+    """`wanted`, or a free port when it is 0 or another sandbox of this stack has it."""
+    port = wanted if wanted and wanted not in taken else free_port()
+    taken.add(port)
+    return port
+
+
 @dataclass
 class Stack:
     """Starts and stops the embedded processes; `env` is what every child sees."""
@@ -106,10 +114,10 @@ class Stack:
     settings: Settings
     data_dir: Path
     api_port: int
-    use_sandbox: bool
+    # Accounts served by a local sandbox of their kind: name -> port (0: any free port).
+    sandboxes: dict[str, int] = field(default_factory=dict)
     log_to_files: bool = False
     worker_concurrency: int = 2
-    sandbox_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     # `passsync run` leaves <data_dir>/run.json so that other commands find it (the demo not).
     write_run_file: bool = False
@@ -125,8 +133,18 @@ class Stack:
         return f"http://{self._client_host()}:{self.api_port}"
 
     @property
+    def use_sandbox(self) -> bool:
+        return bool(self.sandboxes)
+
+    def sandbox_url_of(self, account: str) -> str:
+        return f"http://127.0.0.1:{self.sandboxes[account]}"
+
+    @property
     def sandbox_url(self) -> str:
-        return f"http://127.0.0.1:{self.sandbox_port}"
+        """The sandbox of the default account (else of the first sandboxed one)."""
+        default = self.settings.sync.default_account
+        name = default if default in self.sandboxes else next(iter(self.sandboxes))
+        return self.sandbox_url_of(name)
 
     def _client_host(self) -> str:
         host = self.settings.api.host
@@ -141,14 +159,16 @@ class Stack:
             )
         self.env = self._child_env()
         upgrade(self.env["PASSSYNC_DATABASE_URL"])
-        if self.use_sandbox:
-            if port_in_use("127.0.0.1", self.sandbox_port):
+        for account, port in self.sandboxes.items():
+            if port_in_use("127.0.0.1", port):
                 raise SetupError(
-                    f"port {self.sandbox_port} is already in use: stop what holds it or set "
-                    "PASSSYNC_SANDBOX__PORT to another (0: any free port)"
+                    f"port {port} is already in use: stop what holds it or set "
+                    f"PASSSYNC_PROVIDERS__{account.upper()}__SANDBOX__PORT to another "
+                    "(0: any free port)"
                 )
-            self._spawn("sandbox", ["sandbox", "--port", str(self.sandbox_port)])
-            self._wait_http(self.sandbox_url + "/_sandbox/stats", "sandbox")
+            name = "sandbox" if len(self.sandboxes) == 1 else f"sandbox-{account}"
+            self._spawn(name, ["sandbox", "--account", account, "--port", str(port)])
+            self._wait_http(f"http://127.0.0.1:{port}/", name)
         self._spawn("api", ["api"])
         self._spawn("worker", ["worker", "--concurrency", str(self.worker_concurrency)])
         self._spawn("beat", ["beat"])
@@ -168,24 +188,37 @@ class Stack:
         env["PASSSYNC_DATABASE_URL"] = _absolute_sqlite(self.settings.database_url)
         env["PASSSYNC_DATA_DIR"] = str(self.data_dir.resolve())
         env["PASSSYNC_API__PORT"] = str(self.api_port)
-        if self.use_sandbox:
-            self.sandbox_port = self.sandbox_port or free_port()
-            env["PASSSYNC_SANDBOX__PORT"] = str(self.sandbox_port)
-            if self.persist_sandbox:
-                # The sandbox keeps its passes beside the database: a restart finds them again.
-                store = str((self.data_dir / "sandbox.db").resolve())
-                env.setdefault("PASSSYNC_SANDBOX__STORE_PATH", store)
-            env["PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL"] = self.sandbox_url
-            env["PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY"] = (
-                self.settings.sandbox.api_key.get_secret_value()
-            )
-            # The shared limiter models the provider's limit: the sandbox's own, or none. The
-            # 600/min default is Passcreator's, and would make the local sandbox feel slow.
-            sandbox_limit = self.settings.sandbox.rate_limit_per_minute
-            env.setdefault(
-                "PASSSYNC_RATELIMIT__PER_MINUTE", str(sandbox_limit or SANDBOX_UNLIMITED_PER_MINUTE)
-            )
+        taken: set[int] = set()
+        for account in list(self.sandboxes):
+            self.sandboxes[account] = port = _fresh_port(self.sandboxes[account], taken)
+            for key, value in self._sandbox_env(account, port).items():
+                # The caller's own choices for the account (extra_env, environment) win.
+                if key.endswith(("__RATE_PER_MINUTE", "__STORE_PATH")):
+                    env.setdefault(key, value)
+                else:
+                    env[key] = value
+        if self.sandboxes:
             env.setdefault("PASSSYNC_RATELIMIT__BURST", "100")
+        return env
+
+    def _sandbox_env(self, name: str, port: int) -> dict[str, str]:
+        """Point the account at its sandbox; its budget in the shared limiter models the
+        sandbox's own rate limit, or none (a platform's real limit would make it feel slow)."""
+        account = registry.account(self.settings, name)
+        kit = account.kind.sandbox
+        assert kit is not None  # only accounts whose kind has a sandbox are sandboxed
+        sandbox = account.sandbox_settings
+        prefix = f"PASSSYNC_PROVIDERS__{name.upper()}__"
+        env = {
+            prefix + key.upper(): value
+            for key, value in kit.account_overrides(sandbox, f"http://127.0.0.1:{port}").items()
+        }
+        limit = int(getattr(sandbox, "rate_limit_per_minute", 0) or 0)
+        env[prefix + "RATE_PER_MINUTE"] = str(limit or SANDBOX_UNLIMITED_PER_MINUTE)
+        if self.persist_sandbox and "store_path" in type(sandbox).model_fields:
+            # The sandbox keeps its passes beside the database: a restart finds them again.
+            store = (self.data_dir / f"sandbox-{name}.db").resolve()
+            env[prefix + "SANDBOX__STORE_PATH"] = str(store)
         return env
 
     def _spawn(self, name: str, args: list[str]) -> None:

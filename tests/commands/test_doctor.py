@@ -46,7 +46,9 @@ def test_every_check_passes_when_everything_is_in_place() -> None:
         "outbound crm": "ok",
         "clock crm": "ok",
     }
-    assert checks["provider"][1] == "passcreator: credential accepted, every rule's template exists"
+    assert checks["provider"][1] == (
+        "passcreator (Passcreator): credential accepted, every rule's template exists"
+    )
     # And the table form is one line per check
     table = CliRunner().invoke(app, ["doctor"])
     assert table.exit_code == 0 and len(table.stdout.splitlines()) == 7

@@ -9,13 +9,14 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from tests.sync.ledger_rows import store
-from worker.config import PasscreatorSettings, SandboxSettings, Settings
+from worker.config import Settings
 from worker.db import Database
 from worker.inbound.models import InboundEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.providers.errors import TransientError
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
 from worker.sync.engine import Outcome, SyncContext, process_event
 from worker.sync.models import PassMapping
 from worker.sync.templates import TemplateResolver

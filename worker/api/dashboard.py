@@ -35,7 +35,7 @@ def dashboard(request: Request, ctx: Context) -> HTMLResponse:
     _authorize(ctx, request)
     with ctx.db.session() as session:
         filters = page_filters(dict(request.query_params))
-        report = adoption_report(session, ctx.settings.sync.provider, filters)
+        report = adoption_report(session, None, filters)
     return HTMLResponse(render(report, filters, ctx.settings))
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from worker.commands.problems import explain
 from worker.config import ConfigError, Settings, load_settings
 from worker.db import Database
+from worker.providers import registry
 
 Status = Literal["ok", "warn", "fail", "skip"]
 # Beyond this, signed webhooks (5 min tolerance) and schedules start to go wrong.
@@ -155,7 +156,7 @@ def _provider(settings: Settings, migrated: bool) -> Check:
     from worker.providers.errors import ProviderError  # noqa: PLC0415
     from worker.sync.rules import compile_rules  # noqa: PLC0415
 
-    name = settings.sync.provider
+    name = ", ".join(f"{a.name} ({a.kind.title})" for a in registry.accounts(settings).values())
     try:
         problems = _with_audit(
             settings,
@@ -184,7 +185,7 @@ def _with_audit(
 
     database = Database(settings.database_url, pool_size=1)
     try:
-        return call(AuditRecorder(database, provider=settings.sync.provider).on_attempt)
+        return call(AuditRecorder(database, provider=registry.account(settings).name).on_attempt)
     finally:
         database.dispose()
 

@@ -634,7 +634,7 @@ def _lock_mapping(
         "customer_id": customer_id,
         "pass_key": pass_key,
         "user_provided_id": user_provided_id(
-            ctx.settings.providers.passcreator.user_provided_id_prefix, pass_key, customer_id
+            ctx.settings.sync.external_id_prefix, pass_key, customer_id
         ),
         "status": PassStatus.NEW,
         "created_at": utcnow(),

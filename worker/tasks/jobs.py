@@ -32,7 +32,9 @@ def process_event(self: Any, event_id: int) -> str:
     """Apply one ledger event; transient failures retry with bounded, jittered backoff, a
     permanent rejection (or the last attempt) sends it to the dead letter."""
     runtime = get_runtime()
-    logs.bind(event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.provider)
+    logs.bind(
+        event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.default_account
+    )
     with tracing.span(
         "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
     ):

@@ -12,6 +12,7 @@ from worker.audit import Actor, AuditRecorder, acting_as
 from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.observability import metrics, tracing
+from worker.providers import registry
 from worker.providers.registry import build_provider
 from worker.ratelimit.provider import limited
 from worker.sync.engine import SyncContext
@@ -52,7 +53,7 @@ def get_runtime() -> Runtime:
             if not tracing.enabled():  # a pool child: its own exporter thread, after the fork
                 tracing.setup_tracing(settings.tracing)
             db = Database(settings.database_url, pool_size=2)
-            audit = AuditRecorder(db, provider=settings.sync.provider)
+            audit = AuditRecorder(db, provider=registry.account(settings).name)
             # Every call of every task takes a slot from the fleet's shared budget.
             provider = limited(settings, build_provider(settings, on_attempt=audit.on_attempt))
             runtime = Runtime(

@@ -23,7 +23,7 @@ from tenacity import (
     wait_random,
 )
 
-from worker.config import ConfigError, PasscreatorSettings
+from worker.config import ConfigError
 from worker.providers.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -49,6 +49,7 @@ from worker.providers.passcreator.models import (
     WebhookSubscription,
 )
 from worker.providers.passcreator.query import Operator, PassQuery
+from worker.providers.passcreator.settings import PasscreatorSettings
 from worker.providers.paths import path_segment
 from worker.providers.port import ProviderPass, ProviderTemplate
 
@@ -166,8 +167,8 @@ class PasscreatorClient:
     ) -> None:
         if settings.api_key is None:
             raise ConfigError(
-                "setting providers.passcreator.api_key "
-                "(PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY): not set"
+                "setting providers.<account>.api_key of a Passcreator account "
+                "(PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY): not set"
             )
         self._settings = settings
         self._on_attempt = on_attempt
