@@ -223,9 +223,10 @@ class SyncSettings(_Strict):
     # Events for one customer arriving within this window collapse into one provider call
     # carrying the latest state; every event waits this long before its first attempt (0: off).
     coalesce_window_ms: int = Field(default=500, ge=0, le=60_000)
-    # How long one attempt may hold a pass; must exceed its slowest provider calls (client
-    # retries included). A crashed worker's pass is free again after this.
-    claim_seconds: float = Field(default=300.0, gt=0)
+    # The lease on a pass an attempt works on: the living attempt renews it every third of
+    # this (a heartbeat), so it may take longer than this; a killed worker's passes, and the
+    # events it held, are taken up again within about this (see README, "Crash recovery").
+    claim_seconds: float = Field(default=10.0, ge=1.0, le=600)
 
     @model_validator(mode="before")
     @classmethod

@@ -21,6 +21,22 @@ from worker.tasks.runtime import Runtime, get_runtime
 log = logging.getLogger("passsync.tasks")
 
 
+class WaitingForPass(Exception):
+    """The reason given for a retry that waits for a claimed pass."""
+
+
+# Celery logs every retry ("Retry in 1s"); a wait for a claimed pass is not a failure and may
+# repeat every second for a while, so the task logs it once per event instead.
+class _QuietBusyWaits(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        reason = str(args.get("exc", "")) if isinstance(args, dict) else ""
+        return not reason.endswith(repr(WaitingForPass()))
+
+
+logging.getLogger("celery.app.trace").addFilter(_QuietBusyWaits())
+
+
 @celery_app.task(
     name="passsync.process_event",
     bind=True,
@@ -28,9 +44,10 @@ log = logging.getLogger("passsync.tasks")
     reject_on_worker_lost=True,
     max_retries=None,
 )
-def process_event(self: Any, event_id: int) -> str:
+def process_event(self: Any, event_id: int, waiting: bool = False) -> str:
     """Apply one ledger event; transient failures retry with bounded, jittered backoff, a
-    permanent rejection (or the last attempt) sends it to the dead letter."""
+    permanent rejection (or the last attempt) sends it to the dead letter. `waiting` marks
+    the retries of an event that already waited for a claimed pass (logged once)."""
     runtime = get_runtime()
     logs.bind(
         event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.default_account
@@ -38,10 +55,10 @@ def process_event(self: Any, event_id: int) -> str:
     with tracing.span(
         "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
     ):
-        return _process(self, runtime, event_id)
+        return _process(self, runtime, event_id, waiting=waiting)
 
 
-def _process(self: Any, runtime: Runtime, event_id: int) -> str:
+def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> str:
     try:
         # The audit scope is outside the session: its rows are written after commit/rollback.
         with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
@@ -53,7 +70,14 @@ def _process(self: Any, runtime: Runtime, event_id: int) -> str:
     except PassBusyError as exc:
         # Another attempt holds the pass: waiting is not failing, so no attempt is used.
         metrics.event_attempt("busy")
-        raise self.retry(countdown=busy_countdown(exc.retry_after), max_retries=None) from None
+        if not waiting:
+            log.info("event %s waits: %s", event_id, exc)
+        raise self.retry(
+            countdown=busy_countdown(exc.retry_after),
+            max_retries=None,
+            kwargs={"waiting": True},
+            exc=WaitingForPass(),
+        ) from None
     except TransientError as exc:
         return _retry_or_fail(self, event_id, exc, exc.message)
     except ProviderError as exc:
@@ -125,7 +149,7 @@ BUSY_WAIT_MAX_SECONDS = 1.0
 
 def busy_countdown(retry_after: float) -> float:
     """How long to wait for a pass another attempt holds: short, since that attempt usually
-    ends within a provider call; a crashed one's claim expires after sync.claim_seconds."""
+    ends within a provider call; a crashed one's claim lapses within sync.claim_seconds."""
     jitter = random.uniform(0, 0.2)  # noqa: S311 - spreads the waiters, not crypto
     return min(max(retry_after, 0.05), BUSY_WAIT_MAX_SECONDS) + jitter
 
@@ -156,6 +180,27 @@ def sweep_pending() -> int:
     if ids:
         enqueue_events(ids, countdown=0)
         log.info("sweeper re-enqueued %d pending events", len(ids))
+    return len(ids)
+
+
+def recover_events(held: list[int], *, exclude: set[int]) -> int:
+    """After a worker died: send again the events it held, and the never-attempted events
+    older than the lease that no live worker holds (a message lost with the worker's socket).
+    Events behind a long queue may be sent twice; the ledger answers those as duplicates."""
+    runtime = get_runtime()
+    sync = runtime.settings.sync
+    with runtime.db.session() as session:
+        stale = stale_pending_ids(
+            session,
+            fresh_after=timedelta(seconds=sync.claim_seconds),
+            retry_grace=timedelta(seconds=sync.retry_max_seconds),
+        )
+        lost = [i for i in stale if i not in exclude and i not in held]
+        touch(session, lost)
+    ids = sorted({*held, *lost})
+    enqueue_events(ids, countdown=0)
+    if lost:
+        log.warning("re-enqueued %d events a dead worker may have taken unseen", len(lost))
     return len(ids)
 
 
