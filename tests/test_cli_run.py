@@ -193,6 +193,12 @@ def test_run_explains_itself_keeps_sandbox_state_and_the_cli_finds_it(tmp_path: 
         assert f"{api}/dashboard" in banner and f"{api}/docs" in banner
         assert str((data / "secrets.env").resolve()) in banner
         assert "no secret" not in banner
+        # And the processes' output goes to their log files, not over the banner
+        assert "celery" not in banner.lower() and "Uvicorn" not in banner
+        assert f"logs                   {(data / 'logs').resolve()}" in banner
+        assert {"api.log", "worker.log", "beat.log", "sandbox.log"} <= {
+            p.name for p in (data / "logs").iterdir()
+        }
         secrets = read_secrets(data / "secrets.env")
         assert {
             "PASSSYNC_SOURCES__CRM__SECRET",

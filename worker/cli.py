@@ -39,6 +39,8 @@ app = typer.Typer(
     help="Keep Apple and Google Wallet passes true to your CRM.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Docstrings wrap at 100 columns in the source: plain click help rewraps them.
+    rich_markup_mode=None,
 )
 
 
@@ -80,7 +82,7 @@ def _root(
     attach(data_dir, os.environ)  # next to `passsync run`: its broker, database, sandbox
 
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
@@ -94,9 +96,6 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
-app.command("mcp")(mcp_command)
-app.command("doctor")(doctor_command)
-app.command("dashboard")(dashboard_command)
 console = Console(stderr=True)
 
 
@@ -139,6 +138,12 @@ def _multiprocess_metrics(settings: Settings, role: str) -> bool:
 @app.command()
 def run(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    show_logs: Annotated[
+        bool,
+        typer.Option(
+            "--show-logs", help="The processes' logs in this terminal (default: data_dir/logs/)."
+        ),
+    ] = False,
 ) -> None:
     """Run everything in one process tree: embedded Redis, SQLite, receiver, worker, beat and,
     for every provider account without credentials, its platform's local sandbox. Stops
@@ -154,6 +159,7 @@ def run(
         worker_concurrency=concurrency,
         write_run_file=True,
         persist_sandbox=True,
+        log_to_files=not show_logs,  # the terminal keeps the banner, not every tick
     )
     stopping = _install_stop_handlers()
     try:
@@ -168,11 +174,21 @@ def run(
         dead = stack.dead()
         if dead and not stopping:
             console.print(f"[red]stopped: {', '.join(dead)} exited unexpectedly[/red]")
+            for name in dead:
+                _print_log_tail(stack, name)
             raise typer.Exit(1)
     finally:
         console.print("stopping passsync ...")
         stack.stop()
         console.print("stopped.")
+
+
+def _print_log_tail(stack: Stack, name: str, lines: int = 20) -> None:
+    log = stack.data_dir / "logs" / f"{name}.log"
+    if stack.log_to_files and log.exists():
+        console.print(f"last lines of {log}:", highlight=False)
+        for line in log.read_text(errors="replace").splitlines()[-lines:]:
+            console.print("  " + line, highlight=False, markup=False)
 
 
 def _install_stop_handlers() -> list[int]:
@@ -230,6 +246,11 @@ def run_banner(stack: Stack, settings: Settings) -> list[str]:
         f"  health                 {base}/readyz",
         f"  secrets                {secrets_file}  (signing secrets, admin tokens; mode 0600)",
         "  CLI                    other passsync commands in this directory use this stack",
+        *(
+            [f"  logs                   {(stack.data_dir / 'logs').resolve()}"]
+            if stack.log_to_files
+            else []
+        ),
         "  Ctrl-C stops everything.",
     ]
     return lines
@@ -444,6 +465,12 @@ def demo(
     report = run_demo(options, console=console, as_json=as_json)
     if not report.ok:
         raise typer.Exit(1)
+
+
+# After the stack commands in `passsync --help`.
+app.command("mcp")(mcp_command)
+app.command("doctor")(doctor_command)
+app.command("dashboard")(dashboard_command)
 
 
 def main() -> None:

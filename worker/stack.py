@@ -239,7 +239,8 @@ class Stack:
         while time.monotonic() < deadline:
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+                where = f": see {self.data_dir / 'logs' / name}.log" if self.log_to_files else ""
+                raise SetupError(f"{name} exited with code {proc.returncode} while starting{where}")
             try:
                 if httpx.get(url, timeout=1.0).status_code < 500:
                     return

@@ -35,6 +35,7 @@ from worker.inbound.sources.presets import RAW_PRESETS, spec_for
 from worker.inbound.sources.spec import AdapterSpec, RouteSpec
 
 sources_app = typer.Typer(
+    rich_markup_mode=None,
     help="Webhook sources: what each maps; check a captured request offline.",
     no_args_is_help=True,
 )
