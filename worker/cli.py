@@ -137,7 +137,9 @@ def _multiprocess_metrics(settings: Settings, role: str) -> bool:
 
 @app.command()
 def run(
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Worker processes (default: celery.concurrency).")
+    ] = None,
     show_logs: Annotated[
         bool,
         typer.Option(
@@ -156,7 +158,7 @@ def run(
         data_dir=settings.data_dir,
         api_port=settings.api.port,
         sandboxes=_sandboxed_accounts(settings),
-        worker_concurrency=concurrency,
+        worker_concurrency=concurrency or settings.celery.concurrency,
         write_run_file=True,
         persist_sandbox=True,
         log_to_files=not show_logs,  # the terminal keeps the banner, not every tick
