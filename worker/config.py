@@ -330,6 +330,9 @@ class CampaignSettings(_Strict):
     # Rows per batch while importing a file (one COPY on Postgres; memory stays flat whatever
     # the file size).
     import_batch_rows: int = Field(default=10_000, ge=1, le=10_000)
+    # Body limit of POST /api/campaigns/{id}/recipients (streamed NDJSON); every other route
+    # has api.max_body_bytes.
+    max_import_bytes: int = Field(default=1_073_741_824, ge=1024)
 
 
 class AuditSettings(_Strict):
