@@ -32,10 +32,11 @@ from tests.conftest import need_service
 from tests.tasks.harness import SANDBOX_KEY, SECRET, event_body, live_passes, signed
 from worker.campaigns.importer import import_rows, read_csv
 from worker.campaigns.service import CampaignSpec, create_campaign, progress, start
-from worker.config import SandboxSettings, load_settings
+from worker.config import load_settings
 from worker.db import Base, Database
 from worker.inbound.models import InboundEvent
 from worker.providers.passcreator.sandbox.server import running_sandbox
+from worker.providers.passcreator.settings import SandboxSettings
 from worker.stack import free_port
 from worker.sync.rules import compile_rules
 

@@ -29,6 +29,7 @@ from worker.commands.sources import sources_app
 from worker.commands.templates import templates_app
 from worker.commands.tools import tools_app
 from worker.config import ConfigError, Settings, load_settings
+from worker.providers import registry
 
 if TYPE_CHECKING:
     from worker.stack import Stack
@@ -38,6 +39,8 @@ app = typer.Typer(
     help="Keep Apple and Google Wallet passes true to your CRM.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Docstrings wrap at 100 columns in the source: plain click help rewraps them.
+    rich_markup_mode=None,
 )
 
 
@@ -79,7 +82,7 @@ def _root(
     attach(data_dir, os.environ)  # next to `passsync run`: its broker, database, sandbox
 
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
@@ -93,9 +96,6 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
-app.command("mcp")(mcp_command)
-app.command("doctor")(doctor_command)
-app.command("dashboard")(dashboard_command)
 console = Console(stderr=True)
 
 
@@ -132,23 +132,31 @@ def _multiprocess_metrics(settings: Settings, role: str) -> None:
 
 @app.command()
 def run(
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Worker processes (default: celery.concurrency).")
+    ] = None,
+    show_logs: Annotated[
+        bool,
+        typer.Option(
+            "--show-logs", help="The processes' logs in this terminal (default: data_dir/logs/)."
+        ),
+    ] = False,
 ) -> None:
     """Run everything in one process tree: embedded Redis, SQLite, receiver, worker, beat and,
-    without a Passcreator API key, the local sandbox. Stops cleanly on Ctrl-C or SIGTERM."""
+    for every provider account without credentials, its platform's local sandbox. Stops
+    cleanly on Ctrl-C or SIGTERM."""
     from worker.stack import Stack
 
     settings = _settings()
-    use_sandbox = settings.providers.passcreator.api_key is None
     stack = Stack(
         settings=settings,
         data_dir=settings.data_dir,
         api_port=settings.api.port,
-        use_sandbox=use_sandbox,
-        worker_concurrency=concurrency,
-        sandbox_port=settings.sandbox.port,
+        sandboxes=_sandboxed_accounts(settings),
+        worker_concurrency=concurrency or settings.celery.concurrency,
         write_run_file=True,
         persist_sandbox=True,
+        log_to_files=not show_logs,  # the terminal keeps the banner, not every tick
     )
     stopping = _install_stop_handlers()
     try:
@@ -157,17 +165,27 @@ def run(
         stack.stop()  # what did start; a setup problem is then one line (see main)
         raise
     try:
-        _print_run_banner(stack, settings, use_sandbox)
+        _print_run_banner(stack, settings)
         while not stopping and not stack.dead():
             time.sleep(0.2)
         dead = stack.dead()
         if dead and not stopping:
             console.print(f"[red]stopped: {', '.join(dead)} exited unexpectedly[/red]")
+            for name in dead:
+                _print_log_tail(stack, name)
             raise typer.Exit(1)
     finally:
         console.print("stopping passsync ...")
         stack.stop()
         console.print("stopped.")
+
+
+def _print_log_tail(stack: Stack, name: str, lines: int = 20) -> None:
+    log = stack.data_dir / "logs" / f"{name}.log"
+    if stack.log_to_files and log.exists():
+        console.print(f"last lines of {log}:", highlight=False)
+        for line in log.read_text(errors="replace").splitlines()[-lines:]:
+            console.print("  " + line, highlight=False, markup=False)
 
 
 def _install_stop_handlers() -> list[int]:
@@ -181,23 +199,35 @@ def _install_stop_handlers() -> list[int]:
     return stopping
 
 
-def _print_run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> None:
-    for line in run_banner(stack, settings, use_sandbox):
+def _sandboxed_accounts(settings: Settings) -> dict[str, int]:
+    """Accounts without credentials whose platform has a sandbox: name -> its port."""
+    return {
+        a.name: int(a.sandbox_settings.port)
+        for a in registry.accounts(settings).values()
+        if not a.has_credentials and a.kind.sandbox is not None
+    }
+
+
+def _print_run_banner(stack: Stack, settings: Settings) -> None:
+    for line in run_banner(stack, settings):
         console.print(line, highlight=False, soft_wrap=True)
 
 
-def run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> list[str]:
+def run_banner(stack: Stack, settings: Settings) -> list[str]:
     """What `passsync run` prints once it is up: every URL a user needs, no secret."""
     from worker.stack import SECRETS_FILE
 
-    provider = (
-        f"local sandbox at {stack.sandbox_url}"
-        if use_sandbox
-        else settings.providers.passcreator.base_url
-    )
     base = stack.api_url
     secrets_file = (stack.data_dir / SECRETS_FILE).resolve()
-    lines = [f"[bold green]passsync is running[/bold green] (provider: {provider})"]
+    lines = ["[bold green]passsync is running[/bold green]"]
+    for account in registry.accounts(settings).values():
+        where = (
+            f"local sandbox at {stack.sandbox_url_of(account.name)}"
+            if account.name in stack.sandboxes
+            else "credentials set"
+        )
+        label = f"account {account.name}"
+        lines.append(f"  {label:<22} {account.kind.title}: {where}")
     for name, source in settings.sources.items():
         label = f"source {name}"
         if source.kind == "standard":
@@ -213,6 +243,11 @@ def run_banner(stack: Stack, settings: Settings, use_sandbox: bool) -> list[str]
         f"  health                 {base}/readyz",
         f"  secrets                {secrets_file}  (signing secrets, admin tokens; mode 0600)",
         "  CLI                    other passsync commands in this directory use this stack",
+        *(
+            [f"  logs                   {(stack.data_dir / 'logs').resolve()}"]
+            if stack.log_to_files
+            else []
+        ),
         "  Ctrl-C stops everything.",
     ]
     return lines
@@ -325,6 +360,7 @@ def worker(
 def beat() -> None:
     """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
     audit purge (production process; run exactly one)."""
+    from worker.private import private_dir
     from worker.tasks.app import configure, declare_amqp_topology
     from worker.tasks.observe import HEARTBEAT_CONF_KEY
 
@@ -332,7 +368,7 @@ def beat() -> None:
     _logging(settings)
     celery = configure(settings)
     declare_amqp_topology(settings.broker_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     schedule = settings.data_dir / "celerybeat-schedule"
     celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))
     celery.start(
@@ -347,17 +383,41 @@ def beat() -> None:
 
 @app.command()
 def sandbox(
-    port: Annotated[int | None, typer.Option(help="Port (default: sandbox.port).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: the account's sandbox.port).")
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option(help="Serve this account's sandbox (default: sync.default_account)."),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Serve a sandbox of this platform kind (its default settings)."),
+    ] = None,
 ) -> None:
-    """A local Passcreator-compatible server for trying passsync without an account."""
-    from worker.providers.passcreator.sandbox.server import serve
-
+    """A local server that behaves like a wallet platform, for trying passsync without an
+    account (the default account's platform unless --account or --kind says otherwise)."""
     settings = _settings()
     _logging(settings)
-    sandbox_settings = settings.sandbox
+    try:
+        if kind is not None:
+            chosen = [a for a in registry.accounts(settings).values() if a.kind.kind == kind]
+            found = chosen[0] if chosen else None
+            descriptor = registry.get_kind(kind)
+        else:
+            found = registry.account(settings, account)
+            descriptor = found.kind
+    except LookupError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(2) from None
+    kit = descriptor.sandbox
+    if kit is None:
+        console.print(f"[red]{descriptor.title} has no local sandbox[/red]")
+        raise typer.Exit(2)
+    sandbox_settings = found.sandbox_settings if found is not None else kit.settings_model()
     if port is not None:
         sandbox_settings = sandbox_settings.model_copy(update={"port": port})
-    serve(sandbox_settings)
+    kit.serve(sandbox_settings)
 
 
 @db_app.command("upgrade")
@@ -405,10 +465,19 @@ def demo(
         raise typer.Exit(1)
 
 
+# After the stack commands in `passsync --help`.
+app.command("mcp")(mcp_command)
+app.command("doctor")(doctor_command)
+app.command("dashboard")(dashboard_command)
+
+
 def main() -> None:
     """The console script: a setup problem is one line on stderr and exit 2, not a traceback."""
     from worker.commands.problems import explain
 
+    # Whatever passsync writes (database, logs, schedules, the embedded Redis, its children's
+    # files) is readable by this user only: new files 0600, new directories 0700.
+    os.umask(0o077)
     try:
         app()
     except ConfigError as exc:

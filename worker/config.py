@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializeAsAny,
     ValidationError,
     field_validator,
     model_validator,
@@ -39,6 +40,8 @@ from worker.inbound.sources.spec import (
     SourceKind,
     VerifySpec,
 )
+from worker.providers import registry
+from worker.providers.port import AccountSettings
 
 ENV_PREFIX = "PASSSYNC_"
 SECRET_KEYS = frozenset({"secret", "previous_secrets", "api_key"})
@@ -94,44 +97,6 @@ class ApiSettings(_Strict):
     # Proxies whose X-Forwarded-For/-Proto are believed (comma separated, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ingest: IngestSettings = IngestSettings()
-
-
-class PasscreatorSettings(_Strict):
-    base_url: str = "https://app.passcreator.com"
-    api_key: SecretStr | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1, le=10)
-    backoff_seconds: float = Field(default=0.5, ge=0)
-    default_retry_after_seconds: float = Field(default=5.0, ge=0)
-    user_provided_id_prefix: str = Field(default="passsync", pattern=r"^[A-Za-z0-9_]{1,32}$")
-    # Passcreator documents a 400 for a reused userProvidedId but not its wording (§12.2).
-    duplicate_pattern: str = r"(?i)unique|already|duplicate"
-    create_async: bool = False
-    # No source names Passcreator's rate-limit headers (§9); Retry-After is our best guess.
-    retry_after_header: str = "Retry-After"
-    backoff_max_seconds: float = Field(default=8.0, ge=0)
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    # v3 list paging (§2.3): the maximum page size is unconfirmed; `page.next` pointed to
-    # passcreator.com while the base URL is app.passcreator.com, so that host is allowed too.
-    page_size: int = Field(default=100, ge=1, le=1000)
-    max_pages: int = Field(default=1000, ge=1)
-    page_next_hosts: list[str] = ["passcreator.com", "app.passcreator.com"]
-    # How pass_exists looks a pass up: v1 GET /api/pass/{id} (V) or a v3 query (C), §4.5.
-    exists_via: Literal["v1_get", "v3_query"] = "v1_get"
-    # Per-action path overrides (e.g. {"get_template": "/api/pass-template/{id}"}) for the
-    # endpoints whose real path is only seen in client code (see docs/passcreator.md).
-    paths: dict[str, str] = {}
-
-    @field_validator("base_url")
-    @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-
-class ProvidersSettings(_Strict):
-    passcreator: PasscreatorSettings = PasscreatorSettings()
 
 
 class SourceSettings(_Strict):
@@ -233,7 +198,12 @@ LOYALTY_FIELDS = {
 
 
 class SyncSettings(_Strict):
-    provider: Literal["passcreator"] = "passcreator"
+    # The account (a name under `providers:`) an upsert rule uses when it names none; none:
+    # the only account, else the first one configured.
+    default_account: str | None = None
+    # Every pass passsync creates gets the external id `<prefix>_<pass key>_<customer id>` (the
+    # provider's uniqueness guard against twins).
+    external_id_prefix: str = Field(default="passsync", pattern=r"^[A-Za-z0-9_]{1,32}$")
     rules: list[SyncRule] = [
         SyncRule(
             name="loyalty_card",
@@ -250,12 +220,14 @@ class SyncSettings(_Strict):
     retry_max_seconds: float = Field(default=300.0, ge=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     sweep_stale_after_seconds: float = Field(default=60.0, gt=0)
-    # Events for one customer arriving within this window collapse into one provider call
-    # carrying the latest state; every event waits this long before its first attempt (0: off).
-    coalesce_window_ms: int = Field(default=500, ge=0, le=60_000)
-    # How long one attempt may hold a pass; must exceed its slowest provider calls (client
-    # retries included). A crashed worker's pass is free again after this.
-    claim_seconds: float = Field(default=300.0, gt=0)
+    # A customer is applied at most once per window: a quiet customer's event runs at once,
+    # events arriving within a window of its last apply wait for the window's end and
+    # collapse into one provider call carrying the latest state (0: off).
+    coalesce_window_ms: int = Field(default=1000, ge=0, le=60_000)
+    # The lease on a pass an attempt works on: the living attempt renews it every third of
+    # this (a heartbeat), so it may take longer than this; a killed worker's passes, and the
+    # events it held, are taken up again within about this (see README, "Crash recovery").
+    claim_seconds: float = Field(default=10.0, ge=1.0, le=600)
 
     @model_validator(mode="before")
     @classmethod
@@ -263,6 +235,9 @@ class SyncSettings(_Strict):
         # A config that still uses only the `passes` shorthand means exactly those passes.
         if isinstance(data, dict) and data.get("passes") and "rules" not in data:
             data = {**data, "rules": []}
+        # `sync.provider` (before named accounts) named the only platform: its account.
+        if isinstance(data, dict) and "provider" in data:
+            data = {key: value for key, value in data.items() if key != "provider"}
         return data
 
     @field_validator("passes")
@@ -291,20 +266,50 @@ class RateLimitSettings(_Strict):
     enabled: bool = True
     # The Redis that holds the budget; none means broker_url (the embedded one under `run`).
     redis_url: str | None = None
-    # The provider's limit for one account: the ceiling the adaptive rate never exceeds.
+    # fixed: per_minute is the account's known limit (a 429 cuts the rate, which climbs back
+    # to per_minute). adaptive: per_minute is only the start; the fleet finds the account's
+    # real limit from 429s (additive increase, multiplicative decrease) up to max_per_minute.
+    mode: Literal["fixed", "adaptive"] = "fixed"
+    # The provider's limit for one account (fixed), or the rate to start from (adaptive).
     per_minute: int = Field(default=600, ge=1)
+    # adaptive: the ceiling the learned rate never exceeds; none means 4 x per_minute.
+    max_per_minute: int | None = Field(default=None, ge=1)
     # Calls allowed back to back after a quiet spell.
     burst: int = Field(default=10, ge=1)
     # The share of the rate bulk work can never take while a realtime call waits.
     realtime_share: float = Field(default=0.2, ge=0, lt=1)
     # A worker waits at most this long for a slot; a longer wait goes back to the queue.
     max_wait_seconds: float = Field(default=2.0, ge=0, le=30)
-    # On a 429 the rate is multiplied by this (once per hold), down to floor_share of it.
+    # fixed: on a 429 the rate is multiplied by this (once per hold), down to floor_share of
+    # it (adaptive: down to floor_share of per_minute, the start).
     decrease_factor: float = Field(default=0.5, gt=0, lt=1)
     floor_share: float = Field(default=0.1, gt=0, le=1)
     # Seconds without a 429 for the rate to climb back from the floor to the ceiling.
     recovery_seconds: float = Field(default=60.0, gt=0)
+    # adaptive: until the first 429 the rate doubles every this many busy seconds ...
+    slow_start_doubling_seconds: float = Field(default=20.0, gt=0)
+    # ... then grows by this share of the rate set at the last cut, per busy second.
+    increase_share: float = Field(default=0.0025, gt=0, le=1)
+    # adaptive: the first 429 of a hold cuts the rate to this share of itself, or to
+    # estimate_margin x the rate the provider accepted since the previous 429 when that one
+    # came at most estimate_window_seconds ago (both 429s mean its bucket was empty).
+    adaptive_decrease_factor: float = Field(default=0.9, gt=0, lt=1)
+    estimate_window_seconds: float = Field(default=300.0, gt=0)
+    estimate_margin: float = Field(default=0.95, gt=0, le=1)
     key_prefix: str = "passsync:ratelimit"
+
+    @model_validator(mode="after")
+    def _ceiling_not_below_start(self) -> RateLimitSettings:
+        if self.max_per_minute is not None and self.max_per_minute < self.per_minute:
+            raise ValueError("ratelimit.max_per_minute must be at least ratelimit.per_minute")
+        return self
+
+    @property
+    def ceiling_per_minute(self) -> int:
+        """The most the limiter ever grants: per_minute (fixed) or the adaptive ceiling."""
+        if self.mode == "fixed":
+            return self.per_minute
+        return self.max_per_minute if self.max_per_minute is not None else 4 * self.per_minute
 
 
 class CampaignSettings(_Strict):
@@ -322,8 +327,12 @@ class CampaignSettings(_Strict):
     # A queued or started recipient untouched this long (lost message, killed worker) is
     # handed out again; the ledger and the engine keep it exactly-once.
     requeue_after_seconds: float = Field(default=60.0, gt=0)
-    # Rows per INSERT while importing a file (memory stays flat whatever the file size).
-    import_batch_rows: int = Field(default=2000, ge=1, le=10_000)
+    # Rows per batch while importing a file (one COPY on Postgres; memory stays flat whatever
+    # the file size).
+    import_batch_rows: int = Field(default=10_000, ge=1, le=10_000)
+    # Body limit of POST /api/campaigns/{id}/recipients (streamed NDJSON); every other route
+    # has api.max_body_bytes.
+    max_import_bytes: int = Field(default=1_073_741_824, ge=1024)
 
 
 class AuditSettings(_Strict):
@@ -443,19 +452,15 @@ class UsageSettings(_Strict):
 
 
 class CallbackSettings(_Strict):
-    """Provider callbacks at POST /providers/passcreator/callbacks."""
+    """Provider callbacks at POST /providers/{account}/callbacks (one URL per account)."""
 
-    # Public URL passsync subscribes at the provider; the secret is appended as ?token=
-    # (Passcreator's payload signature scheme is unconfirmed, so the URL token is required).
+    # Public base URL of the API; passsync subscribes `<public_url>/providers/<account>/
+    # callbacks?token=<secret>` at each platform that can subscribe (the URL token is required
+    # because not every platform signs its callbacks).
     public_url: str | None = None
     secret: SecretStr | None = None
-    events: list[str] = [
-        "pass_created",
-        "pushnotification_registered",
-        "pushnotification_unregistered",
-        "pass_voided",
-        "pass_scanned",
-    ]
+    # Events to subscribe; empty: each platform's own list of the events passsync tracks.
+    events: list[str] = []
 
 
 class ReconcileSettings(_Strict):
@@ -473,45 +478,6 @@ class McpSettings(_Strict):
 
     # Write tools (create, update, delete, void) are hidden and refused unless this is on.
     allow_writes: bool = False
-
-
-class SandboxBehaviour(_Strict):
-    """What the sandbox does; every field can also be changed at runtime (POST /_sandbox/config).
-
-    Most reproduce facts the Passcreator reference marks unconfirmed (U).
-    """
-
-    latency_ms: float = Field(default=0.0, ge=0)
-    answer_delay_ms: float = Field(default=0.0, ge=0)
-    rate_limit_per_minute: int = Field(default=0, ge=0)
-    send_retry_after: bool = True
-    create_status: Literal[200, 201] = 200
-    unknown_template_status: Literal[400, 404] = 400
-    duplicate_message: str = "The userProvidedId {user_provided_id} is already in use."
-    async_omits_barcode: bool = True
-    v3_accepts_user_provided_id: bool = False
-    ignore_user_provided_id_param: bool = True
-    page_next_base_url: str | None = None
-    last_page_marker: Literal["null", "missing"] = "null"
-    max_page_size: int = Field(default=1000, ge=1)
-    error_500_probability: float = Field(default=0.0, ge=0, le=1)
-    error_503_probability: float = Field(default=0.0, ge=0, le=1)
-    commit_then_fail_probability: float = Field(default=0.0, ge=0, le=1)
-    non_json_probability: float = Field(default=0.0, ge=0, le=1)
-    # A slow answer: the request is held `slow_ms` before it is handled (past a client timeout).
-    slow_probability: float = Field(default=0.0, ge=0, le=1)
-    slow_ms: float = Field(default=2000.0, ge=0)
-    seed: int = 0
-
-
-class SandboxSettings(SandboxBehaviour):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8090, ge=0, le=65535)
-    api_key: SecretStr = SecretStr("sandbox-key")
-    templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
-    # A SQLite file that keeps the sandbox's passes, templates and hooks across restarts;
-    # none keeps everything in memory.
-    store_path: Path | None = None
 
 
 class MetricsSettings(_Strict):
@@ -560,7 +526,10 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
     api: ApiSettings = ApiSettings()
-    providers: ProvidersSettings = ProvidersSettings()
+    # Wallet-platform accounts by name: `{<name>: {kind: <kind>, ...that kind's settings}}`;
+    # secrets per account from PASSSYNC_PROVIDERS__<NAME>__API_KEY. Default: one account of
+    # the first registered kind, named after it (see README, "Providers and accounts").
+    providers: dict[str, SerializeAsAny[AccountSettings]] = {}
     sources: dict[str, SourceSettings] = {"crm": SourceSettings()}
     admin_tokens: dict[str, AdminToken] = {}
     sync: SyncSettings = SyncSettings()
@@ -573,7 +542,9 @@ class Settings(BaseSettings):
     usage: UsageSettings = UsageSettings()
     callbacks: CallbackSettings = CallbackSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
-    sandbox: SandboxSettings = SandboxSettings()
+    # Before named accounts: the sandbox of the (only) account of the first registered kind.
+    # Still read (PASSSYNC_SANDBOX__*), and merged over that account's `sandbox:`.
+    sandbox: dict[str, Any] = {}
 
     @field_validator("sources", "admin_tokens")
     @classmethod
@@ -582,6 +553,60 @@ class Settings(BaseSettings):
             if not NAME_RE.match(key):
                 raise ValueError(f"name {key!r} must match {NAME_RE.pattern}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accounts(cls, data: Any) -> Any:
+        """Today's config shape keeps working: `providers: {<kind>: {...}}` is an account
+        named after its kind; a `user_provided_id_prefix` there is `sync.external_id_prefix`;
+        a top-level `sandbox:` is laid over the sandbox of the account(s) of the first
+        registered kind."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        raw = data.get("providers")
+        providers = {str(k): dict(v or {}) for k, v in raw.items()} if raw else {}
+        if not providers:
+            providers = {registry.default_kind(): {}}
+        sync = dict(data.get("sync") or {})
+        for conf in providers.values():
+            prefix = conf.pop("user_provided_id_prefix", None)
+            if prefix is not None:
+                sync.setdefault("external_id_prefix", prefix)
+        legacy_provider = sync.get("provider")
+        if isinstance(legacy_provider, str) and legacy_provider in providers:
+            sync.setdefault("default_account", legacy_provider)
+        legacy_sandbox = data.get("sandbox")
+        if legacy_sandbox:
+            for name, conf in providers.items():
+                if (conf.get("kind") or name) == registry.default_kind():
+                    conf["sandbox"] = {**dict(conf.get("sandbox") or {}), **dict(legacy_sandbox)}
+        data["providers"] = providers
+        if sync:
+            data["sync"] = sync
+        return data
+
+    @field_validator("providers", mode="plain")
+    @classmethod
+    def _account_settings(cls, value: Any) -> dict[str, AccountSettings]:
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping of account name -> {kind: ..., ...}")
+        for key in value:
+            if not NAME_RE.match(str(key)):
+                raise ValueError(f"account name {key!r} must match {NAME_RE.pattern}")
+        return registry.validate_accounts(value)
+
+    @model_validator(mode="after")
+    def _default_account(self) -> Settings:
+        chosen = self.sync.default_account
+        if chosen is None:
+            self.sync.default_account = next(iter(self.providers))
+        elif chosen not in self.providers:
+            raise ValueError(
+                f"sync.default_account {chosen!r} is not an account under providers: "
+                f"{', '.join(self.providers)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _limiter_needs_redis(self) -> Settings:
@@ -666,6 +691,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, registry.AccountSettingsError):
+            first = {**first, "loc": cause.loc, "msg": cause.msg}
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         env = ENV_PREFIX + "__".join(str(part).upper() for part in first["loc"])
         raise ConfigError(f"setting {where} ({env}): {first['msg']}") from None
@@ -683,7 +711,12 @@ def _walk(model: type[BaseModel], trail: tuple[str, ...], instance: Any, rows: l
         here = (*trail, name)
         value = getattr(instance, name, info.default) if instance is not None else info.default
         args: tuple[Any, ...] = getattr(info.annotation, "__args__", ())
-        if isinstance(value, BaseModel):
+        if model is Settings and name == "providers":
+            # One block per registered kind: the settings of an account of that kind.
+            for kind in registry.kinds():
+                kind_model = registry.settings_model(kind)
+                _walk(kind_model, (*here, f"<{kind}>"), kind_model.model_construct(kind=kind), rows)
+        elif isinstance(value, BaseModel):
             _walk(type(value), here, value, rows)
         elif isinstance(value, dict) and len(args) == 2 and _is_model(args[1]):
             _walk(args[1], (*here, "<name>"), None, rows)

@@ -39,6 +39,7 @@ from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.inbound.signatures import SignatureError, WebhookVerifier, sign
 from worker.outbox.models import UNFINISHED, OutboxDelivery, OutboxEvent
+from worker.providers import registry
 from worker.stack import Stack, free_port
 from worker.sync.rules import compile_rules, desired_passes, user_provided_id
 
@@ -182,7 +183,7 @@ def expected_passes(events: list[CanonicalEvent], settings: Settings) -> dict[st
             order = (event.occurred_at, event.id)
             if key not in newest or order > newest[key][0]:
                 newest[key] = (order, desired.fields)
-    prefix = settings.providers.passcreator.user_provided_id_prefix
+    prefix = settings.sync.external_id_prefix
     return {
         user_provided_id(prefix, pass_key, customer): fields
         for (customer, pass_key), (_, fields) in newest.items()
@@ -203,7 +204,7 @@ def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoRe
         settings=demo_settings,
         data_dir=data_dir,
         api_port=free_port(),
-        use_sandbox=True,
+        sandboxes={registry.account(demo_settings).name: 0},
         log_to_files=True,
         extra_env={
             "PASSSYNC_SANDBOX__RATE_LIMIT_PER_MINUTE": str(options.provider_rate_per_minute)
@@ -230,8 +231,9 @@ def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoRe
             timeout=options.drain_timeout_seconds,
         )
         # Issue 6: scans as usage, then the adoption funnel.
+        account = registry.account(demo_settings).name
         report.problems += demo_installs(
-            stack.sandbox_url, stack.api_url, callback_token, demo_settings
+            account, stack.sandbox_url_of(account), stack.api_url, callback_token, demo_settings
         )
         report.problems += demo_scans(stack.api_url, pos_secret, demo_settings, console)
     finally:

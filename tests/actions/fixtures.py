@@ -14,11 +14,11 @@ from pydantic import SecretStr
 from sqlalchemy import delete, select
 
 from worker.audit import AuditEntry
-from worker.config import SandboxSettings
 from worker.db import Database
 from worker.migrate import upgrade
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.providers.passcreator.sandbox.store import template_id_for
+from worker.providers.passcreator.settings import SandboxSettings
 
 SANDBOX_KEY = "sandbox-actions-key-91c2"
 LOYALTY = template_id_for("Loyalty Card")

@@ -11,12 +11,14 @@ from sqlalchemy import select
 from tests.adoption.conftest import seed_mapping
 from worker.adoption.models import Drift
 from worker.adoption.reconcile import ReconcileResult, parse_user_provided_id
-from worker.config import PasscreatorSettings, SandboxSettings, Settings
+from worker.config import Settings
 from worker.db import Database
+from worker.providers.passcreator.catalog import PasscreatorCatalog
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
 from worker.sync.models import PassMapping
-from worker.tasks.reconcile import PasscreatorCatalog, run_once
+from worker.tasks.reconcile import run_once
 
 KEY = "reconcile-sandbox-key"
 

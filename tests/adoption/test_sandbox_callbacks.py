@@ -12,13 +12,14 @@ from tests.adoption.conftest import CALLBACK_TOKEN, READ, seed_mapping
 from tests.adoption.live import serving
 from tests.api.conftest import BrokerPing, RecordingEnqueue
 from worker.adoption.models import PassAdoption
-from worker.adoption.subscribe import ensure_subscriptions
 from worker.api.app import create_app
-from worker.config import PasscreatorSettings, SandboxSettings, Settings
+from worker.config import Settings
 from worker.db import Database
+from worker.providers.passcreator.callbacks import ensure_subscriptions
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.models import WebhookSubscribe
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
 
 KEY = "adoption-sandbox-key"
 EVENTS = ["pass_created", "pushnotification_registered", "pushnotification_unregistered"]

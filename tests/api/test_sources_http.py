@@ -485,3 +485,27 @@ def test_the_documented_route_answers_sender_kinds_like_the_fast_path(
     assert (refused.status_code, refused.json()) == (401, {"detail": "no matching signature"})
     assert row_count(db) == 2
     assert {"200", "202", "401"} <= set(paths["/webhooks/{source}"]["post"]["responses"])
+
+
+def test_no_token_header_or_body_reaches_the_logs(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    soap = SOAP.format(org=ORG).encode()
+    xml = {"Content-Type": "text/xml"}
+    assert receiver.post("sfdc", soap, xml, "?token=guessed-token-123").status_code == 401
+    assert receiver.post("sfdc", soap, xml, f"?token={SALESFORCE_TOKEN}").status_code == 200
+    body = compact(CUSTOMER)
+    headers = shopify_headers(body, "wrong", "customers/create")
+    assert receiver.post("shop", body, headers).status_code == 401
+    # The test client's own request log (httpx) is the sender's side, not ours.
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    for secret in (
+        "guessed-token-123",
+        SALESFORCE_TOKEN,
+        headers["X-Shopify-Hmac-Sha256"],
+        "grace@example.com",
+        "john@example.com",
+    ):
+        assert secret not in logged
+    assert "webhook rejected: source=sfdc status=401" in logged

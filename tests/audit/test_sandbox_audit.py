@@ -11,10 +11,10 @@ from pydantic import SecretStr
 
 from tests.audit.helpers import assert_no_secret_in_any_column, audit_rows
 from tests.sync.ledger_rows import store
-from worker.config import SandboxSettings
 from worker.db import Database
 from worker.inbound.schema import CanonicalEvent
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import SandboxSettings
 from worker.tasks.jobs import process_event
 from worker.tasks.runtime import get_runtime, reset_runtime
 

@@ -27,10 +27,11 @@ from worker.brokers import make_ping
 from worker.campaigns.importer import import_rows, read_csv
 from worker.campaigns.models import CampaignRecipient
 from worker.campaigns.service import CampaignSpec, create_campaign, progress, start
-from worker.config import SandboxSettings, Settings, load_settings
+from worker.config import Settings, load_settings
 from worker.db import Base, Database
 from worker.inbound.models import InboundEvent
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import SandboxSettings
 from worker.sync.rules import compile_rules
 from worker.tasks.app import configure
 from worker.tasks.jobs import enqueue_events

@@ -16,15 +16,16 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from tests.actions.fixtures import LOYALTY, SANDBOX_KEY, Provider
-from worker.actions import ACTIONS
 from worker.cli import app
 from worker.commands.mcp_server import actor_for
-from worker.config import PasscreatorSettings
+from worker.providers.passcreator.actions import ACTIONS
 from worker.providers.passcreator.client import PasscreatorClient
+from worker.providers.passcreator.settings import PasscreatorSettings
 
 CLIENT = "passsync-test"
 ACTOR = f"mcp:{CLIENT}"
 READS = [name for name, action in ACTIONS.items() if not action.writes]
+NS = "passcreator__"  # tools are namespaced per account: <account>__<action>
 REPO = Path(__file__).resolve().parents[2]
 
 Session = Callable[[ClientSession], Awaitable[None]]
@@ -60,7 +61,7 @@ def serve(provider: Provider, tmp_path: Path, body: Session, *, allow_writes: bo
 
 
 async def call(session: ClientSession, name: str, /, **arguments: Any) -> CallToolResult:
-    result = await session.call_tool(name, arguments)
+    result = await session.call_tool(NS + name, arguments)
     assert isinstance(result, CallToolResult)
     return result
 
@@ -108,7 +109,7 @@ def test_read_only_server_lists_and_runs_the_read_tools_and_refuses_writes(
 
     serve(provider, tmp_path, body, allow_writes=False)
 
-    assert seen["tools"] == READS
+    assert seen["tools"] == [NS + name for name in READS]
     assert seen["pass_exists"]["pass_id"] == pass_id
     for listing in ("list_passes", "search_passes", "query_passes"):
         assert [row["pass_id"] for row in seen[listing]["passes"]] == [pass_id]
@@ -119,7 +120,8 @@ def test_read_only_server_lists_and_runs_the_read_tools_and_refuses_writes(
     assert refused.is_error is True
     assert refused.structured_content["error"] == "writes_disabled"
     assert refused.content[0].text == (
-        "delete_pass changes data at the provider and writes are disabled (mcp.allow_writes)"
+        "passcreator__delete_pass changes data at the provider and writes are disabled "
+        "(mcp.allow_writes)"
     )
     invalid = seen["invalid"]
     assert invalid.is_error is True
@@ -159,7 +161,7 @@ def test_with_writes_enabled_every_write_tool_works_and_is_audited(
 
     serve(provider, tmp_path, body, allow_writes=True)
 
-    assert seen["tools"] == list(ACTIONS)
+    assert seen["tools"] == [NS + name for name in ACTIONS]
     assert seen["update"]["fields"] == {"tier": "gold"}
     assert seen["void"]["voided"] is True
     (stored,) = seen["stored"]
@@ -193,7 +195,7 @@ def test_without_an_api_key_the_server_does_not_start(
     monkeypatch.delenv("PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY")
     result = CliRunner().invoke(app, ["mcp"])
     assert result.exit_code == 2
-    assert result.stderr.startswith("passsync: no Passcreator API key")
+    assert result.stderr.startswith("passsync: no credentials for account 'passcreator'")
     assert provider.sandbox.stats()["calls"] == {}
 
 

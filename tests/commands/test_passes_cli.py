@@ -235,9 +235,10 @@ def test_without_an_api_key_the_message_says_what_to_do(
     result = run("passes", "list")
     assert result.exit_code == 2
     assert result.stderr.startswith(
-        "passsync: no Passcreator API key: set PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY, "
-        "or try the local sandbox: run `passsync sandbox`"
+        "passsync: no credentials for account 'passcreator' (Passcreator): set "
+        "PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY"
     )
+    assert "`passsync sandbox --account passcreator`" in result.stderr
     assert provider.sandbox.stats()["calls"] == {}
 
 

@@ -6,15 +6,16 @@ import json
 
 from typer.testing import CliRunner
 
-from worker.actions import ACTIONS, schemas
+from worker.actions import schemas
 from worker.cli import app
+from worker.providers.passcreator.actions import ACTIONS
 
 
 def test_schema_prints_every_action_with_input_and_output() -> None:
     result = CliRunner().invoke(app, ["tools", "schema"])
     assert result.exit_code == 0
     printed = json.loads(result.stdout)
-    assert printed == schemas()
+    assert printed == schemas(ACTIONS)
     assert list(printed) == list(ACTIONS)
     assert set(printed["create_pass"]) == {"description", "writes", "input", "output"}
 

@@ -75,7 +75,7 @@ def test_the_event_id_rides_from_the_receiver_line_to_the_worker_line(
     line = handled[0]
     assert line["event_id"] == ledger_id
     assert line["actor"] == f"event:{ledger_id}"
-    assert line["account"] == settings.sync.provider
+    assert line["account"] == settings.sync.default_account
     assert line["task_id"]  # bound by the task_prerun signal
     assert line["event"].startswith(f"event {ledger_id} handled")
     assert "timestamp" in line

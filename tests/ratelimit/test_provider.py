@@ -9,11 +9,12 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from worker.config import PasscreatorSettings, RateLimitSettings, SandboxSettings, Settings
+from worker.config import RateLimitSettings, Settings
 from worker.providers.errors import RateLimitedError
 from worker.providers.memory import MemoryProvider
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
 from worker.ratelimit.lanes import current_lane, in_lane
 from worker.ratelimit.limiter import LimiterBusyError, SharedLimiter
 from worker.ratelimit.provider import LimitedProvider, build_limiter, limited

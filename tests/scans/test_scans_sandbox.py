@@ -11,10 +11,11 @@ from pydantic import SecretStr
 
 from tests.api.conftest import RecordingEnqueue
 from tests.scans.conftest import post_scans, scan
-from worker.config import PasscreatorSettings, SandboxSettings, Settings
+from worker.config import Settings
 from worker.db import Database, utcnow
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
 from worker.scans.ledger import pending_scan_ids
 from worker.scans.usage import UsageContext, process_scan
 from worker.sync.models import PassMapping, PassStatus

@@ -18,10 +18,11 @@ from sqlalchemy import text
 from tests.conftest import need_service
 from tests.tasks.harness import SANDBOX_KEY, SECRET, Harness
 from worker.brokers import EmbeddedRedis
-from worker.config import SandboxSettings, load_settings
+from worker.config import load_settings
 from worker.db import Base, Database
 from worker.migrate import upgrade
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import SandboxSettings
 from worker.tasks.app import BULK_QUEUE, REALTIME_QUEUE, configure, declare_amqp_topology
 from worker.tasks.runtime import reset_runtime
 

@@ -1,21 +1,23 @@
-"""The provider actions as data: strict inputs, typed outputs, one registry for CLI and MCP."""
+"""The provider-neutral action framework: strict inputs, typed outputs, for CLI and MCP."""
 
 from worker.actions.registry import (
-    ACTIONS,
     Action,
-    ActionClient,
+    Catalogue,
     InvalidArgumentsError,
     UnknownActionError,
     get_action,
+    input_schema,
+    output_schema,
     schemas,
 )
 
 __all__ = [
-    "ACTIONS",
     "Action",
-    "ActionClient",
+    "Catalogue",
     "InvalidArgumentsError",
     "UnknownActionError",
     "get_action",
+    "input_schema",
+    "output_schema",
     "schemas",
 ]

@@ -94,7 +94,7 @@ class Funnel:
         }
 
 
-def adoption_funnel(session: Session, provider: str, filters: Filters) -> Funnel:
+def adoption_funnel(session: Session, provider: str | None, filters: Filters) -> Funnel:
     """The funnel over the passes the filters select, with its daily series."""
     known = _passes(session, provider, filters)
     passes = [p for p in known if p.issued]
@@ -117,7 +117,7 @@ def adoption_funnel(session: Session, provider: str, filters: Filters) -> Funnel
     )
 
 
-def _passes(session: Session, provider: str, filters: Filters) -> list[_Pass]:
+def _passes(session: Session, provider: str | None, filters: Filters) -> list[_Pass]:
     query: Any = (
         select(
             PassMapping.provider_pass_id.is_not(None),
@@ -133,8 +133,9 @@ def _passes(session: Session, provider: str, filters: Filters) -> list[_Pass]:
         )
         .outerjoin(PassAdoption, PassAdoption.provider_pass_id == PassMapping.provider_pass_id)
         .outerjoin(PassUsage, PassUsage.mapping_id == PassMapping.id)
-        .where(PassMapping.provider == provider)
     )
+    if provider is not None:
+        query = query.where(PassMapping.provider == provider)
     query = _filtered(query, filters)
     return [
         _Pass(
@@ -218,20 +219,19 @@ def _days(passes: list[_Pass]) -> list[dict[str, Any]]:
 
 
 def top_locations(
-    session: Session, provider: str, filters: Filters | None = None, limit: int = 10
+    session: Session, provider: str | None, filters: Filters | None = None, limit: int = 10
 ) -> list[tuple[str, int]]:
-    """Locations by valid scans of the passes the filters select, most first."""
+    """Locations by valid scans of the passes the filters select (of one account, or every
+    account's for None), most first."""
     count = func.count(Scan.id)
     query: Any = (
         select(Scan.location, count)
         .join(PassMapping, PassMapping.id == Scan.mapping_id)
         .outerjoin(PassAdoption, PassAdoption.provider_pass_id == PassMapping.provider_pass_id)
-        .where(
-            Scan.status == ScanStatus.ACCEPTED,
-            Scan.location.is_not(None),
-            PassMapping.provider == provider,
-        )
+        .where(Scan.status == ScanStatus.ACCEPTED, Scan.location.is_not(None))
     )
+    if provider is not None:
+        query = query.where(PassMapping.provider == provider)
     query = (
         _filtered(query, filters or Filters())
         .group_by(Scan.location)
@@ -263,8 +263,9 @@ def campaign_progress(
     ]
 
 
-def adoption_report(session: Session, provider: str, filters: Filters) -> dict[str, Any]:
-    """Everything the API, the CLI and the dashboard show, as JSON-ready data."""
+def adoption_report(session: Session, provider: str | None, filters: Filters) -> dict[str, Any]:
+    """Everything the API, the CLI and the dashboard show, as JSON-ready data (`provider`:
+    one account's passes, None: every account's)."""
     return {
         "filters": {
             k: (v.isoformat() if isinstance(v, date) else v) for k, v in vars(filters).items()
@@ -274,4 +275,9 @@ def adoption_report(session: Session, provider: str, filters: Filters) -> dict[s
             {"location": loc, "scans": n} for loc, n in top_locations(session, provider, filters)
         ],
         "campaigns": campaign_progress(session, filters),
+        # What a campaign filter can choose from (the newest, whatever is filtered now).
+        "campaign_choices": [
+            {"id": c["id"], "name": c["name"], "status": c["status"]}
+            for c in campaign_progress(session, limit=50)
+        ],
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,39 +17,17 @@ from sqlalchemy.orm import Session
 from worker.adoption.ledger import adoption_state
 from worker.adoption.models import Drift, PassAdoption, ReconcileCursor
 from worker.db import utcnow
+from worker.providers.port import CatalogPass, Page, PassCatalog
 from worker.sync.models import PassMapping, PassStatus
 
 LIVE = (PassStatus.ACTIVE, PassStatus.VOIDED)
+__all__ = ["CatalogPass", "Page", "PassCatalog", "ReconcileResult", "reconcile_page"]
 
 
 class DriftKind(StrEnum):
     MISSING = "missing_at_provider"  # a live mapping, the pass gone at the provider
     VOIDED = "voided_at_provider"  # voided there, active here
     UNMAPPED = "unmapped_at_provider"  # one of our passes there, no mapping here
-
-
-@dataclass(frozen=True)
-class CatalogPass:
-    """One pass as the provider lists it."""
-
-    pass_id: str
-    user_provided_id: str | None
-    template_id: str | None
-    voided: bool
-    barcode: str | None = None
-    active_devices: int | None = None
-
-
-@dataclass(frozen=True)
-class Page:
-    passes: list[CatalogPass]
-    next_cursor: str | None  # None: the sweep is complete
-
-
-class PassCatalog(Protocol):
-    """Pages of the provider's passes (the adapter keeps the rate budget)."""
-
-    def page(self, cursor: str | None, size: int) -> Page: ...
 
 
 @dataclass

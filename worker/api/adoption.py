@@ -32,4 +32,4 @@ def adoption(
     """Funnel counts and rates, time to install, platform split, daily series, locations."""
     filters = Filters(template, pass_key, campaign, platform, since, until)
     with ctx.db.session() as session:
-        return adoption_report(session, ctx.settings.sync.provider, filters)
+        return adoption_report(session, None, filters)

@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from worker.actions import InvalidArgumentsError, get_action
-from worker.actions.outputs import PassList, TemplateList
+from worker.actions import InvalidArgumentsError, UnknownActionError, get_action
 from worker.audit import Actor, acting_as
 from worker.commands.admin_token import require_token
-from worker.commands.audited import SetupError, audited_client
+from worker.commands.audited import SetupError, audited_client, catalogue_of
 from worker.config import ConfigError, load_settings
 from worker.providers.errors import ProviderError, RateLimitedError
 
 PASS_COLUMNS = ("pass_id", "user_provided_id", "template_id", "voided", "modified_on")
 JsonOption = typer.Option("--json", help="Print JSON (for scripts).")
+AccountOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--account",
+        help="The provider account (a name under providers:; default: sync.default_account).",
+        envvar="PASSSYNC_ACCOUNT",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -33,14 +40,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def invoke(name: str, arguments: dict[str, Any], *, as_json: bool) -> BaseModel:
-    """Validate `arguments`, run the action as the CLI user, print the result and return it."""
-    action = get_action(name)
+def invoke(
+    name: str, arguments: dict[str, Any], *, as_json: bool, account: str | None = None
+) -> BaseModel:
+    """Validate `arguments`, run the account's action as the CLI user (audited with the
+    account), print the result and return it."""
+    try:
+        settings = load_settings()
+        action = get_action(catalogue_of(settings, account), name)
+    except (SetupError, ConfigError, UnknownActionError) as exc:
+        fail(str(exc))
     if action.writes:
-        require_token(load_settings())
+        require_token(settings)
     try:
         parsed = action.parse(arguments)
-        with audited_client(load_settings()) as client, acting_as(Actor.cli()):
+        with audited_client(settings, account) as client, acting_as(Actor.cli()):
             output: BaseModel = action.call(client, parsed)
     except (InvalidArgumentsError, SetupError, ConfigError) as exc:
         fail(str(exc))
@@ -58,21 +72,23 @@ def show(output: BaseModel, *, as_json: bool) -> None:
         sys.stdout.write(json.dumps(output.model_dump(mode="json")) + "\n")
         return
     console = Console(width=200)
-    if isinstance(output, PassList):
+    if isinstance(getattr(output, "passes", None), list):
         console.print(_pass_table(output))
-    elif isinstance(output, TemplateList):
-        table = Table("template_id", "name", title=f"{output.count} templates")
-        for template in output.templates:
+    elif isinstance(getattr(output, "templates", None), list):
+        templates: list[Any] = getattr(output, "templates", [])
+        table = Table("template_id", "name", title=f"{len(templates)} templates")
+        for template in templates:
             table.add_row(template.template_id, template.name)
         console.print(table)
     else:
         console.print(_record_table(output.model_dump(mode="json")))
 
 
-def _pass_table(output: PassList) -> Table:
-    more = " (limit reached: --limit for more)" if output.limit_reached else ""
-    table = Table(*PASS_COLUMNS, title=f"{output.count} passes, newest first{more}")
-    for row in output.passes:
+def _pass_table(output: Any) -> Table:
+    more = " (limit reached: --limit for more)" if getattr(output, "limit_reached", False) else ""
+    rows: list[BaseModel] = output.passes
+    table = Table(*PASS_COLUMNS, title=f"{len(rows)} passes, newest first{more}")
+    for row in rows:
         values = row.model_dump(mode="json")
         table.add_row(*(_cell(values.get(column)) for column in PASS_COLUMNS))
     return table

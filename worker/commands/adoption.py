@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import time
 import uuid
@@ -18,20 +19,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker.adoption.metrics import Filters, adoption_report
-from worker.adoption.subscribe import ensure_subscriptions
+from worker.commands.actions_cli import AccountOpt
 from worker.commands.admin_token import require_token
 from worker.commands.audited import SetupError, audited_client
 from worker.config import Settings, load_settings
 from worker.db import Database, utcnow
 from worker.inbound.signatures import sign
-from worker.providers.passcreator.client import PasscreatorClient
-from worker.providers.passcreator.models import WebhookSubscribe
+from worker.providers import registry
 from worker.scans.models import Scan, ScanStatus
 from worker.sync.models import PassMapping
 
 OPEN_SCANS = (ScanStatus.PENDING, ScanStatus.APPLYING)
 
-adoption_app = typer.Typer(help="Pass adoption: the funnel; provider callback subscriptions.")
+adoption_app = typer.Typer(
+    rich_markup_mode=None, help="Pass adoption: the funnel; provider callback subscriptions."
+)
 
 
 @adoption_app.callback(invoke_without_command=True)
@@ -69,17 +71,23 @@ def load_report(settings: Settings, filters: Filters) -> dict[str, Any]:
     database = Database(settings.database_url, pool_size=1)
     try:
         with database.session() as session:
-            return adoption_report(session, settings.sync.provider, filters)
+            return adoption_report(session, None, filters)
     finally:
         database.dispose()
 
 
 def print_funnel(report: dict[str, Any], console: Console) -> None:
     """The funnel as a terminal table, with time to install and the platform split."""
-    table = Table("step", "passes", "rate", title="pass adoption funnel (every step counts passes)")
+    table = Table("step", "passes", "rate", title="adoption funnel (passes)")
     for step in report["steps"]:
         rate, base = step["rate"], step["rate_of"]
-        shown = "" if rate is None else f"{rate:.0%} of {base}"
+        shown = (
+            ""
+            if rate is None
+            else f"{rate:.0%} of {base}"
+            if rate >= 0.1 or rate == 0
+            else f"{rate:.1%} of {base}"
+        )
         table.add_row(step["step"], str(step["count"]), shown)
     console.print(table)
     wait = report["time_to_install_seconds"]["median"]
@@ -88,9 +96,19 @@ def print_funnel(report: dict[str, Any], console: Console) -> None:
     console.print(f"platforms: {split}")
 
 
+def callbacks_url(public_url: str, account: str) -> str:
+    """Where an account's platform posts its callbacks: the API's public base URL + the
+    route. A public_url that already names a callbacks route (the shape before named
+    accounts) gives its base."""
+    base = re.sub(r"/providers/[^/]+/callbacks/?$", "", public_url.rstrip("/"))
+    return f"{base}/providers/{account}/callbacks"
+
+
 @adoption_app.command("subscribe")
-def subscribe_command() -> None:
-    """Subscribe callbacks.public_url at the provider for callbacks.events (idempotent)."""
+def subscribe_command(account: AccountOpt = None) -> None:
+    """Subscribe the account's callbacks URL (callbacks.public_url + /providers/<account>/
+    callbacks) at its platform for callbacks.events, else the platform's own list
+    (idempotent)."""
     settings = load_settings()
     require_token(settings)
     hooks = settings.callbacks
@@ -98,18 +116,23 @@ def subscribe_command() -> None:
         typer.echo("set callbacks.public_url and PASSSYNC_CALLBACKS__SECRET first", err=True)
         raise typer.Exit(2)
     try:
-        with audited_client(settings) as client:
-            added = ensure_subscriptions(
-                lambda: [(h.event, h.target_url) for h in client.list_webhooks()],
-                lambda event, url: client.subscribe_webhook(
-                    WebhookSubscribe(event=event, target_url=url)
-                ),
-                hooks.public_url,
-                hooks.secret.get_secret_value(),
-                hooks.events,
+        chosen = registry.account(settings, account)
+        subscribe = chosen.kind.subscribe_callbacks
+        if subscribe is None:
+            raise SetupError(
+                f"{chosen.kind.title} callbacks are set up in its own console: point them at "
+                f"{callbacks_url(hooks.public_url, chosen.name)}?token=<PASSSYNC_CALLBACKS__SECRET>"
             )
-    except SetupError as exc:
-        typer.echo(str(exc), err=True)
+        events = tuple(hooks.events) or chosen.kind.callback_events
+        with audited_client(settings, chosen.name) as client:
+            added = subscribe(
+                client,
+                callbacks_url(hooks.public_url, chosen.name),
+                hooks.secret.get_secret_value(),
+                events,
+            )
+    except (SetupError, LookupError) as exc:
+        typer.echo(str(exc.args[0]), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"subscribed: {', '.join(added) or 'nothing new (all present)'}")
 
@@ -151,7 +174,7 @@ def demo_scans(api_url: str, secret: str, settings: Settings, console: Console) 
         problems = _post_scans(api_url, secret, bodies)
         problems += _wait_for_scans(database, len(bodies))
         with database.session() as session:
-            report = adoption_report(session, settings.sync.provider, Filters())
+            report = adoption_report(session, None, Filters())
     finally:
         database.dispose()
     print_funnel(report, console)
@@ -202,27 +225,28 @@ def _wait_for_scans(database: Database, expected: int, timeout: float = 60.0) ->
     return [f"only {done} of {expected} scans were handled in {timeout:.0f}s"]
 
 
-def demo_installs(sandbox_url: str, api_url: str, token: str, settings: Settings) -> list[str]:
-    """Subscribe passsync at the sandbox, then let "phones" save most passes, remove one."""
-    pc = settings.providers.passcreator.model_copy(
-        update={"base_url": sandbox_url, "api_key": settings.sandbox.api_key}
-    )
-    with PasscreatorClient(pc) as client:
-        ensure_subscriptions(
-            lambda: [(h.event, h.target_url) for h in client.list_webhooks()],
-            lambda event, url: client.subscribe_webhook(
-                WebhookSubscribe(event=event, target_url=url)
-            ),
-            api_url + "/providers/passcreator/callbacks",
-            token,
-            settings.callbacks.events,
-        )
+def demo_installs(
+    account: str, sandbox_url: str, api_url: str, token: str, settings: Settings
+) -> list[str]:
+    """Subscribe passsync at the account's sandbox, then let "phones" save most of its
+    passes and remove one (platforms whose sandbox cannot do this are skipped)."""
+    chosen = registry.account(settings, account)
+    kit, subscribe = chosen.kind.sandbox, chosen.kind.subscribe_callbacks
+    if kit is None or kit.simulate_device is None or subscribe is None:
+        return []
+    pointed = chosen.pointed_at(kit.account_overrides(chosen.sandbox_settings, sandbox_url))
+    client = chosen.kind.build_client(pointed, None)
+    try:
+        events = tuple(settings.callbacks.events) or chosen.kind.callback_events
+        subscribe(client, callbacks_url(api_url, account), token, events)
+    finally:
+        client.close()
     database = Database(settings.database_url, pool_size=1)
     try:
         with database.session() as session:
             ids = session.scalars(
                 select(PassMapping.provider_pass_id)
-                .where(PassMapping.provider_pass_id.is_not(None))
+                .where(PassMapping.provider_pass_id.is_not(None), PassMapping.provider == account)
                 .order_by(PassMapping.id)
             ).all()
     finally:
@@ -232,11 +256,7 @@ def demo_installs(sandbox_url: str, api_url: str, token: str, settings: Settings
     ]
     actions += [(pid, "remove", "iOS") for pid in ids[1:2]]
     problems: list[str] = []
-    with httpx.Client(base_url=sandbox_url, timeout=30.0) as control:
-        for pass_id, action, platform in actions:
-            answer = control.post(
-                f"/_sandbox/passes/{pass_id}/{action}", json={"platform": platform}
-            )
-            if answer.status_code != 200 or answer.json().get("sent") != 1:
-                problems.append(f"sandbox {action} of {pass_id} did not call back")
+    for pass_id, action, platform in actions:
+        if pass_id is not None and not kit.simulate_device(sandbox_url, pass_id, action, platform):
+            problems.append(f"sandbox {action} of {pass_id} did not call back")
     return problems

@@ -1,4 +1,4 @@
-"""The Passcreator client used by `passsync passes|templates|mcp`: every attempt is audited."""
+"""The account's client used by `passsync passes|templates|mcp`: every attempt is audited."""
 
 from __future__ import annotations
 
@@ -8,16 +8,33 @@ from contextlib import contextmanager
 from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
+from worker.actions import Catalogue
 from worker.audit import AuditEntry, AuditRecorder
 from worker.config import Settings
 from worker.db import Database
-from worker.providers.passcreator.client import PasscreatorClient
+from worker.providers import registry
+from worker.providers.port import ClosableProvider
 
-NO_KEY = (
-    "no Passcreator API key: set PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY, or try the local "
-    "sandbox: run `passsync sandbox`, then set PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL="
-    "http://127.0.0.1:8090 and PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY=sandbox-key"
-)
+
+def catalogue_of(settings: Settings, account: str | None = None) -> Catalogue:
+    """The action catalogue of the account's platform (empty when it defines none)."""
+    try:
+        kind = registry.account(settings, account).kind
+    except LookupError as exc:
+        raise SetupError(str(exc.args[0])) from None
+    return kind.actions() if kind.actions is not None else {}
+
+
+def no_credentials(account: registry.Account) -> str:
+    """What to do when the account has no credentials (names its variables, not values)."""
+    hint = account.kind.credential_hint.replace("{ACCOUNT}", account.name.upper())
+    sandbox = (
+        f"; or try the local sandbox: `passsync sandbox --account {account.name}`, then point "
+        "the account at it"
+        if account.kind.sandbox is not None
+        else ""
+    )
+    return f"no credentials for account {account.name!r} ({account.kind.title}): {hint}{sandbox}"
 
 
 class SetupError(Exception):
@@ -25,22 +42,28 @@ class SetupError(Exception):
 
 
 @contextmanager
-def audited_client(settings: Settings) -> Iterator[PasscreatorClient]:
-    """A client whose every HTTP attempt becomes an audit row (actor: the caller's context).
+def audited_client(settings: Settings, account: str | None = None) -> Iterator[ClosableProvider]:
+    """The account's client (default: sync.default_account) whose every HTTP attempt becomes
+    an audit row carrying the account (actor: the caller's context).
 
-    Refuses (SetupError) before any call when there is no API key or no audit table, so
-    nothing is ever sent unrecorded.
+    Refuses (SetupError) before any call when the account is unknown, has no credentials, or
+    there is no audit table, so nothing is ever sent unrecorded.
     """
-    if settings.providers.passcreator.api_key is None:
-        raise SetupError(NO_KEY)
+    try:
+        chosen = registry.account(settings, account)
+    except LookupError as exc:
+        raise SetupError(str(exc.args[0])) from None
+    if not chosen.has_credentials:
+        raise SetupError(no_credentials(chosen))
     database = Database(settings.database_url, pool_size=1)
     try:
         _require_audit_table(database)
-        recorder = AuditRecorder(database, provider="passcreator")
-        with PasscreatorClient(
-            settings.providers.passcreator, on_attempt=recorder.on_attempt
-        ) as client:
+        recorder = AuditRecorder(database, provider=chosen.name)
+        client = chosen.build_client(recorder.on_attempt)
+        try:
             yield client
+        finally:
+            client.close()
     finally:
         database.dispose()
 

@@ -1,7 +1,9 @@
 """The provider actions as a Model Context Protocol server over stdio (`passsync mcp`).
 
-Tools come from the action registry. Write tools are hidden and refused unless
-`mcp.allow_writes` is on. Every provider attempt is audited as `mcp:<client name>`.
+Tools come from each account's action catalogue, namespaced per account:
+`<account>__<action>` (e.g. `passcreator__list_passes`), each on that account's own audited
+client. Write tools are hidden and refused unless `mcp.allow_writes` is on. Every provider
+attempt is audited as `mcp:<client name>` with its account.
 Arguments are checked by the strict input models before any call; a bad one gets an error
 result naming each argument, so the model can correct itself.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -20,12 +24,12 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from worker.actions import ACTIONS, Action, ActionClient, InvalidArgumentsError
-from worker.actions.registry import input_schema, output_schema
+from worker.actions import Action, Catalogue, InvalidArgumentsError, input_schema, output_schema
 from worker.audit import Actor, acting_as
 from worker.audit.actor import ActorKind
-from worker.commands.audited import audited_client
+from worker.commands.audited import SetupError, audited_client, catalogue_of, no_credentials
 from worker.config import Settings
+from worker.providers import registry
 from worker.providers.errors import ProviderError, RateLimitedError
 
 log = logging.getLogger("passsync.mcp")
@@ -33,6 +37,12 @@ SERVER_NAME = "passsync"
 MCP_KIND: ActorKind = "mcp"
 CLIENT_NAME_CHARS = 64
 WRITES_OFF = "{name} changes data at the provider and writes are disabled (mcp.allow_writes)"
+SEPARATOR = "__"
+
+
+def tool_name(account: str, action: str) -> str:
+    """`<account>__<action>`: letters, digits and underscores, as every MCP client accepts."""
+    return f"{account}{SEPARATOR}{action}"
 
 
 def actor_for(client_name: str | None) -> Actor:
@@ -41,11 +51,11 @@ def actor_for(client_name: str | None) -> Actor:
     return Actor(MCP_KIND, name or "mcp")
 
 
-def tool_for(action: Action[Any, Any]) -> types.Tool:
-    """The MCP tool of one action: schemas from its models, read-only or write hints."""
+def tool_for(action: Action[Any, Any], account: str, title: str) -> types.Tool:
+    """The MCP tool of one account's action: schemas from its models, read/write hints."""
     return types.Tool(
-        name=action.name,
-        description=action.description,
+        name=tool_name(account, action.name),
+        description=f"[{title} account {account!r}] {action.description}",
         input_schema=input_schema(action),
         output_schema=output_schema(action),
         annotations=types.ToolAnnotations(
@@ -57,15 +67,33 @@ def tool_for(action: Action[Any, Any]) -> types.Tool:
     )
 
 
-class ToolServer:
-    """Lists and runs the allowed actions on one audited client."""
+@dataclass(frozen=True)
+class AccountTools:
+    """One account's catalogue and its audited client."""
 
-    def __init__(self, client: ActionClient, *, allow_writes: bool) -> None:
-        self._client = client
+    account: str
+    title: str
+    catalogue: Catalogue
+    client: Any
+
+
+class ToolServer:
+    """Lists and runs the allowed actions of every account, each on its audited client."""
+
+    def __init__(self, accounts: list[AccountTools], *, allow_writes: bool) -> None:
         self._allow_writes = allow_writes
+        self._by_name: dict[str, tuple[AccountTools, Action[Any, Any]]] = {
+            tool_name(a.account, action.name): (a, action)
+            for a in accounts
+            for action in a.catalogue.values()
+        }
 
     def tools(self) -> list[types.Tool]:
-        return [tool_for(a) for a in ACTIONS.values() if self._allow_writes or not a.writes]
+        return [
+            tool_for(action, owner.account, owner.title)
+            for owner, action in self._by_name.values()
+            if self._allow_writes or not action.writes
+        ]
 
     async def list_tools(
         self, _ctx: ServerRequestContext[Any, Any], _params: types.PaginatedRequestParams | None
@@ -75,23 +103,26 @@ class ToolServer:
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        action = ACTIONS.get(params.name)
-        if action is None:
+        found = self._by_name.get(params.name)
+        if found is None:
             raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}")
+        _owner, action = found
         actor = actor_for(_client_name(ctx))
         if action.writes and not self._allow_writes:
-            log.warning("refused %s for %s: writes are disabled", action.name, actor)
-            return error_result("writes_disabled", WRITES_OFF.format(name=action.name))
-        return await anyio.to_thread.run_sync(self.run, action, params.arguments, actor)
+            log.warning("refused %s for %s: writes are disabled", params.name, actor)
+            return error_result("writes_disabled", WRITES_OFF.format(name=params.name))
+        return await anyio.to_thread.run_sync(self.run, params.name, params.arguments, actor)
 
     def run(
-        self, action: Action[Any, Any], arguments: dict[str, Any] | None, actor: Actor
+        self, name: str, arguments: dict[str, Any] | None, actor: Actor
     ) -> types.CallToolResult:
-        """Validate, call the provider as `actor`, and turn the outcome into a tool result."""
+        """Validate, call the account's provider as `actor`, and turn the outcome into a tool
+        result."""
+        owner, action = self._by_name[name]
         try:
             parsed = action.parse(arguments)
             with acting_as(actor):
-                output: BaseModel = action.call(self._client, parsed)
+                output: BaseModel = action.call(owner.client, parsed)
         except InvalidArgumentsError as exc:
             return error_result("invalid_arguments", str(exc), problems=exc.problems)
         except RateLimitedError as exc:
@@ -121,15 +152,33 @@ def _client_name(ctx: ServerRequestContext[Any, Any]) -> str | None:
 def build_server(tools: ToolServer) -> Server[Any]:
     return Server(
         SERVER_NAME,
-        instructions="Wallet passes and templates at Passcreator, through passsync.",
+        instructions=(
+            "Wallet passes and templates at each configured wallet-platform account, through "
+            "passsync; every tool name starts with its account: <account>__<action>."
+        ),
         on_list_tools=tools.list_tools,
         on_call_tool=tools.call_tool,
     )
 
 
 async def serve_stdio(settings: Settings) -> None:
-    """Serve until the client closes stdin; the audited client lives as long as the server."""
-    with audited_client(settings) as client:
-        server = build_server(ToolServer(client, allow_writes=settings.mcp.allow_writes))
+    """Serve until the client closes stdin; the audited clients (one per account with
+    credentials and a catalogue) live as long as the server."""
+    with ExitStack() as stack:
+        accounts, skipped = [], []
+        for account in registry.accounts(settings).values():
+            catalogue = catalogue_of(settings, account.name)
+            if not catalogue:
+                skipped.append(f"{account.kind.title} account {account.name!r} has no tools")
+            elif not account.has_credentials:
+                skipped.append(no_credentials(account))
+            else:
+                client = stack.enter_context(audited_client(settings, account.name))
+                accounts.append(AccountTools(account.name, account.kind.title, catalogue, client))
+        for reason in skipped:
+            log.warning("not served: %s", reason)
+        if not accounts:
+            raise SetupError("; ".join(skipped))
+        server = build_server(ToolServer(accounts, allow_writes=settings.mcp.allow_writes))
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from worker.actions.inputs import DEFAULT_LIMIT
 from worker.commands.actions_cli import (
+    AccountOpt,
     JsonOption,
     confirm_or_exit,
     fail,
@@ -17,13 +17,15 @@ from worker.commands.actions_cli import (
     one_of,
     pairs,
 )
-from worker.providers.passcreator.models import PassExistence
 
 passes_app = typer.Typer(
-    help="Passes at the provider (every call is audited as cli:<user>).", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Passes at the provider (every call is audited as cli:<user>).",
+    no_args_is_help=True,
 )
 
 AsJson = Annotated[bool, JsonOption]
+DEFAULT_LIMIT = 50
 Template = Annotated[str | None, typer.Option("--template", help="Only this template id.")]
 Limit = Annotated[int, typer.Option(help="At most this many passes.")]
 PageSize = Annotated[int | None, typer.Option(help="Rows per provider page.")]
@@ -47,10 +49,13 @@ def exists(
         Literal["user_provided_id", "pass_id", "barcode"], typer.Option(help="Identifier kind.")
     ] = "user_provided_id",
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Whether a pass exists (exit 0) or not (exit 1)."""
-    found = invoke("pass_exists", {"identifier": identifier, "by": by}, as_json=as_json)
-    if isinstance(found, PassExistence) and not found.exists:
+    found = invoke(
+        "pass_exists", {"identifier": identifier, "by": by}, as_json=as_json, account=account
+    )
+    if getattr(found, "exists", True) is False:
         raise typer.Exit(1)
 
 
@@ -59,10 +64,11 @@ def get(
     identifier: Annotated[str, typer.Argument(help="Pass id, userProvidedId or barcode.")],
     field_mapping: Annotated[bool, typer.Option(help="Include the field mapping.")] = False,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """One pass's details."""
     arguments = {"identifier": identifier, "include_field_mapping": field_mapping}
-    invoke("get_pass", arguments, as_json=as_json)
+    invoke("get_pass", arguments, as_json=as_json, account=account)
 
 
 @passes_app.command("list")
@@ -71,10 +77,11 @@ def list_(
     limit: Limit = DEFAULT_LIMIT,
     page_size: PageSize = None,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Passes, newest first."""
     arguments = {"template_id": template, "limit": limit, "page_size": page_size}
-    invoke("list_passes", arguments, as_json=as_json)
+    invoke("list_passes", arguments, as_json=as_json, account=account)
 
 
 @passes_app.command("search")
@@ -85,10 +92,11 @@ def search(
     limit: Limit = DEFAULT_LIMIT,
     page_size: PageSize = None,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Passes whose data contains PHRASE."""
     arguments = {"phrase": phrase, "template_id": template, "limit": limit, "page_size": page_size}
-    invoke("search_passes", arguments, as_json=as_json)
+    invoke("search_passes", arguments, as_json=as_json, account=account)
 
 
 @passes_app.command("query")
@@ -110,6 +118,7 @@ def query(
     limit: Limit = DEFAULT_LIMIT,
     page_size: PageSize = None,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Passes matching a Query Language query (`passsync tools schema --action query_passes`)."""
     if where and groups is not None:
@@ -121,7 +130,7 @@ def query(
         "limit": limit,
         "page_size": page_size,
     }
-    invoke("query_passes", arguments, as_json=as_json)
+    invoke("query_passes", arguments, as_json=as_json, account=account)
 
 
 def _where(conditions: list[str] | None) -> list[list[dict[str, Any]]]:
@@ -162,6 +171,7 @@ def create(
         bool, typer.Option(help="Refuse a second pass with the same userProvidedId.")
     ] = True,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Create a pass."""
     fields = _fields(field, fields_json)
@@ -173,7 +183,7 @@ def create(
         "grouping_identifier": group,
         "enforce_unique": enforce_unique,
     }
-    invoke("create_pass", arguments, as_json=as_json)
+    invoke("create_pass", arguments, as_json=as_json, account=account)
 
 
 @passes_app.command("update")
@@ -186,11 +196,12 @@ def update(
         bool, typer.Option(help="Replace the whole record: fields not given are dropped.")
     ] = False,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Change a pass's fields (merged unless --replace)."""
     fields = _fields(field, fields_json)
     arguments = {"pass_id": pass_id, "fields": fields, "replace": replace}
-    invoke("update_pass", arguments, as_json=as_json)
+    invoke("update_pass", arguments, as_json=as_json, account=account)
 
 
 @passes_app.command("delete")
@@ -199,10 +210,16 @@ def delete(
     missing_ok: Annotated[bool, typer.Option(help="Succeed when it is already gone.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Delete a pass for good."""
     confirm_or_exit(f"Delete pass {pass_id}?", yes)
-    invoke("delete_pass", {"pass_id": pass_id, "missing_ok": missing_ok}, as_json=as_json)
+    invoke(
+        "delete_pass",
+        {"pass_id": pass_id, "missing_ok": missing_ok},
+        as_json=as_json,
+        account=account,
+    )
 
 
 @passes_app.command("void")
@@ -210,6 +227,9 @@ def void(
     pass_id: str,
     unvoid: Annotated[bool, typer.Option(help="Make a voided pass valid again.")] = False,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Void a pass (--unvoid reverses it)."""
-    invoke("void_pass", {"pass_id": pass_id, "voided": not unvoid}, as_json=as_json)
+    invoke(
+        "void_pass", {"pass_id": pass_id, "voided": not unvoid}, as_json=as_json, account=account
+    )

@@ -19,12 +19,15 @@ from worker.audit import AuditRecorder
 from worker.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from worker.db import Database
 from worker.inbound.schema import CanonicalEvent
+from worker.providers import registry
 from worker.providers.errors import ProviderError
 from worker.providers.registry import build_provider
 from worker.sync.explain import Explanation, explain, load_states
 from worker.sync.rules import RulesError, RuleSet, compile_rules, missing_templates
 
-rules_app = typer.Typer(help="Check the sync rules and dry-run them on an event.")
+rules_app = typer.Typer(
+    rich_markup_mode=None, help="Check the sync rules and dry-run them on an event."
+)
 log = logging.getLogger("passsync.rules")
 
 ConfigOption = Annotated[
@@ -118,7 +121,7 @@ def check_templates_at_start(settings: Settings) -> None:
     rules = compile_rules(settings.sync)
     database = Database(settings.database_url, pool_size=1)
     # Audited like every provider call (actor: system); written at once, no transaction open.
-    recorder = AuditRecorder(database, provider=settings.sync.provider)
+    recorder = AuditRecorder(database, provider=registry.account(settings).name)
     try:
         problems = templates_problems(settings, rules, recorder.on_attempt)
     except ProviderError as exc:
@@ -145,7 +148,7 @@ def explain_command(
     event = _read_event(event_file)
     keys = sorted(rules.templates)
     states, source = _states(settings, event, keys)
-    prefix = settings.providers.passcreator.user_provided_id_prefix
+    prefix = settings.sync.external_id_prefix
     result = explain(event, rules, states, id_prefix=prefix, state_source=source)
     typer.echo(json.dumps(_as_dict(result), indent=2) if as_json else _as_text(result))
 
@@ -172,7 +175,7 @@ def _states(settings: Settings, event: CanonicalEvent, keys: list[str]) -> tuple
     database = Database(settings.database_url, pool_size=1)
     try:
         with database.sessions() as session:
-            states = load_states(session, settings.sync.provider, event.customer.id, keys)
+            states = load_states(session, registry.account(settings).name, event.customer.id, keys)
         return states, "database"
     except Exception as exc:  # any failure only means: explain without the stored state
         return {}, f"database not readable ({type(exc).__name__}); assuming no passes yet"

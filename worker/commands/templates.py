@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from worker.commands.actions_cli import (
+    AccountOpt,
     JsonOption,
     confirm_or_exit,
     invoke,
@@ -16,6 +17,7 @@ from worker.commands.actions_cli import (
 )
 
 templates_app = typer.Typer(
+    rich_markup_mode=None,
     help="Pass templates at the provider (every call is audited as cli:<user>).",
     no_args_is_help=True,
 )
@@ -24,15 +26,15 @@ AsJson = Annotated[bool, JsonOption]
 
 
 @templates_app.command("list")
-def list_(as_json: AsJson = False) -> None:
+def list_(as_json: AsJson = False, account: AccountOpt = None) -> None:
     """The templates the API key may see."""
-    invoke("list_templates", {}, as_json=as_json)
+    invoke("list_templates", {}, as_json=as_json, account=account)
 
 
 @templates_app.command("get")
-def get(template_id: str, as_json: AsJson = False) -> None:
+def get(template_id: str, as_json: AsJson = False, account: AccountOpt = None) -> None:
     """One template's description and fields."""
-    invoke("get_template", {"template_id": template_id}, as_json=as_json)
+    invoke("get_template", {"template_id": template_id}, as_json=as_json, account=account)
 
 
 @templates_app.command("create")
@@ -48,6 +50,7 @@ def create(
         str | None, typer.Option("--extra-json", help="More template keys, as a JSON object.")
     ] = None,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Create a template."""
     arguments = {
@@ -57,7 +60,7 @@ def create(
         "organization_name": organization_name,
         "extra": json_object(extra_json, "--extra-json") or {},
     }
-    invoke("create_template", arguments, as_json=as_json)
+    invoke("create_template", arguments, as_json=as_json, account=account)
 
 
 @templates_app.command("update")
@@ -73,6 +76,7 @@ def update(
     replace: Annotated[bool, typer.Option(help="Replace the whole template.")] = False,
     publish: Annotated[bool, typer.Option(help="Push the change to saved passes.")] = False,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Change a template (merged unless --replace)."""
     changes = one_of(
@@ -86,7 +90,7 @@ def update(
         "replace": replace,
         "publish": publish,
     }
-    invoke("update_template", arguments, as_json=as_json)
+    invoke("update_template", arguments, as_json=as_json, account=account)
 
 
 @templates_app.command("delete")
@@ -94,7 +98,8 @@ def delete(
     template_id: str,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     as_json: AsJson = False,
+    account: AccountOpt = None,
 ) -> None:
     """Delete a template."""
     confirm_or_exit(f"Delete template {template_id}?", yes)
-    invoke("delete_template", {"template_id": template_id}, as_json=as_json)
+    invoke("delete_template", {"template_id": template_id}, as_json=as_json, account=account)

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from worker.brokers import redis_client
 from worker.config import Settings
+from worker.providers import registry
 from worker.providers.errors import RateLimitedError
 from worker.providers.port import PassProvider, ProviderPass, ProviderTemplate
 from worker.ratelimit.lanes import current_lane
@@ -60,24 +61,27 @@ class LimitedProvider:
         self._call(lambda: self.inner.send_push(pass_id, message))
 
 
-def build_limiter(settings: Settings) -> SharedLimiter | None:
-    """The configured limiter, or None when it is off or there is no Redis to share."""
+def build_limiter(settings: Settings, account: str | None = None) -> SharedLimiter | None:
+    """The account's budget in the fleet limiter (default account for None), or None when
+    the limiter is off or there is no Redis to share.
+
+    One budget per platform account: the key is the kind plus a digest of what identifies
+    the account at the platform (e.g. base URL and API key), so two accounts sharing one key
+    share its budget; the ceiling is the account's `rate_per_minute`, else ratelimit.per_minute.
+    """
     rl = settings.ratelimit
     url = rl.redis_url or settings.broker_url
     if not rl.enabled or url == "embedded":
         return None
-    provider = settings.sync.provider
-    account = _account(settings)
-    return SharedLimiter(redis_client(url), account_key(rl.key_prefix, provider, account), rl)
+    chosen = registry.account(settings, account)
+    identity = chosen.kind.budget_identity(chosen.settings)
+    own = chosen.settings.rate_per_minute
+    budget = rl if own is None else rl.model_copy(update={"per_minute": own})
+    key = account_key(rl.key_prefix, chosen.kind.kind, identity)
+    return SharedLimiter(redis_client(url), key, budget)
 
 
-def limited(settings: Settings, provider: PassProvider) -> PassProvider:
-    """`provider` under the shared limiter when one is configured, else unchanged."""
-    limiter = build_limiter(settings)
+def limited(settings: Settings, provider: PassProvider, account: str | None = None) -> PassProvider:
+    """`provider` under the account's shared budget when one is configured, else unchanged."""
+    limiter = build_limiter(settings, account)
     return provider if limiter is None else LimitedProvider(provider, limiter)
-
-
-def _account(settings: Settings) -> str:
-    pc = settings.providers.passcreator
-    key = pc.api_key.get_secret_value() if pc.api_key is not None else ""
-    return f"{pc.base_url}|{key}"

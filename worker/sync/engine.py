@@ -7,8 +7,10 @@ write lock) is open while the provider is called:
    rows in pass-key order, skip what is stale, and claim each pass that needs calls: a token
    with an expiry (one attempt at a time per pass, across all workers) and an "unconfirmed"
    mark, committed before any call. While a pass is unconfirmed, the provider may be ahead of
-   what we recorded (a lost answer, a crash), so nothing is skipped as unchanged.
-2. **Call** the provider, with no transaction open.
+   what we recorded (a lost answer, a crash), so nothing is skipped as unchanged. The claim
+   is a lease (worker/sync/lease.py): renewed while this attempt runs, it lapses within
+   `sync.claim_seconds` of a crash.
+2. **Call** the provider, with no transaction open, each call only while the lease holds.
 3. **Record** (in the caller's transaction, which the caller commits): the results, the
    claims released, the event handled. If a call fails, the passes already done are recorded
    and every claim is released (committed here) before the error propagates.
@@ -22,6 +24,7 @@ order, as the provider would merge them) and are marked handled, coalesced into 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +44,7 @@ from worker.inbound.status import MAX_ERROR_CHARS, UNFINISHED
 from worker.outbox.passes import emit_pass_changes
 from worker.providers.errors import AlreadyExistsError, NotFoundError, RejectedError
 from worker.providers.port import PassProvider, ProviderPass
+from worker.sync.lease import Lease, LeaseKeeper
 from worker.sync.models import PassMapping, PassStatus
 from worker.sync.rules import (
     PassPlan,
@@ -129,9 +133,11 @@ class SyncContext:
     provider: PassProvider
     templates: TemplateResolver
     rules: RuleSet = field(init=False)
+    leases: LeaseKeeper = field(init=False)
 
     def __post_init__(self) -> None:
         self.rules = compile_rules(self.settings.sync)
+        self.leases = LeaseKeeper(self.settings.sync.claim_seconds)
 
 
 @dataclass
@@ -214,6 +220,7 @@ class _Claim:
     leader: int
     jobs: list[_Job]
     result: EventResult
+    lease: Lease
 
 
 def process_event(session: Session, event_id: int, ctx: SyncContext) -> EventResult:
@@ -229,9 +236,10 @@ def process_event(session: Session, event_id: int, ctx: SyncContext) -> EventRes
         return claim
     done: list[_Job] = []
     try:
-        for job in claim.jobs:
-            _run(job, ctx)
-            done.append(job)
+        with ctx.leases.renewing(claim.lease):
+            for job in claim.jobs:
+                _run(job, ctx, claim.lease)
+                done.append(job)
     except BaseException:
         _release(session, claim.jobs, done, leader=claim.leader)
         raise
@@ -264,9 +272,12 @@ def _claim(session: Session, event_id: int, ctx: SyncContext) -> _Claim | EventR
     if not jobs:
         _mark_handled(session, row.id, result, [])
         return result
+    since = time.monotonic()  # before the claim's expiry is computed: the safe side
     _take_claims(session, jobs, ctx)
     session.commit()
-    return _Claim(row.id, jobs, result)
+    claims = [(job.mapping_id, job.token) for job in jobs]
+    lease = ctx.leases.start_lease(session.get_bind(), claims, since)  # type: ignore[arg-type]
+    return _Claim(row.id, jobs, result, lease)
 
 
 def _group(session: Session, row: InboundEvent, ctx: SyncContext) -> list[_Member]:
@@ -357,8 +368,12 @@ def _take_claims(session: Session, jobs: list[_Job], ctx: SyncContext) -> None:
 # --- 2. call -------------------------------------------------------------------------------
 
 
-def _run(job: _Job, ctx: SyncContext) -> None:
+def _run(job: _Job, ctx: SyncContext, lease: Lease) -> None:
     for step in job.steps:  # in order, one at a time
+        if not lease.valid():  # another attempt may hold the pass by now: call nothing
+            raise ClaimLostError(
+                f"the claim on pass {job.pass_key!r} could not be renewed", retry_after=0.0
+            )
         job.results.append(_apply_step(job, step, ctx))
 
 
@@ -634,7 +649,7 @@ def _lock_mapping(
         "customer_id": customer_id,
         "pass_key": pass_key,
         "user_provided_id": user_provided_id(
-            ctx.settings.providers.passcreator.user_provided_id_prefix, pass_key, customer_id
+            ctx.settings.sync.external_id_prefix, pass_key, customer_id
         ),
         "status": PassStatus.NEW,
         "created_at": utcnow(),

@@ -1,13 +1,11 @@
-"""The reconciliation beat task and its Passcreator catalog adapter (pages under the budget)."""
+"""The reconciliation beat task: one page per account and run, under its shared budget."""
 
 from __future__ import annotations
 
 import logging
-from itertools import islice
+from collections.abc import Callable
 
 from worker.adoption.reconcile import (
-    CatalogPass,
-    Page,
     PassCatalog,
     ReconcileResult,
     current_cursor,
@@ -15,8 +13,7 @@ from worker.adoption.reconcile import (
 )
 from worker.config import Settings
 from worker.db import Database
-from worker.providers.passcreator.client import PasscreatorClient
-from worker.providers.passcreator.models import PassRow
+from worker.providers import registry
 from worker.ratelimit.limiter import SharedLimiter
 from worker.ratelimit.provider import build_limiter
 from worker.tasks.app import celery_app
@@ -25,50 +22,30 @@ from worker.tasks.runtime import get_runtime
 log = logging.getLogger("passsync.tasks.reconcile")
 
 
-class PasscreatorCatalog:
-    """Passes newest first; the cursor is how many were read in this sweep.
+def _slot_taker(limiter: SharedLimiter) -> Callable[[], None]:
+    def take() -> None:
+        limiter.acquire("bulk", max_wait=30.0)
 
-    The client follows Passcreator's own keyset links (`page.next`) but does not expose
-    them, so a run re-reads the pages before its cursor; each page read takes a slot from
-    the shared budget, in the bulk lane (realtime sync goes first).
-    """
-
-    def __init__(self, client: PasscreatorClient, limiter: SharedLimiter | None) -> None:
-        self._client = client
-        self._limiter = limiter
-
-    def page(self, cursor: str | None, size: int) -> Page:
-        offset = int(cursor or 0)
-        if self._limiter is not None:
-            for _ in range(offset // size + 1):
-                self._limiter.acquire("bulk", max_wait=30.0)
-        rows = list(islice(self._client.iter_passes(page_size=size), offset, offset + size + 1))
-        more = len(rows) > size
-        return Page([_catalog(r) for r in rows[:size]], str(offset + size) if more else None)
-
-
-def _catalog(row: PassRow) -> CatalogPass:
-    return CatalogPass(
-        pass_id=row.pass_id,
-        user_provided_id=row.user_provided_id,
-        template_id=row.template_id,
-        voided=bool(row.voided),
-        barcode=row.barcode_value,
-        active_devices=row.active_devices,
-    )
+    return take
 
 
 def run_once(
-    settings: Settings, db: Database, catalog: PassCatalog, *, repair: bool
+    settings: Settings,
+    db: Database,
+    catalog: PassCatalog,
+    *,
+    repair: bool,
+    account: str | None = None,
 ) -> ReconcileResult:
-    """Read one page from where the last run stopped and reconcile it (committed)."""
-    provider = settings.sync.provider
+    """Read one page of the account's passes (default account for None) from where its last
+    run stopped (its own cursor) and reconcile it (committed)."""
+    name = registry.account(settings, account).name
     with db.session() as session:
-        cursor = current_cursor(session, provider)
+        cursor = current_cursor(session, name)
     page = catalog.page(cursor, settings.reconcile.passes_per_run)  # no transaction open
-    prefix = settings.providers.passcreator.user_provided_id_prefix
+    prefix = settings.sync.external_id_prefix
     with db.session() as session:
-        return reconcile_page(session, provider, prefix, page, repair=repair)
+        return reconcile_page(session, name, prefix, page, repair=repair)
 
 
 @celery_app.task(name="passsync.reconcile", acks_late=True)
@@ -79,11 +56,25 @@ def reconcile() -> str:
     if not settings.reconcile.enabled:
         return "disabled"
     on_attempt = None if runtime.audit is None else runtime.audit.on_attempt
-    with PasscreatorClient(settings.providers.passcreator, on_attempt=on_attempt) as client:
-        catalog = PasscreatorCatalog(client, build_limiter(settings))
-        result = run_once(
-            settings, runtime.db, catalog, repair=settings.reconcile.repair == "repair"
-        )
-    if result.drift:
-        log.warning("reconciliation found drift: %s", result.drift)
-    return f"read {result.read}, drift {len(result.drift)}"
+    summary = []
+    for account in registry.accounts(settings).values():
+        if account.kind.catalog is None or not account.has_credentials:
+            continue  # the platform cannot list its passes, or the account is not set up
+        limiter = build_limiter(settings, account.name)
+        take_slot = None if limiter is None else _slot_taker(limiter)
+        client = account.build_client(on_attempt)
+        try:
+            catalog = account.kind.catalog(client, take_slot)
+            result = run_once(
+                settings,
+                runtime.db,
+                catalog,
+                repair=settings.reconcile.repair == "repair",
+                account=account.name,
+            )
+        finally:
+            client.close()
+        if result.drift:
+            log.warning("reconciliation of %s found drift: %s", account.name, result.drift)
+        summary.append(f"{account.name}: read {result.read}, drift {len(result.drift)}")
+    return "; ".join(summary) or "no account to reconcile"

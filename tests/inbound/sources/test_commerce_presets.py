@@ -631,3 +631,23 @@ def test_woocommerce_without_a_delivery_id_dedups_on_the_content_not_the_webhook
         [event] = run(source, body, headers).events
         ids.append(event.id)
     assert ids[0] != ids[1] and all(i.startswith("sha256:") for i in ids)
+
+
+def test_shopify_sample_and_stripe_test_mode_are_ignored_only_when_asked() -> None:
+    body = compact(SHOPIFY_CUSTOMER)
+    headers = shopify_headers(body, SHOPIFY_SECRET, "customers/create")
+    default = run(adapter("shopify", secret=SHOPIFY_SECRET), body, headers)
+    asked = adapter("shopify", secret=SHOPIFY_SECRET, params={"ignore_samples": "true"})
+    filtered = run(asked, body, headers)
+    assert (len(default.events), len(filtered.events)) == (1, 0)
+    assert [i.reason for i in filtered.ignored] == ["Shopify's sample payload (test notification)"]
+    other = compact({**SHOPIFY_CUSTOMER, "id": 42})
+    assert (
+        len(run(asked, other, shopify_headers(other, SHOPIFY_SECRET, "customers/create")).events)
+        == 1
+    )
+
+    stripe_body = stripe_event("customer.created", STRIPE_CUSTOMER)  # livemode false
+    test_mode = adapter("stripe", secret=STRIPE_SECRET, params={"ignore_test_mode": "true"})
+    mapped = run(test_mode, stripe_body, stripe_headers(stripe_body, STRIPE_SECRET))
+    assert [i.reason for i in mapped.ignored] == ["a test-mode event (livemode false)"]

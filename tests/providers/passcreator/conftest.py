@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from worker.config import SandboxSettings
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import SandboxSettings
 
 SANDBOX_KEY = "sandbox-test-key-7f3a"
 

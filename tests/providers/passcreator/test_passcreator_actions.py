@@ -11,7 +11,6 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from worker.config import PasscreatorSettings
 from worker.providers.errors import NotFoundError, RejectedError, TransientError
 from worker.providers.passcreator.client import CallRecord, PasscreatorClient
 from worker.providers.passcreator.models import (
@@ -21,6 +20,7 @@ from worker.providers.passcreator.models import (
     WebhookSubscribe,
 )
 from worker.providers.passcreator.query import PassQuery, decode
+from worker.providers.passcreator.settings import PasscreatorSettings
 
 BASE = "https://app.passcreator.test"
 KEY = "pc-live-key-51aa"

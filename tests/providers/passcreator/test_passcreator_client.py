@@ -13,7 +13,7 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from worker.config import ConfigError, PasscreatorSettings
+from worker.config import ConfigError
 from worker.providers.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -32,6 +32,7 @@ from worker.providers.passcreator.client import (
 from worker.providers.passcreator.models import PassDetails, PassWriteResult
 from worker.providers.passcreator.sandbox.server import SandboxHandle
 from worker.providers.passcreator.sandbox.store import template_id_for
+from worker.providers.passcreator.settings import PasscreatorSettings
 from worker.providers.port import PassProvider, ProviderTemplate
 
 BASE = "https://passcreator.test"
@@ -632,7 +633,7 @@ def test_a_failing_audit_hook_does_not_change_the_outcome(
 
 
 def test_missing_api_key_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY"):
+    with pytest.raises(ConfigError, match="PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY"):
         PasscreatorClient(PasscreatorSettings(base_url=BASE))
 
 

@@ -18,7 +18,6 @@ import pytest
 from pydantic import SecretStr
 
 from tests.conftest import services_required
-from worker.config import PasscreatorSettings
 from worker.providers.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -30,6 +29,7 @@ from worker.providers.passcreator.models import AppScan, TemplateCreate, Webhook
 from worker.providers.passcreator.query import Operator, PassQuery
 from worker.providers.passcreator.sandbox.server import SandboxHandle
 from worker.providers.passcreator.sandbox.store import template_id_for
+from worker.providers.passcreator.settings import PasscreatorSettings
 
 LOYALTY = template_id_for("Loyalty Card")
 

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from worker.config import SandboxSettings
 from worker.providers.passcreator.sandbox.app import create_sandbox_app
 from worker.providers.passcreator.sandbox.store import template_id_for
+from worker.providers.passcreator.settings import SandboxSettings
 
 KEY = "sbx-key-1234"
 AUTH = {"Authorization": KEY}

@@ -84,6 +84,14 @@ SHOPIFY: dict[str, Any] = {
         " ?? headers.x_shopify_webhook_id ?? headers.shopify_webhook_id}:{sender_type}"
     },
     "routes": [
+        # "Send test notification" posts a fixed sample (customer 115310627314723954):
+        # ignored when params.ignore_samples is "true".
+        _route(
+            "*",
+            ignore="Shopify's sample payload (test notification)",
+            when='config.ignore_samples == "true" and (event.id == 115310627314723954'
+            " or event.customer.id == 115310627314723954)",
+        ),
         _route("customers/create", "customer.created", map=_SHOPIFY_CUSTOMER),
         _route("customers/update", "customer.updated", map=_SHOPIFY_CUSTOMER),
         _route("orders/paid", "order.completed", map=_SHOPIFY_ORDER),
@@ -156,6 +164,11 @@ STRIPE: dict[str, Any] = {
     "delivery_id": "event.id",
     "map": {"occurred_at": _t("event.created", "unix_s")},
     "routes": [
+        _route(
+            "*",
+            ignore="a test-mode event (livemode false)",
+            when='config.ignore_test_mode == "true" and event.livemode == false',
+        ),
         _route("customer.created", "customer.created", map=_STRIPE_CUSTOMER),
         _route("customer.updated", "customer.updated", map=_STRIPE_CUSTOMER),
         _route(
@@ -230,7 +243,9 @@ _HUBSPOT_CONTACT = {
     "attributes": {"portal_id": "event.portalId"},
 }
 _HUBSPOT_CHANGE = {
-    **_HUBSPOT_CONTACT,
+    "customer_id": _s("event.objectId"),
+    # The changed property becomes an attribute of that name (`tier` -> customer.attributes.tier).
+    "attributes": {"portal_id": "event.portalId", "{event.propertyName}": "event.propertyValue"},
     "data": {"property": "event.propertyName", "value": "event.propertyValue"},
 }
 HUBSPOT: dict[str, Any] = {

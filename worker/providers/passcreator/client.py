@@ -23,13 +23,14 @@ from tenacity import (
     wait_random,
 )
 
-from worker.config import ConfigError, PasscreatorSettings
+from worker.config import ConfigError
 from worker.providers.errors import (
     AlreadyExistsError,
     NotFoundError,
     ProviderError,
     RateLimitedError,
     RejectedError,
+    TemplateNotFoundError,
     TransientError,
 )
 from worker.providers.passcreator.models import (
@@ -49,6 +50,7 @@ from worker.providers.passcreator.models import (
     WebhookSubscription,
 )
 from worker.providers.passcreator.query import Operator, PassQuery
+from worker.providers.passcreator.settings import PasscreatorSettings
 from worker.providers.paths import path_segment
 from worker.providers.port import ProviderPass, ProviderTemplate
 
@@ -166,12 +168,13 @@ class PasscreatorClient:
     ) -> None:
         if settings.api_key is None:
             raise ConfigError(
-                "setting providers.passcreator.api_key "
-                "(PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY): not set"
+                "setting providers.<account>.api_key of a Passcreator account "
+                "(PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY): not set"
             )
         self._settings = settings
         self._on_attempt = on_attempt
         self._duplicate = re.compile(settings.duplicate_pattern)
+        self._unknown_template_re = re.compile(settings.unknown_template_pattern)
         self._paths = {**DEFAULT_PATHS, **settings.paths}
         self._base = httpx.URL(settings.base_url)
         self._http = httpx.Client(
@@ -673,9 +676,16 @@ class PasscreatorClient:
             return AlreadyExistsError(
                 f"{action}: userProvidedId already used: {joined}", status=400, messages=messages
             )
+        if action == "create_pass" and status in (200, 400) and self._unknown_template(messages):
+            return TemplateNotFoundError(
+                f"{action}: unknown template: {joined}", status=status, messages=messages
+            )
         return RejectedError(
             f"{action}: rejected ({status}): {joined}", status=status, messages=messages
         )
+
+    def _unknown_template(self, messages: list[str]) -> bool:
+        return any(self._unknown_template_re.search(message) for message in messages)
 
     def _is_duplicate(self, messages: list[str]) -> bool:
         return any(self._duplicate.search(message) for message in messages)

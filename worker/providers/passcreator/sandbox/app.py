@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
-from worker.config import SandboxSettings
 from worker.observability.redact import redact_url
 from worker.providers.passcreator.sandbox.callbacks import CallbackSender, pass_payload
 from worker.providers.passcreator.sandbox.control import SandboxControl
@@ -35,6 +34,7 @@ from worker.providers.passcreator.sandbox.store import (
     StoredTemplate,
     UnknownTemplate,
 )
+from worker.providers.passcreator.settings import SandboxSettings
 
 DEFAULT_PAGE_SIZE = 100
 HTML_FAULT = "<!DOCTYPE html><html><head><title>{title}</title></head><body>{title}</body></html>"

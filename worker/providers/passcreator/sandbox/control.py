@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict
 
-from worker.config import SandboxBehaviour, SandboxSettings
+from worker.providers.passcreator.settings import SandboxBehaviour, SandboxSettings
 
 FaultKind = Literal["500", "503", "commit_then_fail", "non_json", "slow"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("500", "503", "commit_then_fail", "non_json", "slow")

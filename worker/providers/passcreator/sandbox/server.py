@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-from worker.config import SandboxSettings
 from worker.providers.passcreator.sandbox.app import create_sandbox_app
+from worker.providers.passcreator.settings import SandboxSettings
+from worker.providers.port import SandboxPass
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -68,6 +69,27 @@ class SandboxHandle:
     def reset(self) -> None:
         """Empty the store, zero the stats, restore the start-up config."""
         self._control("POST", "/reset")
+
+    # -- the neutral RunningSandbox view (worker.providers.port) ----------------------------
+
+    def account_overrides(self) -> dict[str, str]:
+        """The account settings that point a Passcreator account at this sandbox."""
+        return {"base_url": self.base_url, "api_key": self.api_key}
+
+    def state(self) -> list[SandboxPass]:
+        """Every pass, deleted ones included, with its template's name."""
+        names = {t["identifier"]: t["name"] for t in self.templates()}
+        return [
+            SandboxPass(
+                pass_id=p["identifier"],
+                external_id=p["userProvidedId"],
+                template=names.get(p["templateId"]),
+                fields=dict(p["fields"]),
+                voided=bool(p["voided"]),
+                deleted=bool(p["deleted"]),
+            )
+            for p in self.passes()
+        ]
 
 
 def make_server(settings: SandboxSettings, *, log_level: str = "info") -> uvicorn.Server:

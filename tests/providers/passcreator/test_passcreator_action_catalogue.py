@@ -1,4 +1,5 @@
-"""The action registry: names, read/write flags, strict validation, schemas, argument mapping."""
+"""Passcreator's action catalogue: names, read/write flags, strict validation, schemas,
+argument mapping."""
 
 from __future__ import annotations
 
@@ -6,10 +7,18 @@ from typing import Any
 
 import pytest
 
-from worker.actions import ACTIONS, InvalidArgumentsError, UnknownActionError, get_action, schemas
-from worker.actions.inputs import QueryPassesInput
+from worker.actions import InvalidArgumentsError, UnknownActionError, schemas
+from worker.actions import get_action as find_action
+from worker.actions.registry import Action
+from worker.providers.passcreator.actions import ACTIONS
+from worker.providers.passcreator.actions.inputs import QueryPassesInput
 from worker.providers.passcreator.models import PassExistence, PassRow, TemplateCreate
 from worker.providers.port import ProviderTemplate
+
+
+def get_action(name: str) -> Action[Any, Any]:
+    return find_action(ACTIONS, name)
+
 
 THIRTEEN = [
     "pass_exists",
@@ -217,7 +226,7 @@ def test_create_template_sends_extra_keys_as_given() -> None:
 
 
 def test_schemas_are_objects_and_inputs_refuse_unknown_arguments() -> None:
-    found = schemas()
+    found = schemas(ACTIONS)
     assert list(found) == list(ACTIONS)
     for name, entry in found.items():
         assert entry["writes"] is (name in WRITES)
@@ -229,6 +238,9 @@ def test_schemas_are_objects_and_inputs_refuse_unknown_arguments() -> None:
 
 
 def test_schemas_of_named_actions_only() -> None:
-    assert list(schemas(["get_pass", "delete_template"])) == ["get_pass", "delete_template"]
+    assert list(schemas(ACTIONS, ["get_pass", "delete_template"])) == [
+        "get_pass",
+        "delete_template",
+    ]
     with pytest.raises(UnknownActionError):
-        schemas(["nope"])
+        schemas(ACTIONS, ["nope"])
