@@ -40,7 +40,9 @@ def campaign_chunk(self: Any, campaign_id: int, chunk_id: str) -> str:
     runtime = get_runtime()
     settings = runtime.settings
     logs.bind(
-        campaign_id=campaign_id, actor=f"campaign:{campaign_id}", account=settings.sync.provider
+        campaign_id=campaign_id,
+        actor=f"campaign:{campaign_id}",
+        account=settings.sync.default_account,
     )
     with in_lane("bulk"), runtime.audited(Actor.campaign(campaign_id)):
         result = run_chunk(
