@@ -139,6 +139,7 @@ def test_filters_filter_every_chart(settings: Settings, db: Database) -> None:
     assert set(bars(everything, "campaigns")) == {"Spring draft", "Winter welcome"}
     assert "showing: campaign" in one_campaign and "showing:" not in everything
     assert f'<option value="{draft}" selected>' in one_campaign
+    assert "Winter welcome (running)</option>" in one_campaign  # the others stay choosable
     # Platform, day and pass key filters
     assert bars(android, "funnel")["downloaded"] == "1"
     assert bars(android, "platforms") == {"android": "1"}
