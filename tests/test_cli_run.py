@@ -240,10 +240,11 @@ def test_run_explains_itself_keeps_sandbox_state_and_the_cli_finds_it(tmp_path: 
             "",
         )
         link = passsync_cli(cli_env, "dashboard").stdout.strip()
-        assert link == (
-            f"{api}/dashboard?token={secrets['PASSSYNC_ADMIN_TOKENS__DASHBOARD__SECRET']}"
-        )
-        assert httpx.get(link).status_code == 200
+        # a one-time login link: it signs in once, and carries no token
+        assert link.startswith(f"{api}/dashboard/login?code=")
+        assert secrets["PASSSYNC_ADMIN_TOKENS__DASHBOARD__SECRET"] not in link
+        assert httpx.get(link, follow_redirects=True).status_code == 200
+        assert httpx.get(link).status_code == 401
         # When the stack stops, the CLI no longer finds it
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

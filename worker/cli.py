@@ -365,6 +365,7 @@ def worker(
 def beat() -> None:
     """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
     audit purge (production process; run exactly one)."""
+    from worker.private import private_dir
     from worker.tasks.app import configure, declare_amqp_topology
     from worker.tasks.observe import HEARTBEAT_CONF_KEY
 
@@ -372,7 +373,7 @@ def beat() -> None:
     _logging(settings)
     celery = configure(settings)
     declare_amqp_topology(settings.broker_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     schedule = settings.data_dir / "celerybeat-schedule"
     celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))
     celery.start(
@@ -479,6 +480,9 @@ def main() -> None:
     """The console script: a setup problem is one line on stderr and exit 2, not a traceback."""
     from worker.commands.problems import explain
 
+    # Whatever passsync writes (database, logs, schedules, the embedded Redis, its children's
+    # files) is readable by this user only: new files 0600, new directories 0700.
+    os.umask(0o077)
     try:
         app()
     except ConfigError as exc:

@@ -42,16 +42,16 @@ def test_every_check_passes_when_everything_is_in_place() -> None:
         "secrets": "ok",
         "database": "ok",
         "broker": "ok",
-        "provider": "ok",
+        "provider passcreator": "ok",
+        "templates": "ok",
         "outbound crm": "ok",
         "clock crm": "ok",
     }
-    assert checks["provider"][1] == (
-        "passcreator (Passcreator): credential accepted, every rule's template exists"
-    )
+    assert checks["provider passcreator"][1].startswith("Passcreator: credential accepted (")
+    assert checks["templates"][1] == "every rule's template exists at the provider"
     # And the table form is one line per check
     table = CliRunner().invoke(app, ["doctor"])
-    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 7
+    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 8
 
 
 def test_each_failure_is_named_and_exits_1(
@@ -72,7 +72,9 @@ def test_each_failure_is_named_and_exits_1(
     assert checks["secrets"] == ("fail", "not set: PASSSYNC_SOURCES__CRM__SECRET")
     assert checks["database"] == ("fail", "at an empty schema: run `passsync db upgrade`")
     assert checks["broker"] == ("fail", "unreachable (ConnectionError)")
-    assert checks["provider"][0] == "fail" and "401" in checks["provider"][1]
+    refused = checks["provider passcreator"]
+    assert refused[0] == "fail" and "401" in refused[1]
+    assert checks["templates"][0] == "skip" and "401" in checks["templates"][1]
     assert checks["outbound crm"] == ("fail", "does not answer (ConnectError)")
     assert "clock crm" not in checks
 

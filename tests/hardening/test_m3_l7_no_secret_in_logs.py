@@ -10,12 +10,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from worker.config import PasscreatorSettings, SandboxSettings
 from worker.observability.logs import configure_logging
 from worker.observability.redact import redact_text, redact_url
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.models import WebhookSubscribe
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
 
 TOKEN = "cb-token-do-not-log-0123456789"
 KEY = "sandbox-key-for-hardening"
