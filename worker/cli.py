@@ -39,6 +39,8 @@ app = typer.Typer(
     help="Keep Apple and Google Wallet passes true to your CRM.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Docstrings wrap at 100 columns in the source: plain click help rewraps them.
+    rich_markup_mode=None,
 )
 
 
@@ -80,7 +82,7 @@ def _root(
     attach(data_dir, os.environ)  # next to `passsync run`: its broker, database, sandbox
 
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
@@ -94,9 +96,6 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
-app.command("mcp")(mcp_command)
-app.command("doctor")(doctor_command)
-app.command("dashboard")(dashboard_command)
 console = Console(stderr=True)
 
 
@@ -116,29 +115,32 @@ def _logging(settings: Settings) -> None:
     tracing.setup_tracing(settings.tracing)
 
 
-def _multiprocess_metrics(settings: Settings, role: str) -> bool:
-    """Point prometheus-client's multiprocess mode at a directory for this process tree.
-
-    The mode is chosen when prometheus-client is first imported, which the CLI has already
-    done; without the variable in the environment the command runs itself again with it
-    (returns False only in the process that is replaced). Each worker (and the API) needs
-    its own directory: it is wiped at start.
-    """
+def _multiprocess_metrics(settings: Settings, role: str) -> None:
+    """Count in prometheus-client's multiprocess mode, in a directory of this process tree's
+    own (wiped at start): the pool processes forked later add up in one /metrics. Each
+    worker (and the API) needs its own directory."""
     from worker.observability import metrics
 
     if not settings.metrics.enabled:
-        return True
-    if not metrics.multiprocess():
-        folder = settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role
-        os.environ[metrics.MULTIPROC_ENV] = str(Path(folder).resolve())
-        metrics.prepare_multiprocess_dir(os.environ[metrics.MULTIPROC_ENV], wipe=True)
-        os.execv(sys.executable, [sys.executable, "-m", "worker.cli", *sys.argv[1:]])  # noqa: S606
-    return True
+        return
+    folder = os.environ.get(metrics.MULTIPROC_ENV) or str(
+        Path(settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role).resolve()
+    )
+    metrics.prepare_multiprocess_dir(folder, wipe=True)
+    metrics.switch_to_multiprocess(folder)
 
 
 @app.command()
 def run(
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Worker processes (default: celery.concurrency).")
+    ] = None,
+    show_logs: Annotated[
+        bool,
+        typer.Option(
+            "--show-logs", help="The processes' logs in this terminal (default: data_dir/logs/)."
+        ),
+    ] = False,
 ) -> None:
     """Run everything in one process tree: embedded Redis, SQLite, receiver, worker, beat and,
     for every provider account without credentials, its platform's local sandbox. Stops
@@ -151,9 +153,10 @@ def run(
         data_dir=settings.data_dir,
         api_port=settings.api.port,
         sandboxes=_sandboxed_accounts(settings),
-        worker_concurrency=concurrency,
+        worker_concurrency=concurrency or settings.celery.concurrency,
         write_run_file=True,
         persist_sandbox=True,
+        log_to_files=not show_logs,  # the terminal keeps the banner, not every tick
     )
     stopping = _install_stop_handlers()
     try:
@@ -168,11 +171,21 @@ def run(
         dead = stack.dead()
         if dead and not stopping:
             console.print(f"[red]stopped: {', '.join(dead)} exited unexpectedly[/red]")
+            for name in dead:
+                _print_log_tail(stack, name)
             raise typer.Exit(1)
     finally:
         console.print("stopping passsync ...")
         stack.stop()
         console.print("stopped.")
+
+
+def _print_log_tail(stack: Stack, name: str, lines: int = 20) -> None:
+    log = stack.data_dir / "logs" / f"{name}.log"
+    if stack.log_to_files and log.exists():
+        console.print(f"last lines of {log}:", highlight=False)
+        for line in log.read_text(errors="replace").splitlines()[-lines:]:
+            console.print("  " + line, highlight=False, markup=False)
 
 
 def _install_stop_handlers() -> list[int]:
@@ -230,6 +243,11 @@ def run_banner(stack: Stack, settings: Settings) -> list[str]:
         f"  health                 {base}/readyz",
         f"  secrets                {secrets_file}  (signing secrets, admin tokens; mode 0600)",
         "  CLI                    other passsync commands in this directory use this stack",
+        *(
+            [f"  logs                   {(stack.data_dir / 'logs').resolve()}"]
+            if stack.log_to_files
+            else []
+        ),
         "  Ctrl-C stops everything.",
     ]
     return lines
@@ -342,6 +360,7 @@ def worker(
 def beat() -> None:
     """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
     audit purge (production process; run exactly one)."""
+    from worker.private import private_dir
     from worker.tasks.app import configure, declare_amqp_topology
     from worker.tasks.observe import HEARTBEAT_CONF_KEY
 
@@ -349,7 +368,7 @@ def beat() -> None:
     _logging(settings)
     celery = configure(settings)
     declare_amqp_topology(settings.broker_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     schedule = settings.data_dir / "celerybeat-schedule"
     celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))
     celery.start(
@@ -446,10 +465,19 @@ def demo(
         raise typer.Exit(1)
 
 
+# After the stack commands in `passsync --help`.
+app.command("mcp")(mcp_command)
+app.command("doctor")(doctor_command)
+app.command("dashboard")(dashboard_command)
+
+
 def main() -> None:
     """The console script: a setup problem is one line on stderr and exit 2, not a traceback."""
     from worker.commands.problems import explain
 
+    # Whatever passsync writes (database, logs, schedules, the embedded Redis, its children's
+    # files) is readable by this user only: new files 0600, new directories 0700.
+    os.umask(0o077)
     try:
         app()
     except ConfigError as exc:

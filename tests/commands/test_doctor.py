@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from base64 import b64encode
 
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from tests.actions.fixtures import Provider, unmigrated_url
 from worker.cli import app
+from worker.providers.port import TemplateField
 from worker.stack import free_port
 
 WHSEC = "whsec_" + b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -42,16 +44,17 @@ def test_every_check_passes_when_everything_is_in_place() -> None:
         "secrets": "ok",
         "database": "ok",
         "broker": "ok",
-        "provider": "ok",
+        "provider passcreator": "ok",
+        "templates": "ok",
+        "fields": "skip",
         "outbound crm": "ok",
         "clock crm": "ok",
     }
-    assert checks["provider"][1] == (
-        "passcreator (Passcreator): credential accepted, every rule's template exists"
-    )
+    assert checks["provider passcreator"][1].startswith("Passcreator: credential accepted (")
+    assert checks["templates"][1] == "every rule's template exists at the provider"
     # And the table form is one line per check
     table = CliRunner().invoke(app, ["doctor"])
-    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 7
+    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 9
 
 
 def test_each_failure_is_named_and_exits_1(
@@ -72,7 +75,9 @@ def test_each_failure_is_named_and_exits_1(
     assert checks["secrets"] == ("fail", "not set: PASSSYNC_SOURCES__CRM__SECRET")
     assert checks["database"] == ("fail", "at an empty schema: run `passsync db upgrade`")
     assert checks["broker"] == ("fail", "unreachable (ConnectionError)")
-    assert checks["provider"][0] == "fail" and "401" in checks["provider"][1]
+    refused = checks["provider passcreator"]
+    assert refused[0] == "fail" and "401" in refused[1]
+    assert checks["templates"][0] == "skip" and "401" in checks["templates"][1]
     assert checks["outbound crm"] == ("fail", "does not answer (ConnectError)")
     assert "clock crm" not in checks
 
@@ -82,3 +87,31 @@ def test_an_invalid_configuration_stops_the_other_checks(monkeypatch: pytest.Mon
     code, checks = doctor()
     assert code == 1 and list(checks) == ["config"]
     assert checks["config"][0] == "fail" and "PASSSYNC_API__PORT" in checks["config"][1]
+
+
+@pytest.mark.usefixtures("ready")
+def test_a_field_the_template_lacks_fails_where_the_platform_lists_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a platform whose templates accept only firstName and email
+    from worker.commands import doctor as module
+
+    real = module.registry.account
+
+    def account(settings: object, name: str | None = None) -> object:
+        found = real(settings, name)  # type: ignore[arg-type]
+        listed = [TemplateField(name="firstName"), TemplateField(name="email")]
+        kind = dataclasses.replace(found.kind, template_fields=lambda client, tid: listed)
+        return dataclasses.replace(found, kind=kind)
+
+    monkeypatch.setattr(module.registry, "account", account)
+    # When doctor runs
+    code, checks = doctor()
+    # Then the default rule's other fields are named, and the exit code is 1
+    assert code == 1
+    status, detail = checks["fields"]
+    assert status == "fail"
+    assert detail == "; ".join(
+        f"rule 'loyalty_card': field {name!r} is not a field of template 'Loyalty Card'"
+        for name in ("lastName", "tier", "points")
+    )

@@ -39,7 +39,7 @@ def _fast_sweeper(monkeypatch: pytest.MonkeyPatch) -> None:
     """Set before `harness` reads the environment (autouse fixtures come first)."""
     monkeypatch.setenv("PASSSYNC_SYNC__SWEEP_INTERVAL_SECONDS", "1")
     monkeypatch.setenv("PASSSYNC_SYNC__SWEEP_STALE_AFTER_SECONDS", str(SWEEP_STALE_AFTER_SECONDS))
-    # A SIGKILLed worker's passes are claimed until this expires (default 300 s).
+    # A SIGKILLed worker's passes are claimed until this lease lapses (default 10 s).
     monkeypatch.setenv("PASSSYNC_SYNC__CLAIM_SECONDS", str(CLAIM_SECONDS))
 
 

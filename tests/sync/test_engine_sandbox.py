@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from worker.config import Settings
 from worker.db import Database
 from worker.inbound.models import InboundEvent
 from worker.inbound.schema import CanonicalEvent
-from worker.providers.errors import TransientError
+from worker.providers.errors import TemplateNotFoundError, TransientError
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
 from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
@@ -103,3 +104,44 @@ def test_pass_deleted_at_the_sandbox_is_recreated(
     live = [p for p in _sandbox.passes() if not p["deleted"]]
     assert len(live) == 1 and live[0]["identifier"] != old
     assert live[0]["fields"]["tier"] == "gold"
+
+
+def test_a_template_recreated_under_its_name_heals_the_cache_at_once(
+    db: Database, ctx: SyncContext, _sandbox: SandboxHandle
+) -> None:
+    # Given the cache knows "Loyalty Card" by its old id
+    old_id = ctx.templates.resolve("Loyalty Card")
+    # And the template is deleted and created again under the same name (a new id)
+    with httpx.Client(base_url=_sandbox.base_url, headers={"Authorization": KEY}) as http:
+        assert http.delete(f"/api/pass-template/{old_id}").status_code == 200
+        created = http.post("/api/v2/pass-template", json={"name": "Loyalty Card"})
+        assert created.status_code == 200
+    new_id = created.json()["data"]["identifier"]
+    assert new_id != old_id
+    lists_before = _sandbox.stats()["calls"].get("GET /api/pass-template", 0)
+    # When an event creates a pass
+    event_id = store_event(db)
+    with db.session() as session:
+        result = process_event(session, event_id, ctx)
+    # Then the "Unknown template" refusal refreshed the cache, and the retry created the pass
+    assert [p.outcome for p in result.passes] == [Outcome.CREATED]
+    assert _sandbox.stats()["calls"]["GET /api/pass-template"] == lists_before + 1
+    assert _sandbox.stats()["calls"]["POST /api/v3/pass"] == 2
+    (stored,) = [p for p in _sandbox.passes() if not p["deleted"]]
+    assert stored["templateId"] == new_id
+    assert ctx.templates.resolve("Loyalty Card") == new_id
+
+
+def test_an_unknown_template_still_listed_under_the_same_id_is_dead_without_a_retry(
+    db: Database, ctx: SyncContext, _sandbox: SandboxHandle
+) -> None:
+    # Given the cache holds an id the provider refuses, and the list still names it
+    ctx.templates.resolve("Loyalty Card")
+    ctx.templates._ids["Loyalty Card"] = "no-such-template"
+    ctx.templates.refresh = lambda name: "no-such-template"  # type: ignore[method-assign]
+    event_id = store_event(db)
+    # When the event is processed, the refresh finds nothing new: refused for good, no retry
+    with pytest.raises(TemplateNotFoundError), db.session() as session:
+        process_event(session, event_id, ctx)
+    assert _sandbox.stats()["calls"]["POST /api/v3/pass"] == 1
+    assert [p for p in _sandbox.passes() if not p["deleted"]] == []

@@ -31,7 +31,9 @@ from worker.sync.models import PassMapping
 
 OPEN_SCANS = (ScanStatus.PENDING, ScanStatus.APPLYING)
 
-adoption_app = typer.Typer(help="Pass adoption: the funnel; provider callback subscriptions.")
+adoption_app = typer.Typer(
+    rich_markup_mode=None, help="Pass adoption: the funnel; provider callback subscriptions."
+)
 
 
 @adoption_app.callback(invoke_without_command=True)
@@ -76,10 +78,16 @@ def load_report(settings: Settings, filters: Filters) -> dict[str, Any]:
 
 def print_funnel(report: dict[str, Any], console: Console) -> None:
     """The funnel as a terminal table, with time to install and the platform split."""
-    table = Table("step", "passes", "rate", title="pass adoption funnel (every step counts passes)")
+    table = Table("step", "passes", "rate", title="adoption funnel (passes)")
     for step in report["steps"]:
         rate, base = step["rate"], step["rate_of"]
-        shown = "" if rate is None else f"{rate:.0%} of {base}"
+        shown = (
+            ""
+            if rate is None
+            else f"{rate:.0%} of {base}"
+            if rate >= 0.1 or rate == 0
+            else f"{rate:.1%} of {base}"
+        )
         table.add_row(step["step"], str(step["count"]), shown)
     console.print(table)
     wait = report["time_to_install_seconds"]["median"]

@@ -24,7 +24,7 @@ from worker.commands.admin_token import require_token
 from worker.config import load_settings
 from worker.db import Database
 
-audit_app = typer.Typer(help="The audit log of provider calls.")
+audit_app = typer.Typer(rich_markup_mode=None, help="The audit log of provider calls.")
 
 COLUMNS = ("id", "at", "actor", "action", "method", "path", "pass_ref", "status", "attempt")
 

@@ -38,6 +38,7 @@ from worker.config import Settings, load_settings
 from worker.db import Database
 
 campaign_app = typer.Typer(
+    rich_markup_mode=None,
     help="Bulk issuance campaigns (changes need a write token in PASSSYNC_TOKEN).",
     no_args_is_help=True,
 )

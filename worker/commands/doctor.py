@@ -9,6 +9,7 @@ Nothing is changed and nothing is sent but reads.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Generator, Iterator
@@ -78,7 +79,7 @@ def run_checks() -> Iterator[Check]:
     yield from _secrets(settings)
     migrated = yield from _database(settings)
     yield _broker(settings)
-    yield _provider(settings, migrated)
+    yield from _providers(settings, migrated)
     yield from _destinations(settings)
 
 
@@ -149,14 +150,51 @@ def _broker(settings: Settings) -> Check:
     return Check("broker", "ok", "reachable")
 
 
-def _provider(settings: Settings, migrated: bool) -> Check:
-    """The credential is accepted (the template list is read) and every rule's template is
-    there. Audited like every provider call when the audit table exists."""
+def _providers(settings: Settings, migrated: bool) -> Iterator[Check]:
+    """Per account: its credential is accepted (its template list is read); then every rule's
+    template exists at the default account. Audited like every provider call when the audit
+    table exists."""
+    from worker.providers.errors import ProviderError  # noqa: PLC0415
+
+    accounts = registry.accounts(settings)
+    for account in accounts.values():
+        label = f"provider {account.name}"
+        try:
+            names = _with_audit(
+                settings, migrated, functools.partial(_templates, account), account.name
+            )
+        except ProviderError as exc:
+            yield Check(label, "fail", f"{account.kind.title}: {exc.message}")
+            continue
+        except ConfigError as exc:
+            yield Check(label, "fail", str(exc))
+            continue
+        except Exception as exc:
+            detail = explain(exc) or type(exc).__name__
+            yield Check(label, "fail", f"{account.kind.title}: {detail}")
+            continue
+        yield Check(
+            label, "ok", f"{account.kind.title}: credential accepted ({len(names)} templates)"
+        )
+    templates = _rule_templates(settings, migrated)
+    yield templates
+    if templates.status == "ok":
+        yield _rule_fields(settings, migrated)
+
+
+def _templates(account: Any, on_attempt: Callable[[Any], None] | None) -> list[str]:
+    client = account.build_client(on_attempt)
+    try:
+        return [t.name for t in client.list_templates()]
+    finally:
+        client.close()
+
+
+def _rule_templates(settings: Settings, migrated: bool) -> Check:
     from worker.commands.rules import templates_problems  # noqa: PLC0415
     from worker.providers.errors import ProviderError  # noqa: PLC0415
     from worker.sync.rules import compile_rules  # noqa: PLC0415
 
-    name = ", ".join(f"{a.name} ({a.kind.title})" for a in registry.accounts(settings).values())
     try:
         problems = _with_audit(
             settings,
@@ -165,29 +203,69 @@ def _provider(settings: Settings, migrated: bool) -> Check:
                 settings, compile_rules(settings.sync, registry.capabilities(settings)), on
             ),
         )
-    except ProviderError as exc:
-        return Check("provider", "fail", f"{name}: {exc.message}")
-    except ConfigError as exc:
-        return Check("provider", "fail", str(exc))
+    except (ProviderError, ConfigError) as exc:
+        return Check("templates", "skip", f"not checked: {getattr(exc, 'message', str(exc))}")
     except Exception as exc:
-        return Check("provider", "fail", f"{name}: {explain(exc) or type(exc).__name__}")
+        return Check("templates", "skip", f"not checked: {explain(exc) or type(exc).__name__}")
     if problems:
-        return Check("provider", "fail", f"{name}: " + "; ".join(problems))
-    return Check("provider", "ok", f"{name}: credential accepted, every rule's template exists")
+        return Check("templates", "fail", "; ".join(problems))
+    return Check("templates", "ok", "every rule's template exists at the provider")
+
+
+def _rule_fields(settings: Settings, migrated: bool) -> Check:
+    """Every field a rule sets is one its template accepts, where the platform lists them."""
+    from worker.sync.rules import compile_rules  # noqa: PLC0415
+
+    account = registry.account(settings)
+    lister = account.kind.template_fields
+    if lister is None:
+        return Check("fields", "skip", f"{account.kind.title} does not list template fields")
+    rules = compile_rules(settings.sync)
+
+    def problems(on_attempt: Callable[[Any], None] | None) -> list[str]:
+        client = account.build_client(on_attempt)
+        try:
+            ids = {t.name: t.template_id for t in client.list_templates()}
+            found = []
+            for rule in rules.rules:
+                for action in rule.actions:
+                    if action.template is None or action.template not in ids:
+                        continue
+                    accepted = {f.name for f in lister(client, ids[action.template])}
+                    found += [
+                        f"rule {rule.name!r}: field {name!r} is not a field of template "
+                        f"{action.template!r}"
+                        for name, _ in action.fields
+                        if name not in accepted
+                    ]
+            return found
+        finally:
+            client.close()
+
+    try:
+        missing = _with_audit(settings, migrated, problems, account.name)
+    except Exception as exc:
+        detail = getattr(exc, "message", None) or explain(exc) or type(exc).__name__
+        return Check("fields", "skip", f"not checked: {detail}")
+    if missing:
+        return Check("fields", "fail", "; ".join(missing))
+    return Check("fields", "ok", "every field the rules set exists in its template")
 
 
 def _with_audit(
     settings: Settings,
     migrated: bool,
     call: Callable[[Callable[[Any], None] | None], list[str]],
+    account: str | None = None,
 ) -> list[str]:
     if not migrated:
         return call(None)
     from worker.audit import AuditRecorder  # noqa: PLC0415
 
+    name = account or registry.account(settings).name
     database = Database(settings.database_url, pool_size=1)
     try:
-        return call(AuditRecorder(database, provider=registry.account(settings).name).on_attempt)
+        return call(AuditRecorder(database, provider=name).on_attempt)
     finally:
         database.dispose()
 

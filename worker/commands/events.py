@@ -20,7 +20,11 @@ from worker.db import Database
 from worker.inbound.ledger import get_event, list_events, replay_event, replay_events
 from worker.inbound.models import EventStatus, InboundEvent
 
-events_app = typer.Typer(help="The inbound event ledger: list, show, replay.", no_args_is_help=True)
+events_app = typer.Typer(
+    rich_markup_mode=None,
+    help="The inbound event ledger: list, show, replay.",
+    no_args_is_help=True,
+)
 
 SUMMARY = ("id", "source", "event_id", "type", "customer_id", "status", "attempts", "last_error")
 

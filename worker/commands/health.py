@@ -15,7 +15,9 @@ import typer
 
 from worker.config import Settings, load_settings
 
-health_app = typer.Typer(help="Health checks for containers (exit 0 healthy, 1 not).")
+health_app = typer.Typer(
+    rich_markup_mode=None, help="Health checks for containers (exit 0 healthy, 1 not)."
+)
 
 
 def heartbeat_path(settings: Settings) -> Path:

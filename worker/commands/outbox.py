@@ -27,7 +27,9 @@ from worker.outbox.admin import (
 from worker.outbox.models import DeliveryStatus
 
 outbox_app = typer.Typer(
-    help="Outbound events to the CRM: list, show, redeliver.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Outbound events to the CRM: list, show, redeliver.",
+    no_args_is_help=True,
 )
 
 SUMMARY = (

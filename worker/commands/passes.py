@@ -19,7 +19,9 @@ from worker.commands.actions_cli import (
 )
 
 passes_app = typer.Typer(
-    help="Passes at the provider (every call is audited as cli:<user>).", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Passes at the provider (every call is audited as cli:<user>).",
+    no_args_is_help=True,
 )
 
 AsJson = Annotated[bool, JsonOption]

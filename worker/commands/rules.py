@@ -25,7 +25,9 @@ from worker.providers.registry import build_provider
 from worker.sync.explain import Explanation, explain, load_states
 from worker.sync.rules import RulesError, RuleSet, compile_rules, missing_templates
 
-rules_app = typer.Typer(help="Check the sync rules and dry-run them on an event.")
+rules_app = typer.Typer(
+    rich_markup_mode=None, help="Check the sync rules and dry-run them on an event."
+)
 log = logging.getLogger("passsync.rules")
 
 ConfigOption = Annotated[

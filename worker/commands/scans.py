@@ -17,7 +17,11 @@ from worker.db import Database
 from worker.scans.listing import ScanFilter, get_scan, list_scans
 from worker.scans.models import ScanStatus
 
-scans_app = typer.Typer(help="The scans ledger: list and show, with effects.", no_args_is_help=True)
+scans_app = typer.Typer(
+    rich_markup_mode=None,
+    help="The scans ledger: list and show, with effects.",
+    no_args_is_help=True,
+)
 
 COLUMNS = ("id", "source", "scanned_at", "customer_id", "pass_key", "location", "outcome")
 

@@ -17,6 +17,7 @@ from worker.commands.actions_cli import (
 )
 
 templates_app = typer.Typer(
+    rich_markup_mode=None,
     help="Pass templates at the provider (every call is audited as cli:<user>).",
     no_args_is_help=True,
 )

@@ -15,7 +15,9 @@ from worker.commands.actions_cli import AccountOpt, fail
 from worker.commands.audited import SetupError, catalogue_of
 from worker.config import ConfigError, load_settings
 
-tools_app = typer.Typer(help="The provider actions as tools for agents.", no_args_is_help=True)
+tools_app = typer.Typer(
+    rich_markup_mode=None, help="The provider actions as tools for agents.", no_args_is_help=True
+)
 
 
 def _catalogue(account: str | None) -> dict[str, Any]:

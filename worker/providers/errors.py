@@ -40,3 +40,8 @@ class AlreadyExistsError(RejectedError):
 
 class NotFoundError(RejectedError):
     """404: the pass or template does not exist (or was deleted at the provider)."""
+
+
+class TemplateNotFoundError(NotFoundError):
+    """Create refused because the template id is unknown (deleted, or re-created under a new
+    id): the caller lists the templates again and retries once."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # (`providers: {<kind>: {...}}` without `kind:`) and of the default account.
 KINDS: dict[str, str] = {
     "passcreator": "worker.providers.passcreator.kind",
+    "passkit": "worker.providers.passkit.kind",
 }
 
 

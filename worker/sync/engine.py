@@ -7,8 +7,10 @@ write lock) is open while the provider is called:
    rows in pass-key order, skip what is stale, and claim each pass that needs calls: a token
    with an expiry (one attempt at a time per pass, across all workers) and an "unconfirmed"
    mark, committed before any call. While a pass is unconfirmed, the provider may be ahead of
-   what we recorded (a lost answer, a crash), so nothing is skipped as unchanged.
-2. **Call** the provider, with no transaction open.
+   what we recorded (a lost answer, a crash), so nothing is skipped as unchanged. The claim
+   is a lease (worker/sync/lease.py): renewed while this attempt runs, it lapses within
+   `sync.claim_seconds` of a crash.
+2. **Call** the provider, with no transaction open, each call only while the lease holds.
 3. **Record** (in the caller's transaction, which the caller commits): the results, the
    claims released, the event handled. If a call fails, the passes already done are recorded
    and every claim is released (committed here) before the error propagates.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ from worker.outbox.passes import emit_pass_changes
 from worker.providers import registry
 from worker.providers.errors import AlreadyExistsError, NotFoundError, RejectedError
 from worker.providers.port import PassProvider, ProviderPass
+from worker.sync.lease import Lease, LeaseKeeper
 from worker.sync.models import PassMapping, PassStatus
 from worker.sync.rules import (
     PassPlan,
@@ -141,6 +145,7 @@ class SyncContext:
     connect: Connect | None = None
     account: str = ""
     rules: RuleSet = field(init=False)
+    leases: LeaseKeeper = field(init=False)
     _views: dict[str, SyncContext] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -149,16 +154,18 @@ class SyncContext:
         self.account = self.account or settings.sync.default_account or first
         capabilities = registry.capabilities(settings)
         self.rules = compile_rules(settings.sync, capabilities, default_account=self.account)
+        self.leases = LeaseKeeper(settings.sync.claim_seconds)
 
     def on(self, account: str) -> SyncContext:
-        """This context for `account`: its own client and template cache."""
+        """This context for `account`: its own client and template cache (the rules and the
+        lease keeper are shared)."""
         if not account or account == self.account:
             return self
         view = self._views.get(account)
         if view is None:
             if self.connect is None:
                 raise LookupError(f"no client for account {account!r} in this process")
-            view = copy.copy(self)  # shares the rules and this cache of views
+            view = copy.copy(self)  # shares the rules, the leases and this cache of views
             view.provider, view.templates = self.connect(account)
             view.account = account
             self._views[account] = view
@@ -246,6 +253,7 @@ class _Claim:
     leader: int
     jobs: list[_Job]
     result: EventResult
+    lease: Lease
 
 
 def process_event(session: Session, event_id: int, ctx: SyncContext) -> EventResult:
@@ -261,9 +269,10 @@ def process_event(session: Session, event_id: int, ctx: SyncContext) -> EventRes
         return claim
     done: list[_Job] = []
     try:
-        for job in claim.jobs:
-            _run(job, ctx)
-            done.append(job)
+        with ctx.leases.renewing(claim.lease):
+            for job in claim.jobs:
+                _run(job, ctx, claim.lease)
+                done.append(job)
     except BaseException:
         _release(session, claim.jobs, done, leader=claim.leader)
         raise
@@ -296,9 +305,12 @@ def _claim(session: Session, event_id: int, ctx: SyncContext) -> _Claim | EventR
     if not jobs:
         _mark_handled(session, row.id, result, [])
         return result
+    since = time.monotonic()  # before the claim's expiry is computed: the safe side
     _take_claims(session, jobs, ctx)
     session.commit()
-    return _Claim(row.id, jobs, result)
+    claims = [(job.mapping_id, job.token) for job in jobs]
+    lease = ctx.leases.start_lease(session.get_bind(), claims, since)  # type: ignore[arg-type]
+    return _Claim(row.id, jobs, result, lease)
 
 
 def _group(session: Session, row: InboundEvent, ctx: SyncContext) -> list[_Member]:
@@ -391,9 +403,13 @@ def _take_claims(session: Session, jobs: list[_Job], ctx: SyncContext) -> None:
 # --- 2. call -------------------------------------------------------------------------------
 
 
-def _run(job: _Job, ctx: SyncContext) -> None:
+def _run(job: _Job, ctx: SyncContext, lease: Lease) -> None:
     ctx = ctx.on(job.account)  # the account's own client and template cache
     for step in job.steps:  # in order, one at a time
+        if not lease.valid():  # another attempt may hold the pass by now: call nothing
+            raise ClaimLostError(
+                f"the claim on pass {job.pass_key!r} could not be renewed", retry_after=0.0
+            )
         job.results.append(_apply_step(job, step, ctx))
 
 

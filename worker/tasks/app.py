@@ -16,6 +16,7 @@ from kombu.transport.native_delayed_delivery import (
 
 from worker.brokers import make_ping
 from worker.config import ConfigError, Settings
+from worker.tasks.liveness import HEARTBEAT_CONF_KEY, LIVENESS_CONF_KEY, Liveness
 
 REALTIME_QUEUE = "realtime"
 BULK_QUEUE = "bulk"
@@ -51,6 +52,8 @@ celery_app = Celery(
         "worker.tasks.observe",
     ],
 )
+# Every worker heartbeats the events it holds, so a killed worker's are sent again quickly.
+celery_app.steps["worker"].add(Liveness)
 
 
 def configure(settings: Settings) -> Celery:
@@ -93,8 +96,12 @@ def configure(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,
-        # Read by jobs.enqueue_events: each event task waits the coalescing window.
-        passsync_coalesce_window_seconds=settings.sync.coalesce_window_ms / 1000,
+        # Read by the Liveness bootstep: heartbeat every third of it, dead after it. RabbitMQ
+        # hands a dead consumer's unacknowledged messages back at once: no heartbeat there.
+        **{
+            HEARTBEAT_CONF_KEY: settings.sync.claim_seconds,
+            LIVENESS_CONF_KEY: None if is_amqp(settings.broker_url) else settings.broker_url,
+        },
         beat_schedule={
             "sweep-pending-events": {
                 "task": "passsync.sweep_pending",

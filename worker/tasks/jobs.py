@@ -8,10 +8,16 @@ from datetime import timedelta
 from typing import Any
 
 from worker.audit import Actor, purge_expired, retention_cutoff
-from worker.inbound.status import record_failure, stale_pending_ids, touch
+from worker.inbound.status import (
+    record_failure,
+    stale_pending_ids,
+    touch,
+    unfinished_customer,
+)
 from worker.observability import logs, metrics, tracing
 from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
+from worker.ratelimit.pacing import Pacer
 from worker.sync.engine import EventNotFoundError, PassBusyError
 from worker.sync.engine import process_event as apply_event
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task
@@ -21,6 +27,22 @@ from worker.tasks.runtime import Runtime, get_runtime
 log = logging.getLogger("passsync.tasks")
 
 
+class WaitingForPass(Exception):
+    """The reason given for a retry that waits for a claimed pass."""
+
+
+# Celery logs every retry ("Retry in 1s"); a wait for a claimed pass is not a failure and may
+# repeat every second for a while, so the task logs it once per event instead.
+class _QuietBusyWaits(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        reason = str(args.get("exc", "")) if isinstance(args, dict) else ""
+        return not reason.endswith(repr(WaitingForPass()))
+
+
+logging.getLogger("celery.app.trace").addFilter(_QuietBusyWaits())
+
+
 @celery_app.task(
     name="passsync.process_event",
     bind=True,
@@ -28,20 +50,30 @@ log = logging.getLogger("passsync.tasks")
     reject_on_worker_lost=True,
     max_retries=None,
 )
-def process_event(self: Any, event_id: int) -> str:
+def process_event(self: Any, event_id: int, paced: bool = False, waiting: bool = False) -> str:
     """Apply one ledger event; transient failures retry with bounded, jittered backoff, a
-    permanent rejection (or the last attempt) sends it to the dead letter."""
+    permanent rejection (or the last attempt) sends it to the dead letter.
+
+    Unless `paced`, the event first asks the fleet's pacer when its customer may be applied
+    (leading and trailing edge, sync.coalesce_window_ms): at once, or at the window's end.
+    `waiting` marks the retries of an event that already waited for a claimed pass (logged
+    once); they are not paced again.
+    """
     runtime = get_runtime()
     logs.bind(
         event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.default_account
     )
+    if not paced and runtime.pacer is not None:
+        wait = _pace(runtime.pacer, event_id)
+        if wait > 0:
+            raise self.retry(countdown=wait, max_retries=None, kwargs={"paced": True})
     with tracing.span(
         "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
     ):
-        return _process(self, runtime, event_id)
+        return _process(self, runtime, event_id, waiting=waiting)
 
 
-def _process(self: Any, runtime: Runtime, event_id: int) -> str:
+def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> str:
     try:
         # The audit scope is outside the session: its rows are written after commit/rollback.
         with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
@@ -53,7 +85,14 @@ def _process(self: Any, runtime: Runtime, event_id: int) -> str:
     except PassBusyError as exc:
         # Another attempt holds the pass: waiting is not failing, so no attempt is used.
         metrics.event_attempt("busy")
-        raise self.retry(countdown=busy_countdown(exc.retry_after), max_retries=None) from None
+        if not waiting:
+            log.info("event %s waits: %s", event_id, exc)
+        raise self.retry(
+            countdown=busy_countdown(exc.retry_after),
+            max_retries=None,
+            kwargs={"waiting": True, "paced": True},
+            exc=WaitingForPass(),
+        ) from None
     except TransientError as exc:
         return _retry_or_fail(self, event_id, exc, exc.message)
     except ProviderError as exc:
@@ -76,6 +115,12 @@ def _process(self: Any, runtime: Runtime, event_id: int) -> str:
     summary = ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
     log.info("event %s handled: %s", event_id, summary, extra={"outcome": summary})
     return summary
+
+
+def _pace(pacer: Pacer, event_id: int) -> float:
+    with get_runtime().db.session() as session:
+        customer = unfinished_customer(session, event_id)
+    return 0.0 if customer is None else pacer.delay(customer)
 
 
 def trace_parent(request: Any) -> dict[str, str] | None:
@@ -125,7 +170,7 @@ BUSY_WAIT_MAX_SECONDS = 1.0
 
 def busy_countdown(retry_after: float) -> float:
     """How long to wait for a pass another attempt holds: short, since that attempt usually
-    ends within a provider call; a crashed one's claim expires after sync.claim_seconds."""
+    ends within a provider call; a crashed one's claim lapses within sync.claim_seconds."""
     jitter = random.uniform(0, 0.2)  # noqa: S311 - spreads the waiters, not crypto
     return min(max(retry_after, 0.05), BUSY_WAIT_MAX_SECONDS) + jitter
 
@@ -159,6 +204,27 @@ def sweep_pending() -> int:
     return len(ids)
 
 
+def recover_events(held: list[int], *, exclude: set[int]) -> int:
+    """After a worker died: send again the events it held, and the never-attempted events
+    older than the lease that no live worker holds (a message lost with the worker's socket).
+    Events behind a long queue may be sent twice; the ledger answers those as duplicates."""
+    runtime = get_runtime()
+    sync = runtime.settings.sync
+    with runtime.db.session() as session:
+        stale = stale_pending_ids(
+            session,
+            fresh_after=timedelta(seconds=sync.claim_seconds),
+            retry_grace=timedelta(seconds=sync.retry_max_seconds),
+        )
+        lost = [i for i in stale if i not in exclude and i not in held]
+        touch(session, lost)
+    ids = sorted({*held, *lost})
+    enqueue_events(ids, countdown=0)
+    if lost:
+        log.warning("re-enqueued %d events a dead worker may have taken unseen", len(lost))
+    return len(ids)
+
+
 @celery_app.task(name="passsync.purge_audit", acks_late=True)
 def purge_audit() -> int:
     """Delete audit rows older than audit.retention_days (in short batches)."""
@@ -172,19 +238,14 @@ def purge_audit() -> int:
     return deleted
 
 
-COALESCE_CONF_KEY = "passsync_coalesce_window_seconds"
-
-
-def enqueue_events(ids: list[int], *, countdown: float | None = None) -> None:
+def enqueue_events(ids: list[int], *, countdown: float = 0.0) -> None:
     """Publish one task per ledger id over one producer connection; raises if the broker is down.
 
-    By default each task waits the coalescing window (sync.coalesce_window_ms), so events of
-    one customer that arrive within it are applied by the first one's single call.
+    No coalescing wait here: each task asks the pacer (see process_event), so a quiet
+    customer's event runs at once and only a burst waits for its window's end.
     """
     if not ids:
         return
-    if countdown is None:
-        countdown = float(celery_app.conf.get(COALESCE_CONF_KEY) or 0.0)
     options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
     with celery_app.producer_or_acquire() as producer:
         for event_id in ids:

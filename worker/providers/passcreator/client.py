@@ -30,6 +30,7 @@ from worker.providers.errors import (
     ProviderError,
     RateLimitedError,
     RejectedError,
+    TemplateNotFoundError,
     TransientError,
 )
 from worker.providers.passcreator.models import (
@@ -173,6 +174,7 @@ class PasscreatorClient:
         self._settings = settings
         self._on_attempt = on_attempt
         self._duplicate = re.compile(settings.duplicate_pattern)
+        self._unknown_template_re = re.compile(settings.unknown_template_pattern)
         self._paths = {**DEFAULT_PATHS, **settings.paths}
         self._base = httpx.URL(settings.base_url)
         self._http = httpx.Client(
@@ -674,9 +676,16 @@ class PasscreatorClient:
             return AlreadyExistsError(
                 f"{action}: userProvidedId already used: {joined}", status=400, messages=messages
             )
+        if action == "create_pass" and status in (200, 400) and self._unknown_template(messages):
+            return TemplateNotFoundError(
+                f"{action}: unknown template: {joined}", status=status, messages=messages
+            )
         return RejectedError(
             f"{action}: rejected ({status}): {joined}", status=status, messages=messages
         )
+
+    def _unknown_template(self, messages: list[str]) -> bool:
+        return any(self._unknown_template_re.search(message) for message in messages)
 
     def _is_duplicate(self, messages: list[str]) -> bool:
         return any(self._duplicate.search(message) for message in messages)

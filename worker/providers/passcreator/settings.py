@@ -65,6 +65,9 @@ class PasscreatorSettings(AccountSettings):
     default_retry_after_seconds: float = Field(default=5.0, ge=0)
     # Passcreator documents a 400 for a reused userProvidedId but not its wording (§12.2).
     duplicate_pattern: str = r"(?i)unique|already|duplicate"
+    # A create refused for its template id (the sandbox and, unconfirmed, Passcreator say
+    # "Unknown template" with a 400): the engine lists the templates again and retries once.
+    unknown_template_pattern: str = r"(?i)unknown template|template.*not (found|exist)"
     create_async: bool = False
     # No source names Passcreator's rate-limit headers (§9); Retry-After is our best guess.
     retry_after_header: str = "Retry-After"

@@ -7,84 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from worker.providers.port import AccountSettings
+
 Region = Literal["pub1", "pub2"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class PassKitSettings(_Strict):
-    """One PassKit account (Members API, REST). Every unconfirmed fact is a setting here."""
-
-    # An account lives in one region; a pub2 account authenticates on pub1 and then 404s.
-    region: Region = "pub1"
-    # Overrides the regional host (https://api.{region}.passkit.io), e.g. for the sandbox.
-    base_url: str | None = None
-    # Host of the pass pages (https://{region}.pskt.io/{memberId}); follows the region.
-    pass_link_base: str | None = None
-    # "jwt": every request carries a fresh HS256 JWT {uid: api_key, iat, exp} signed with
-    # `secret` (the REST credentials). "long_lived_token": `api_key` holds a long-lived token,
-    # sent as `Bearer <token>`. Both are secrets: only from the environment
-    # (PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY, ...__SECRET).
-    auth: Literal["jwt", "long_lived_token"] = "jwt"
-    api_key: SecretStr | None = None
-    secret: SecretStr | None = None
-    # Measured (C x1): iat must be a little in the past (server clock ~3 s behind, `iat` over
-    # ~60 s old is refused) and exp at most ~60 s ahead. The vendor's script uses exp = iat+60.
-    jwt_issued_before_seconds: float = Field(default=10.0, ge=0, le=55)
-    jwt_expires_after_seconds: float = Field(default=50.0, gt=0, le=3600)
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    # 503 is documented as "Back off for 250ms and repeat request until successful"; we
-    # repeat a bounded number of times with jittered exponential back-off from 250 ms.
-    max_attempts: int = Field(default=4, ge=1, le=10)
-    backoff_seconds: float = Field(default=0.25, ge=0)
-    backoff_max_seconds: float = Field(default=4.0, ge=0)
-    # No 429 is documented; if one comes, this header (else the default) says how long to wait.
-    retry_after_header: str = "Retry-After"
-    default_retry_after_seconds: float = Field(default=5.0, ge=0)
-    # Enrolling a used externalId: 409 (C x1, grpc-gateway's ALREADY_EXISTS); a 400 whose
-    # message matches duplicate_pattern counts too.
-    duplicate_statuses: list[int] = [409]
-    duplicate_pattern: str = r"(?i)already exists|duplicate|already in use"
-    # Lists stream one JSON object per line and page by offset; limit 25 when omitted.
-    page_size: int = Field(default=100, ge=1, le=1000)
-    max_pages: int = Field(default=10_000, ge=1)
-    # Void = expire: PUT /members/member/updateExpiry with a date in the past; unvoid sets the
-    # expiry `unvoid_expiry_days` ahead (PassKit has no invalidate call of its own).
-    void_backdate_seconds: int = Field(default=60, ge=1)
-    unvoid_expiry_days: int = Field(default=3650, ge=1)
-    # A rule's template names a program and a tier: "Program/Tier" (tier by name or id), or
-    # just "Program" for the program's first tier.
-    template_separator: str = Field(default="/", min_length=1)
-    # The title of a message sent as a push (POST /message, then /message/send to the pass).
-    message_title: str = "Update"
-    # Per-route path overrides (see client.DEFAULT_PATHS), for paths that may differ.
-    paths: dict[str, str] = {}
-
-    @field_validator("base_url", "pass_link_base")
-    @classmethod
-    def _strip_slash(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-    def api_base(self) -> str:
-        """Where the REST calls go: base_url, else the region's host."""
-        return self.base_url or f"https://api.{self.region}.passkit.io"
-
-    def link_base(self) -> str:
-        """Where the pass pages are: pass_link_base, else the region's pass host."""
-        return self.pass_link_base or f"https://{self.region}.pskt.io"
-
-    def has_credentials(self) -> bool:
-        """Whether the account can authenticate (a key and secret, or a long-lived token)."""
-        if self.auth == "long_lived_token":
-            return self.api_key is not None
-        return self.api_key is not None and self.secret is not None
 
 
 class PassKitSandboxBehaviour(_Strict):
@@ -145,3 +74,81 @@ class PassKitSandboxSettings(PassKitSandboxBehaviour):
             if not tiers:
                 raise ValueError(f"program {program!r} needs at least one tier")
         return self
+
+
+class PassKitSettings(AccountSettings):
+    """One PassKit account (`providers.<name>` with `kind: passkit`); every unconfirmed fact
+    is a setting here (docs/passkit.md)."""
+
+    kind: Literal["passkit"] = "passkit"
+
+    # An account lives in one region; a pub2 account authenticates on pub1 and then 404s.
+    region: Region = "pub1"
+    # Overrides the regional host (https://api.{region}.passkit.io), e.g. for the sandbox.
+    base_url: str | None = None
+    # Host of the pass pages (https://{region}.pskt.io/{memberId}); follows the region.
+    pass_link_base: str | None = None
+    # "jwt": every request carries a fresh HS256 JWT {uid: api_key, iat, exp} signed with
+    # `secret` (the REST credentials). "long_lived_token": `api_key` holds a long-lived token,
+    # sent as `Bearer <token>`. Both are secrets: only from the environment
+    # (PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY, ...__SECRET).
+    auth: Literal["jwt", "long_lived_token"] = "jwt"
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    # Measured (C x1): iat must be a little in the past (server clock ~3 s behind, `iat` over
+    # ~60 s old is refused) and exp at most ~60 s ahead. The vendor's script uses exp = iat+60.
+    jwt_issued_before_seconds: float = Field(default=10.0, ge=0, le=55)
+    jwt_expires_after_seconds: float = Field(default=50.0, gt=0, le=3600)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # 503 is documented as "Back off for 250ms and repeat request until successful"; we
+    # repeat a bounded number of times with jittered exponential back-off from 250 ms.
+    max_attempts: int = Field(default=4, ge=1, le=10)
+    backoff_seconds: float = Field(default=0.25, ge=0)
+    backoff_max_seconds: float = Field(default=4.0, ge=0)
+    # No 429 is documented; if one comes, this header (else the default) says how long to wait.
+    retry_after_header: str = "Retry-After"
+    default_retry_after_seconds: float = Field(default=5.0, ge=0)
+    # Enrolling a used externalId: 409 (C x1, grpc-gateway's ALREADY_EXISTS); a 400 whose
+    # message matches duplicate_pattern counts too.
+    duplicate_statuses: list[int] = [409]
+    duplicate_pattern: str = r"(?i)already exists|duplicate|already in use"
+    # Lists stream one JSON object per line and page by offset; limit 25 when omitted.
+    page_size: int = Field(default=100, ge=1, le=1000)
+    max_pages: int = Field(default=10_000, ge=1)
+    # Void = expire: PUT /members/member/updateExpiry with a date in the past; unvoid sets the
+    # expiry `unvoid_expiry_days` ahead (PassKit has no invalidate call of its own).
+    void_backdate_seconds: int = Field(default=60, ge=1)
+    unvoid_expiry_days: int = Field(default=3650, ge=1)
+    # A rule's template names a program and a tier: "Program/Tier" (tier by name or id), or
+    # just "Program" for the program's first tier.
+    template_separator: str = Field(default="/", min_length=1)
+    # The title of a message sent as a push (POST /message, then /message/send to the pass).
+    message_title: str = "Update"
+    # Per-route path overrides (see client.DEFAULT_PATHS), for paths that may differ.
+    paths: dict[str, str] = {}
+    # The local sandbox `passsync run` starts for this account when it has no credentials.
+    sandbox: PassKitSandboxSettings = PassKitSandboxSettings()
+
+    @field_validator("base_url", "pass_link_base")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def api_base(self) -> str:
+        """Where the REST calls go: base_url, else the region's host."""
+        return self.base_url or f"https://api.{self.region}.passkit.io"
+
+    def link_base(self) -> str:
+        """Where the pass pages are: pass_link_base, else the region's pass host."""
+        return self.pass_link_base or f"https://{self.region}.pskt.io"
+
+    def has_credentials(self) -> bool:
+        """Whether the account can authenticate (a key and secret, or a long-lived token)."""
+        if self.auth == "long_lived_token":
+            return self.api_key is not None
+        return self.api_key is not None and self.secret is not None

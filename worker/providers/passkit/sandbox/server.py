@@ -15,6 +15,7 @@ import uvicorn
 
 from worker.providers.passkit.sandbox.app import create_sandbox_app
 from worker.providers.passkit.settings import PassKitSandboxSettings, PassKitSettings
+from worker.providers.port import SandboxPass
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -50,6 +51,20 @@ class SandboxHandle:
         """Every member, deleted ones included (`deleted`, `voided`, `events`)."""
         result: list[dict[str, Any]] = self._control("GET", "/members")["members"]
         return result
+
+    def state(self) -> list[SandboxPass]:
+        """Every member as a neutral SandboxPass (deleted ones included)."""
+        return [
+            SandboxPass(
+                pass_id=row["pass_id"],
+                external_id=row["external_id"],
+                template=row["template"],
+                fields=row["fields"],
+                voided=row["voided"],
+                deleted=row["deleted"],
+            )
+            for row in self.state_rows()
+        ]
 
     def state_rows(self) -> list[dict[str, Any]]:
         """Every member in neutral terms (pass_id, external_id, template, fields, voided...)."""
