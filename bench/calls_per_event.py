@@ -8,9 +8,14 @@ newer events of the same customer). Both contenders run against the same in-memo
 
 - passsync: the real engine (`process_event`) on a SQLite ledger. A delivery is stored (a
   duplicate is refused by the ledger's unique key, as the receiver does) and applied when its
-  task would run, `sync.coalesce_window_ms` after arrival; shown with the default window and
-  with coalescing off.
+  task would run: at once for a customer quiet for `sync.coalesce_window_ms`, else at the end
+  of the window after the customer's last scheduled apply (the pacer's leading and trailing
+  edge, worker/ratelimit/pacing.py); shown with the default window and with coalescing off.
 - naive: for every delivery, look the pass up, then create or update it.
+
+`--quiet N` then measures a quiet system end to end (bench/engine.py's stack: the receiver,
+2 worker processes, the sandbox, Postgres and Redis): N events sent one at a time, each to a
+customer quiet for longer than the window, from the webhook to the ledger's handled_at.
 
 Both final states are checked against the model (fields of each customer's newest event).
 passsync must match it exactly (the run fails otherwise); for the naive way the number of
@@ -39,6 +44,7 @@ from worker.inbound.schema import CanonicalEvent
 from worker.migrate import upgrade
 from worker.providers.errors import NotFoundError
 from worker.providers.memory import MemoryProvider
+from worker.ratelimit.pacing import schedule
 from worker.sync.engine import SyncContext, process_event
 from worker.sync.templates import TemplateResolver
 
@@ -125,7 +131,7 @@ def _store(db: Database, event: Event) -> int | None:
 
 
 def run_passsync(load: Workload, arrivals: list[Delivery], window_ms: int, workdir: Path) -> Result:
-    """The real engine, each stored delivery applied `window_ms` after it arrived."""
+    """The real engine, each stored delivery applied when the pacer lets it run."""
     url = f"sqlite:///{workdir / f'ledger-{window_ms}.db'}"
     upgrade(url)
     db = Database(url)
@@ -142,12 +148,18 @@ def run_passsync(load: Workload, arrivals: list[Delivery], window_ms: int, workd
             with db.session() as session:
                 process_event(session, row_id, ctx)
 
+    last: dict[str, float] = {}  # the pacer's state: each customer's last scheduled apply
     try:
         for delivery in arrivals:
             apply_until(delivery.at)
             row_id = _store(db, delivery.event)
-            if row_id is not None:
-                heapq.heappush(due, (delivery.at + window_ms / 1000, row_id))
+            if row_id is None:
+                continue
+            at = delivery.at
+            if window_ms > 0:  # leading and trailing edge (worker/ratelimit/pacing.py)
+                customer = delivery.event.customer
+                at = last[customer] = schedule(last.get(customer), at, window_ms / 1000)
+            heapq.heappush(due, (at, row_id))
         apply_until(float("inf"))
     finally:
         db.dispose()
@@ -173,11 +185,34 @@ def report(load: Workload, arrivals: list[Delivery], results: list[Result]) -> N
         print(f"  ratio naive / {ours.name}  {naive.total / ours.total:.2f}")
 
 
+def quiet_report(count: int) -> None:
+    """A quiet system: the real receiver, workers and sandbox (bench.engine's stack, 0 ms
+    latency), one event at a time; webhook sent -> event handled, p50 and p99."""
+    from bench.engine import Run
+
+    options = argparse.Namespace(customers=count, processes=2, timeout=120.0)
+    with tempfile.TemporaryDirectory(prefix="bench-quiet-") as tmp:
+        run = Run("receiver", 0, options, Path(tmp))
+        with run.stack():
+            latencies = sorted(run.quiet_latencies(count, gap=0.2))
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    print("  quiet system (one event at a time through receiver, worker and sandbox)")
+    print(f"    events                 {count}")
+    print(f"    webhook -> handled     p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument(
+        "--quiet",
+        type=int,
+        default=40,
+        help="events sent one at a time for the quiet latency (0: skip; needs Postgres, Redis)",
+    )
     args = parser.parse_args(argv)
     load = generate(args.seed, customers=args.customers, events=args.events)
     arrivals = deliveries(load, random.Random(args.seed))
@@ -191,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         results = [run_passsync(load, arrivals, w, workdir) for w in windows]
     results.append(run_naive(load, arrivals))
     report(load, arrivals, results)
+    if args.quiet:
+        quiet_report(args.quiet)
     broken = [r.name for r in results[:-1] if r.wrong]
     if broken:
         print(f"FAILED: {', '.join(broken)} left passes that do not match the model")

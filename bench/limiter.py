@@ -66,6 +66,7 @@ SANDBOX_KEY = "bench-limiter-key"
 class Result:
     mode: str
     limit_per_minute: int
+    start_per_minute: int
     passes: int
     seconds: float
     calls_sent: int
@@ -86,6 +87,11 @@ class Result:
     worker_rss_mb_second_half_growth: float | None
     broker_max_messages: int
     worker_rss_mb_samples: list[float]
+    utilization_second_half: float | None
+    share_429_second_half: float | None
+    limiter_rate_per_minute_last: float | None
+    # Once a second: seconds since the start, calls accepted, 429s, the limiter's rate/min.
+    call_samples: list[tuple[float, int, int, float | None]]
 
 
 def redis_url() -> str:
@@ -143,12 +149,21 @@ def base_env(db_url: str, broker: str, port: int, limit: int, tmp: Path) -> dict
 
 def mode_env(mode: str, env: dict[str, str], workers: int, concurrency: int) -> dict[str, str]:
     env = dict(env)
+    if mode.startswith("adaptive"):
+        # The sandbox keeps the real limit; passsync is told a start 2x too low or too high.
+        env["PASSSYNC_RATELIMIT__MODE"] = "adaptive"
+        env["PASSSYNC_RATELIMIT__PER_MINUTE"] = str(start_per_minute(mode, env))
     if mode == "celery":
         env["PASSSYNC_RATELIMIT__ENABLED"] = "false"
         env["PASSSYNC_CAMPAIGNS__CHUNK_SIZE"] = "1"
         # Enough single-recipient tasks queued to keep every pool process busy.
         env["PASSSYNC_CAMPAIGNS__MAX_QUEUED_CHUNKS"] = str(workers * concurrency * 25)
     return env
+
+
+def start_per_minute(mode: str, env: dict[str, str]) -> int:
+    limit = int(env["PASSSYNC_SANDBOX__RATE_LIMIT_PER_MINUTE"])
+    return {"adaptive-low": limit // 2, "adaptive-high": limit * 2}.get(mode, limit)
 
 
 def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> Result:
@@ -160,6 +175,7 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> Result:
     from worker.config import load_settings
     from worker.db import Database
     from worker.providers.passcreator.sandbox.server import SandboxHandle
+    from worker.ratelimit.provider import build_limiter
     from worker.tasks.app import configure
 
     settings = load_settings()
@@ -180,6 +196,8 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> Result:
         sampler = Sampler(
             [psutil.Process(p.pid) for p in procs[1 : 1 + args.workers]],
             redis.Redis.from_url(broker),
+            sandbox,
+            build_limiter(settings),
         )
         return measure(mode, args, settings, db, sandbox, sampler=sampler, tmp=tmp)
 
@@ -189,11 +207,33 @@ class Sampler:
 
     QUEUES = ("realtime", "bulk")
 
-    def __init__(self, workers: list[psutil.Process], broker: redis.Redis) -> None:
+    def __init__(
+        self, workers: list[psutil.Process], broker: redis.Redis, sandbox: Any, limiter: Any
+    ) -> None:
         self.workers = workers
         self.broker = broker
+        self.sandbox = sandbox
+        self.limiter = limiter
         self.rss_mb: list[float] = []
         self.broker_messages: list[int] = []
+        # (monotonic seconds, calls accepted by the sandbox, 429s, limiter rate per minute)
+        self.calls: list[tuple[float, int, int, float | None]] = []
+
+    def sample_calls(self) -> None:
+        stats = self.sandbox.stats()
+        sent, limited = sum(stats["calls"].values()), stats["rate_limited"]
+        rate = self.limiter.state().rate_per_second * 60 if self.limiter is not None else None
+        self.calls.append((time.monotonic(), sent - limited, limited, rate))
+
+    def second_half_utilization(self, limit: int) -> tuple[float | None, float | None]:
+        """Accepted calls per second over the second half of the run / the limit, and the
+        429 share of that half: the steady state, without the provider's initial burst."""
+        if len(self.calls) < 4:
+            return None, None
+        (t0, a0, l0, _), (t1, a1, l1, _) = self.calls[len(self.calls) // 2], self.calls[-1]
+        accepted, limited = a1 - a0, l1 - l0
+        share = limited / (accepted + limited) if accepted + limited else 0.0
+        return round(accepted / (t1 - t0) / (limit / 60), 3), round(share, 4)
 
     def sample(self) -> None:
         total = 0
@@ -275,7 +315,7 @@ def measure(
     campaign_id = create_campaign(db, settings, args.passes, tmp)
     realtime: list[int] = []
     next_event = time.monotonic() + args.realtime_every
-    next_sample = time.monotonic()
+    next_sample = next_calls = time.monotonic()
     deadline = time.monotonic() + args.timeout
     status = "running"
     while time.monotonic() < deadline:
@@ -289,6 +329,9 @@ def measure(
         if time.monotonic() >= next_sample:
             sampler.sample()
             next_sample += args.sample_every
+        if time.monotonic() >= next_calls:
+            sampler.sample_calls()
+            next_calls += 1.0
         time.sleep(0.2)
     settle(db, realtime)
     stats = sandbox.stats()
@@ -397,10 +440,14 @@ def summarize(
     latencies += [float("inf")] * (len(realtime) - len(latencies))  # never applied
     sent = sum(stats["calls"].values())
     limited = stats["rate_limited"]
+    util2, share2 = sampler.second_half_utilization(args.limit)
     accepted = sent - limited
     return Result(
         mode=mode,
         limit_per_minute=args.limit,
+        start_per_minute=start_per_minute(
+            mode, {"PASSSYNC_SANDBOX__RATE_LIMIT_PER_MINUTE": str(args.limit)}
+        ),
         passes=args.passes,
         seconds=round(seconds, 1),
         calls_sent=sent,
@@ -419,6 +466,13 @@ def summarize(
         worker_rss_mb_second_half_growth=sampler.second_half_growth(),
         broker_max_messages=max(sampler.broker_messages, default=0),
         worker_rss_mb_samples=sampler.rss_mb,
+        utilization_second_half=util2,
+        share_429_second_half=share2,
+        limiter_rate_per_minute_last=sampler.calls[-1][3] if sampler.calls else None,
+        call_samples=[
+            (round(t - sampler.calls[0][0], 1), a, n, None if r is None else round(r))
+            for t, a, n, r in sampler.calls
+        ],
     )
 
 
@@ -437,6 +491,52 @@ def import_benchmark(rows: int, tmp: Path) -> dict[str, Any]:
     return {
         "runs": runs,
         "peak_rss_ratio": round(runs[1]["peak_rss_mb"] / runs[0]["peak_rss_mb"], 3),
+        "copy_vs_batched": _copy_vs_batched(max(rows // 10, 1)),
+    }
+
+
+def _copy_vs_batched(rows: int) -> dict[str, Any]:
+    """In one process, the same rows into Postgres by COPY and by the batched multi-row
+    INSERT (the path before COPY, still SQLite's), alternately twice: rows/s and the ratio."""
+    import io
+
+    from worker.campaigns.importer import import_rows, read_csv
+    from worker.campaigns.service import CampaignSpec, create_campaign
+    from worker.config import load_settings
+    from worker.db import Database
+    from worker.sync.rules import compile_rules
+
+    text = "customer_id,email,first_name,tier,data.offer\n" + "".join(
+        f"m-{i},m{i}@example.com,Name{i},gold,OFFER-{i % 97}\n" for i in range(rows)
+    )
+    db = Database(fresh_database(IMPORT_DB_NAME), pool_size=1)
+    rules = compile_rules(load_settings().sync)
+    best: dict[str, float] = {}
+    try:
+        for copy in (True, False, True, False):
+            with db.session() as session:
+                campaign = create_campaign(session, CampaignSpec(name="bench"), rules)
+                session.commit()
+                started = time.perf_counter()
+                import_rows(
+                    session,
+                    campaign.id,
+                    read_csv(io.StringIO(text)),
+                    batch_rows=10_000 if copy else 2000,
+                    on_batch=session.commit,
+                    copy=copy,
+                )
+                session.commit()
+                rate = rows / (time.perf_counter() - started)
+            name = "copy" if copy else "batched"
+            best[name] = max(best.get(name, 0.0), rate)
+    finally:
+        db.dispose()
+    return {
+        "rows": rows,
+        "copy_rows_per_second": round(best["copy"]),
+        "batched_rows_per_second": round(best["batched"]),
+        "ratio": round(best["copy"] / best["batched"], 2),
     }
 
 
@@ -488,20 +588,27 @@ def _import_run(rows: int, tmp: Path) -> dict[str, Any]:
 
 def print_results(results: list[Result]) -> None:
     print(
-        f"{'mode':<10}{'util':>7}{'429 %':>8}{'seconds':>9}{'sent':>8}{'rt p50':>8}"
+        f"{'mode':<14}{'start/min':>10}{'util':>7}{'429 %':>8}{'util 2nd':>9}{'429% 2nd':>9}"
+        f"{'rate end':>9}{'seconds':>9}{'sent':>8}{'rt p50':>8}"
         f"{'rt p99':>8}{'done':>9}{'rss MB first/last/max':>24}{'2nd half':>9}"
         f"{'broker max':>11}"
     )
     for r in results:
         rss = f"{_s(r.worker_rss_mb_first)}/{_s(r.worker_rss_mb_last)}/{_s(r.worker_rss_mb_max)}"
         print(
-            f"{r.mode:<10}{r.utilization:>7.3f}{r.share_429 * 100:>8.2f}{r.seconds:>9.1f}"
+            f"{r.mode:<14}{r.start_per_minute:>10}{r.utilization:>7.3f}{r.share_429 * 100:>8.2f}"
+            f"{_s(r.utilization_second_half):>9}{_s(_pct100(r.share_429_second_half)):>9}"
+            f"{_s(r.limiter_rate_per_minute_last):>9}{r.seconds:>9.1f}"
             f"{r.calls_sent:>8}{_s(r.realtime_p50_s):>8}{_s(r.realtime_p99_s):>8}"
             f"{r.done:>8}{'' if r.completed else '*'}{rss:>24}"
             f"{_s(r.worker_rss_mb_second_half_growth):>9}{r.broker_max_messages:>11}"
         )
     if any(not r.completed for r in results):
         print("* the campaign did not complete within --timeout")
+
+
+def _pct100(value: float | None) -> float | None:
+    return None if value is None else value * 100
 
 
 def _s(value: float | None) -> str:

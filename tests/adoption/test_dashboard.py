@@ -17,6 +17,7 @@ from tests.adoption.live import serving
 from tests.adoption.scenario import EXPECTED, seed
 from tests.api.conftest import BrokerPing, RecordingEnqueue
 from tests.conftest import services_required
+from worker.api import login
 from worker.api.app import create_app
 from worker.config import Settings
 from worker.db import Database
@@ -63,6 +64,12 @@ def bars(dom: str, chart: str) -> dict[str, str]:
     return dict(re.findall(r'data-label="([^"]*)" data-value="([^"]*)"', svg.group(0)))
 
 
+def login_link() -> str:
+    """A one-time login link for the read token (as `passsync dashboard` prints it)."""
+    code = login.make_code("link", "viewer", login.signing_key(READ_TOKEN), ttl=600)
+    return f"{login.LOGIN_PATH}?code={code}"
+
+
 @pytest.fixture
 def seeded(db: Database) -> Iterator[Database]:
     seed(db)
@@ -74,12 +81,14 @@ def test_the_dashboard_needs_a_read_token(settings: Settings, seeded: Database) 
     with TestClient(app) as client:
         # When asked without a token, with a wrong one, and with the read token
         missing = client.get("/dashboard")
-        wrong = client.get("/dashboard", params={"token": "nope"})
-        good = client.get("/dashboard", params={"token": READ_TOKEN})
-        # Then only the read token gets the page, and it opens a cookie session
+        wrong = client.get("/dashboard", headers={"Authorization": "Bearer nope"})
+        good = client.get("/dashboard", headers=READ)
+        # and through a login link, which opens a cookie session
+        signed_in = client.get(login_link())
         again = client.get("/dashboard")
+    # Then only the read token gets the page
     assert (missing.status_code, wrong.status_code, good.status_code) == (401, 401, 200)
-    assert again.status_code == 200
+    assert signed_in.status_code == 200 and again.status_code == 200
     # And it works offline: no script, nothing loaded from elsewhere
     assert "<script" not in good.text and "src=" not in good.text and "href=" not in good.text
 
@@ -90,12 +99,17 @@ def test_the_dashboard_shows_the_seeded_scenario_in_chromium(
     # Given the seeded scenario served on a real port
     app = create_app(settings, seeded, RecordingEnqueue(), BrokerPing())
     with serving(app) as base:
-        url = f"{base}/dashboard?token={READ_TOKEN}"
-        # When headless Chromium renders the page and takes a screenshot
-        dom = run_chromium(["--dump-dom", url], tmp_path / "profile-dom")
+        # When headless Chromium signs in with a login link (one each: a link works once),
+        # renders the page and takes a screenshot
+        dom = run_chromium(["--dump-dom", f"{base}{login_link()}"], tmp_path / "profile-dom")
         shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "dashboard.png")
         run_chromium(
-            [f"--screenshot={shot.resolve()}", "--window-size=1240,640", "--hide-scrollbars", url],
+            [
+                f"--screenshot={shot.resolve()}",
+                "--window-size=1240,640",
+                "--hide-scrollbars",
+                f"{base}{login_link()}",
+            ],
             tmp_path / "profile-shot",
         )
     # Then every chart shows the scenario's numbers

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.adoption.conftest import READ_TOKEN
+from tests.adoption.conftest import READ
 from tests.adoption.live import serving
 from tests.adoption.scenario import seed
 from tests.adoption.test_dashboard import bars, run_chromium
@@ -59,7 +59,7 @@ def draft_campaign(db: Database) -> int:
 
 
 def page(base: str, query: str = "") -> str:
-    answer = httpx.get(f"{base}/dashboard?token={READ_TOKEN}{query}", timeout=30)
+    answer = httpx.get(f"{base}/dashboard?{query.lstrip('&')}", headers=READ, timeout=30)
     assert answer.status_code == 200, answer.text
     return answer.text
 
@@ -130,7 +130,7 @@ def test_filters_filter_every_chart(settings: Settings, db: Database) -> None:
         android = page(base, "&platform=android")
         later = page(base, "&since=2026-11-21")
         loyalty = page(base, "&pass_key=welcome")
-        bad = httpx.get(f"{base}/dashboard?token={READ_TOKEN}&since=yesterday")
+        bad = httpx.get(f"{base}/dashboard?since=yesterday", headers=READ)
     # The campaign filter: only its recipient's pass, only that campaign
     assert bars(one_campaign, "funnel")["known"] == "1"
     assert bars(one_campaign, "locations") == {"Berlin Mitte": "3"}
@@ -139,6 +139,7 @@ def test_filters_filter_every_chart(settings: Settings, db: Database) -> None:
     assert set(bars(everything, "campaigns")) == {"Spring draft", "Winter welcome"}
     assert "showing: campaign" in one_campaign and "showing:" not in everything
     assert f'<option value="{draft}" selected>' in one_campaign
+    assert "Winter welcome (running)</option>" in one_campaign  # the others stay choosable
     # Platform, day and pass key filters
     assert bars(android, "funnel")["downloaded"] == "1"
     assert bars(android, "platforms") == {"android": "1"}

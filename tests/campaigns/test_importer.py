@@ -163,3 +163,55 @@ def test_import_memory_does_not_grow_with_the_file(db: Database, tmp_path: Path)
     # Then the peak is the same bounded batch size for both, not proportional to the rows
     assert large < 8 * 1024 * 1024
     assert large < small * 1.5
+
+
+def test_a_repeat_inside_one_batch_keeps_the_earlier_line_and_the_rest_of_the_batch(
+    db: Database,
+) -> None:
+    # Given one batch (on Postgres one COPY, which a repeated customer makes fail as a whole)
+    items = [
+        {"customer_id": "a", "first_name": "First"},
+        {"customer_id": "b"},
+        {"customer_id": "a", "first_name": "Second"},
+        {"customer_id": "c"},
+    ]
+    campaign_id = draft(db)
+    # When it is imported
+    with db.session() as session:
+        result = import_rows(session, campaign_id, read_items(items), batch_rows=10)
+    # Then every other row of the batch is kept, the repeat is an error, the first line wins
+    assert (result.imported, result.errors) == (3, 1)
+    with db.sessions() as session:
+        rows = session.execute(
+            select(CampaignRecipient.line, CampaignRecipient.customer_id, CampaignRecipient.payload)
+            .where(CampaignRecipient.campaign_id == campaign_id)
+            .order_by(CampaignRecipient.line)
+        ).all()
+        errors = import_errors(session, campaign_id, limit=10)
+    assert [(line, customer) for line, customer, _ in rows] == [(1, "a"), (2, "b"), (4, "c")]
+    assert rows[0][2]["customer"]["first_name"] == "First"
+    assert errors == [{"line": 3, "message": "customer_id 'a' appears on an earlier line"}]
+
+
+def test_tabs_newlines_backslashes_and_unicode_are_stored_exactly(db: Database) -> None:
+    # Given values that COPY's text format must escape
+    odd = 'tab\there\nnew\\line\r"quoted" \\N ünï 😀'
+    items = [{"customer_id": "id\\with\ttab", "first_name": odd, "data": {"note": odd}}]
+    campaign_id = draft(db)
+    with db.session() as session:
+        result = import_rows(session, campaign_id, read_items(items), batch_rows=10)
+    assert (result.imported, result.errors) == (1, 0)
+    with db.sessions() as session:
+        stored = session.execute(
+            select(
+                CampaignRecipient.customer_id, CampaignRecipient.payload, CampaignRecipient.state
+            )
+        ).one()
+    assert stored == (
+        "id\\with\ttab",
+        {
+            "customer": {"id": "id\\with\ttab", "first_name": odd, "attributes": {}},
+            "data": {"note": odd},
+        },
+        "pending",
+    )

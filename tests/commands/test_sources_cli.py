@@ -54,6 +54,8 @@ def test_list_shows_each_source_with_what_it_maps() -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)["sources"]}
     assert sorted(rows) == ["billing", "crm", "shop"]
     assert (rows["crm"]["kind"], rows["crm"]["auth"]) == ("standard", "standard-webhooks")
+    assert (rows["crm"]["secret"], rows["shop"]["secret"]) == ("missing", "set")
+    assert "shop-secret" not in result.stdout
     assert rows["shop"]["auth"] == "hmac-sha256 X-Shopify-Hmac-Sha256"
     assert rows["shop"]["routes"][1] == {"on": "customers/create", "to": "customer.created"}
     kinds = json.loads(cli("list", "--kinds", "--json").stdout)["sources"]

@@ -19,6 +19,7 @@ MB = b"x" * (1024 * 1024)
 ADMIN_WRITES = [
     "/api/campaigns",
     "/api/campaigns/1/start",
+    "/api/campaigns/1/recipients",
     "/api/events/replay",
     "/api/events/1/replay",
     "/api/outbox/1/redeliver",
@@ -74,7 +75,7 @@ def test_a_campaign_with_too_many_inline_recipients_is_422(
     client: TestClient, db: Database
 ) -> None:
     recipients = [{"customer_id": str(n)} for n in range(MAX_INLINE_RECIPIENTS + 1)]
-    body = json.dumps({"name": "big", "event_type": "campaign.sent", "recipients": recipients})
+    body = json.dumps({"name": "big", "template": "T", "recipients": recipients})
     assert len(body) < 1024 * 1024
     response = client.post(
         "/api/campaigns", content=body, headers={**WRITE, "content-type": "application/json"}

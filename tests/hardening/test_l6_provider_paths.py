@@ -9,9 +9,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from worker.config import PasscreatorSettings
 from worker.providers.errors import RejectedError
 from worker.providers.passcreator.client import PasscreatorClient
+from worker.providers.passcreator.settings import PasscreatorSettings
 from worker.providers.passkit.client import PassKitClient
 from worker.providers.passkit.settings import PassKitSettings
 from worker.providers.paths import path_segment

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from worker.config import PasscreatorSettings, SandboxSettings
-from worker.observability.logs import configure_logging
+from worker.observability.logs import THIRD_PARTY, configure_logging
 from worker.observability.redact import redact_text, redact_url
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.models import WebhookSubscribe
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
 
 TOKEN = "cb-token-do-not-log-0123456789"
 KEY = "sandbox-key-for-hardening"
@@ -26,7 +26,9 @@ def captured() -> Iterator[io.StringIO]:
     """Logging as the processes configure it, into a buffer; restored afterwards."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "uvicorn")}
+    # configure_logging sets every chatty library's level: put them all back, or later
+    # tests would see (and capture) their DEBUG lines.
+    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY}
     buffer = io.StringIO()
     yield buffer
     for handler in list(root.handlers):

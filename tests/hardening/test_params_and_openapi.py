@@ -94,7 +94,7 @@ def _documented(app: FastAPI) -> dict[tuple[str, str], set[str]]:
         ("POST", "/api/campaigns/{campaign_id}/{verb}", {"404", "409", "413", "422"}),
         ("POST", "/webhooks/{source}", {"202", "400", "401", "404", "413", "422", "503"}),
         ("POST", "/scans/{source}", {"202", "400", "401", "404", "413", "422", "503"}),
-        ("POST", "/providers/passcreator/callbacks", {"202", "400", "401", "413", "422", "503"}),
+        ("POST", "/providers/{account}/callbacks", {"202", "400", "401", "404", "413", "422"}),
         ("GET", "/dashboard", {"200", "401", "403", "503"}),
         ("GET", "/healthz", {"200"}),
     ],

@@ -255,21 +255,75 @@ def test_the_sweeper_leaves_a_failed_event_its_retry_countdown(
     assert published == [([row_id], 0)]
 
 
-def test_enqueue_waits_the_coalescing_window(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enqueue_publishes_at_once_the_pacer_decides_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sent: list[dict[str, Any]] = []
 
     def apply_async(**kwargs: Any) -> None:
         sent.append({k: v for k, v in kwargs.items() if k != "producer"})
 
     monkeypatch.setattr(jobs.process_event, "apply_async", apply_async)
-    monkeypatch.setitem(jobs.celery_app.conf, jobs.COALESCE_CONF_KEY, 0.5)
     monkeypatch.setattr(jobs.celery_app, "producer_or_acquire", NoProducer)
     jobs.enqueue_events([7])
-    jobs.enqueue_events([8], countdown=0)
+    jobs.enqueue_events([8], countdown=2)
     assert sent == [
-        {"args": [7], "queue": "realtime", "countdown": 0.5},
-        {"args": [8], "queue": "realtime"},
+        {"args": [7], "queue": "realtime"},
+        {"args": [8], "queue": "realtime", "countdown": 2},
     ]
+
+
+class FixedPacer:
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        self.asked: list[str] = []
+
+    def delay(self, customer_id: str) -> float:
+        self.asked.append(customer_id)
+        return self.wait
+
+
+def test_a_paced_event_waits_for_its_window_end_untouched(
+    db: Database,
+    runtime: Callable[..., Runtime],
+    provider: MemoryProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an event whose customer was applied less than a window ago (the pacer says 0.4 s)
+    built = runtime(coalesce_window_ms=500)
+    built.pacer = pacer = FixedPacer(0.4)
+    row_id = store(db, make_event("e1"))
+    retries: list[dict[str, Any]] = []
+
+    def retry(**kwargs: Any) -> Retried:
+        retries.append(kwargs)
+        return Retried(kwargs["countdown"])
+
+    monkeypatch.setattr(jobs.process_event, "retry", retry)
+    # When its task runs
+    with pytest.raises(Retried):
+        jobs.process_event.run(row_id)
+    # Then it comes back at the window's end, marked paced, and nothing was done meanwhile
+    assert retries == [{"countdown": 0.4, "max_retries": None, "kwargs": {"paced": True}}]
+    assert pacer.asked == ["c1"]
+    assert provider.calls == {}
+    assert status(db, row_id) == ("pending", 0, None)
+    # And when it comes back paced, it runs without asking again
+    assert jobs.process_event.run(row_id, paced=True).endswith(":created")
+    assert pacer.asked == ["c1"]
+
+
+def test_a_quiet_customer_runs_at_once_and_a_handled_event_is_not_paced(
+    db: Database, runtime: Callable[..., Runtime], provider: MemoryProvider
+) -> None:
+    built = runtime(coalesce_window_ms=500)
+    built.pacer = pacer = FixedPacer(0.0)
+    row_id = store(db, make_event("e1"))
+    assert jobs.process_event.run(row_id).endswith(":created")
+    assert pacer.asked == ["c1"]
+    # A redelivered message of the handled event does not touch the customer's schedule
+    assert jobs.process_event.run(row_id) == "duplicate"
+    assert pacer.asked == ["c1"]
 
 
 class NoProducer:

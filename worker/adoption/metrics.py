@@ -275,4 +275,9 @@ def adoption_report(session: Session, provider: str | None, filters: Filters) ->
             {"location": loc, "scans": n} for loc, n in top_locations(session, provider, filters)
         ],
         "campaigns": campaign_progress(session, filters),
+        # What a campaign filter can choose from (the newest, whatever is filtered now).
+        "campaign_choices": [
+            {"id": c["id"], "name": c["name"], "status": c["status"]}
+            for c in campaign_progress(session, limit=50)
+        ],
     }

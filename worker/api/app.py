@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -31,7 +32,7 @@ from worker.api import (
 from worker.api.auth import AdminAuth
 from worker.api.context import STATE_KEY, ApiContext, BrokerPing, Enqueue
 from worker.api.docs import install_docs
-from worker.api.edge import EdgeGate
+from worker.api.edge import BodyLimit, EdgeGate
 from worker.api.fastpath import PasssyncApi
 from worker.api.intake import Intake, IntakeUnavailableError, build_writers
 from worker.config import ConfigError, Settings
@@ -44,6 +45,7 @@ from worker.observability.collectors import BrokerCollector, DatabaseCollector, 
 log = logging.getLogger("passsync.api")
 
 RETRY_AFTER_SECONDS = 5
+IMPORT_ROUTE = re.compile(r"/api/campaigns/[0-9]+/recipients")
 
 
 def create_app(
@@ -114,7 +116,12 @@ def create_app(
         setattr(app.state, metrics.REGISTRY_KEY, counting.scrape_registry(collectors))
     errors.install(app)
     errors.document(app)
-    app.gate = EdgeGate(ctx.admin_auth, settings.api.max_body_bytes)
+    app.gate = EdgeGate(
+        ctx.admin_auth,
+        settings.api.max_body_bytes,
+        # The one route that streams its body has its own limit.
+        [BodyLimit(IMPORT_ROUTE, settings.campaigns.max_import_bytes)],
+    )
     return app
 
 

@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from worker.api.context import Context
+from worker.api.login import key_from_digest
 from worker.config import AdminToken
 
 Scope = Literal["read", "write"]
@@ -46,6 +47,13 @@ class AdminAuth:
             if hmac.compare_digest(digest, expected) and found is None:
                 found = Principal(name=name, scopes=scopes)
         return found
+
+    def signing_key(self, name: str) -> tuple[bytes, frozenset[str]] | None:
+        """The dashboard sign-in key of the token `name` and its scopes (None: no such token)."""
+        for known, digest, scopes in self._tokens:
+            if hmac.compare_digest(known.encode(), name.encode()):
+                return key_from_digest(digest), scopes
+        return None
 
 
 def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:

@@ -3,22 +3,23 @@ report. Read scope to look, write scope to change; beat's dispatcher does the se
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from worker.api.auth import ReadAccess, WriteAccess
+from worker.api.campaign_import import import_stream
 from worker.api.context import Context
 from worker.api.errors import responses
 from worker.api.params import Limit, RowId
 from worker.bounds import JsonObject, JsonValue, Moment, Text
 from worker.campaigns import service
-from worker.campaigns.importer import import_rows, read_items
-from worker.campaigns.models import Campaign
+from worker.campaigns.importer import ImportResult, Row, RowError, import_rows, read_items
+from worker.campaigns.models import Campaign, CampaignStatus
 from worker.campaigns.service import CampaignError, CampaignNotFoundError, CampaignSpec
 from worker.sync.rules import compile_rules
 
@@ -99,6 +100,46 @@ def report(campaign_id: RowId, principal: ReadAccess, ctx: Context) -> dict[str,
     with ctx.db.session() as session:
         campaign = _guard(lambda: service.get_campaign(session, campaign_id))
         return campaign.report or service.build_report(session, campaign)
+
+
+class ImportedOut(BaseModel):
+    campaign: dict[str, Any]
+    imported: int
+    errors: int
+    import_errors: list[dict[str, Any]]
+
+
+# Declared before /{campaign_id}/{verb} so "recipients" is never read as a verb.
+@router.post(
+    "/{campaign_id}/recipients",
+    responses=responses(400, 409),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def add_recipients(
+    campaign_id: RowId, request: Request, principal: WriteAccess, ctx: Context
+) -> ImportedOut:
+    """Append recipients to a draft campaign: NDJSON, one recipient object per line (as in
+    `recipients`), streamed; up to `campaigns.max_import_bytes`, one transaction."""
+    batch = ctx.settings.campaigns.import_batch_rows
+
+    def importer(session: Session, rows: Iterator[Row | RowError]) -> ImportResult:
+        campaign = _guard(lambda: service.get_campaign(session, campaign_id, lock=True))
+        if campaign.status != CampaignStatus.DRAFT:
+            raise HTTPException(status.HTTP_409_CONFLICT, "recipients go into a draft campaign")
+        return import_rows(session, campaign_id, rows, batch_rows=batch)
+
+    result = await import_stream(ctx.db, request.stream(), importer)
+    with ctx.db.session() as session:
+        shown = service.progress(session, campaign_id).as_dict()
+    errors = [{"line": e.line, "message": e.message} for e in result.first_errors]
+    return ImportedOut(
+        campaign=shown, imported=result.imported, errors=result.errors, import_errors=errors
+    )
 
 
 @router.post("/{campaign_id}/{verb}", responses=responses(409))

@@ -113,10 +113,10 @@ def _form(filters: Filters, report: dict[str, Any]) -> str:
     campaigns = "".join(
         f'<option value="{c["id"]}"{" selected" if filters.campaign == c["id"] else ""}>'
         f"{escape(str(c['id']))}: {escape(c['name'])} ({escape(c['status'])})</option>"
-        for c in report["campaigns"]
+        for c in report["campaign_choices"]
     )
     if filters.campaign is not None and not any(
-        c["id"] == filters.campaign for c in report["campaigns"]
+        c["id"] == filters.campaign for c in report["campaign_choices"]
     ):
         campaigns += f'<option value="{filters.campaign}" selected>{filters.campaign}</option>'
 

@@ -34,7 +34,7 @@ class Refusal:
 
 @dataclass(frozen=True)
 class BodyLimit:
-    """A route (path regex, methods) with its own body limit: streaming imports."""
+    """A route (path regex) with its own body limit: the streaming campaign import."""
 
     pattern: re.Pattern[str]
     limit: int

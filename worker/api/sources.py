@@ -65,18 +65,18 @@ async def respond(ctx: ApiContext, adapter: SourceAdapter, request: Request) -> 
     return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
-def request_parts(scope: Scope) -> RequestParts:
-    """Method, the URL as received (the adapter puts a configured public URL in its place),
-    headers and query."""
+def request_parts(scope: Scope, *, with_url: bool = True) -> RequestParts:
+    """Method, the URL as received (the adapter puts a configured public URL in its place;
+    left empty unless `with_url`: only a signature over the URL needs it), headers, query."""
     # ASGI names are lower case; one dict makes every lookup O(1) (Starlette's Headers scans
     # the list per lookup). Reversed, so the first of repeated headers wins, as in Headers.
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
     query = scope.get("query_string", b"").decode("latin-1")
     return RequestParts(
         method=scope["method"],
-        url=_received_url(scope, headers, query),
+        url=_received_url(scope, headers, query) if with_url else "",
         headers=headers,
-        query=dict(parse_qsl(query, keep_blank_values=True)),
+        query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
     )
 
 
@@ -96,7 +96,7 @@ async def _handle(
 ) -> Answer:
     source = adapter.name
     try:
-        parts = request_parts(scope)
+        parts = request_parts(scope, with_url=adapter.signs_url and not adapter.public_url)
         limit = ctx.settings.api.max_body_bytes
         check_content_length(parts.headers, limit)
         checked = adapter.check_headers(parts)

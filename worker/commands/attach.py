@@ -2,8 +2,9 @@
 and other commands started with the same data directory take its environment.
 
 The run file (`<data_dir>/run.json`, mode 0600, removed on stop) holds the stack's pid and
-the PASSSYNC_ variables it gave its processes (broker and database URLs, provider endpoints
-of local sandboxes, the generated secrets). A command adds them beneath its own environment:
+the PASSSYNC_ variables it chose for its processes (the embedded broker, a SQLite database,
+provider endpoints of local sandboxes, the generated secrets); what the user exported is not
+copied (see `write_run_file`). A command adds them beneath its own environment:
 what you export yourself always wins. Without a live stack nothing changes.
 """
 
@@ -24,14 +25,32 @@ GENERATED_TOKEN = "PASSSYNC_ADMIN_TOKENS__OPS__SECRET"  # noqa: S105 - a variabl
 STACK_COMMANDS = frozenset({"run", "api", "worker", "beat", "sandbox", "demo"})
 
 
-def write_run_file(data_dir: Path, env: Mapping[str, str]) -> Path:
-    """Record the stack's pid and the PASSSYNC_ variables its processes run with."""
-    added = {k: v for k, v in env.items() if k.startswith("PASSSYNC_")}
+def write_run_file(
+    data_dir: Path, env: Mapping[str, str], exported: Mapping[str, str] | None = None
+) -> Path:
+    """Record the stack's pid and the PASSSYNC_ variables it chose for its processes.
+
+    What the user `exported` is left out (a real API key or a database password must not be
+    copied to disk; export it in the other shell too), except the data directory, the port
+    and a SQLite database URL, which carry no secret and which the CLI needs.
+    """
+    exported = os.environ if exported is None else exported
+    added = {
+        k: v
+        for k, v in env.items()
+        if k.startswith("PASSSYNC_") and (exported.get(k) != v or _harmless(k, v))
+    }
     path = data_dir / RUN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"pid": os.getpid(), "env": added}, handle)
     return path
+
+
+def _harmless(key: str, value: str) -> bool:
+    if key in ("PASSSYNC_DATA_DIR", "PASSSYNC_API__PORT"):
+        return True
+    return key == "PASSSYNC_DATABASE_URL" and value.startswith("sqlite")
 
 
 def remove_run_file(data_dir: Path) -> None:

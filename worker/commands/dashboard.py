@@ -1,7 +1,8 @@
-"""`passsync dashboard`: print the dashboard's login link (with a read token), on request.
+"""`passsync dashboard`: print a one-time login link to the dashboard, on request.
 
-The link carries a token, so it is printed only when asked for, never in a banner or log.
-Next to a running `passsync run` it uses that stack's port and generated dashboard token.
+The link carries a code signed with a read token's key, not the token: it works once, for
+ten minutes, and opens a read-only session (worker/api/login.py). Next to a running
+`passsync run` it uses that stack's port and generated dashboard token.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from urllib.parse import urlencode
 
 import typer
 
+from worker.api.login import LINK_SECONDS, LOGIN_PATH, make_code, signing_key
 from worker.config import load_settings
 
 
 def dashboard() -> None:
-    """Print the dashboard's login link (it carries a read token: keep it to yourself)."""
+    """Print a one-time login link to the dashboard (valid once, for ten minutes)."""
     settings = load_settings()
     readers = [
         (name != "dashboard", name, token.secret.get_secret_value())
@@ -28,8 +30,9 @@ def dashboard() -> None:
             "PASSSYNC_ADMIN_TOKENS__DASHBOARD__SECRET (or start `passsync run`, which makes one)\n"
         )
         raise typer.Exit(2)
-    _, _, secret = min(readers)  # the `dashboard` token first, else the first by name
+    _, name, secret = min(readers)  # the `dashboard` token first, else the first by name
     host = settings.api.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    query = urlencode({"token": secret})
-    typer.echo(f"http://{host}:{settings.api.port}/dashboard?{query}")
+    code = make_code("link", name, signing_key(secret), ttl=LINK_SECONDS)
+    query = urlencode({"code": code})
+    typer.echo(f"http://{host}:{settings.api.port}{LOGIN_PATH}?{query}")

@@ -59,10 +59,13 @@ def list_command(
     if as_json:
         sys.stdout.write(json.dumps({"sources": rows}, indent=2) + "\n")
         return
-    table = Table("source", "kind", "auth", "target", "sender type -> canonical", title="sources")
+    table = Table(
+        "source", "kind", "auth", "secret", "target", "sender type -> canonical", title="sources"
+    )
     for row in rows:
         routes = "\n".join(f"{r['on']} -> {r['to']}" for r in row["routes"])
-        table.add_row(row["name"], row["kind"], row["auth"], row["target"], routes)
+        secret = row.get("secret", "")
+        table.add_row(row["name"], row["kind"], row["auth"], secret, row["target"], routes)
     Console(width=200).print(table)
 
 
@@ -219,10 +222,14 @@ def _source_rows(settings: Settings) -> list[dict[str, Any]]:
     rows = []
     for name, config in settings.sources.items():
         if config.kind == "standard":
-            rows.append(_row(name, "standard", "standard-webhooks", "events", []))
-            continue
-        adapter = _build(name, config)
-        rows.append(_row(name, config.kind, _auth(adapter.spec), adapter.target, adapter.routes))
+            row = _row(name, "standard", "standard-webhooks", "events", [])
+        else:
+            adapter = _build(name, config)
+            row = _row(name, config.kind, _auth(adapter.spec), adapter.target, adapter.routes)
+        # Whether the environment sets it, never its value.
+        has_secret = config.secret is not None and config.secret.get_secret_value().strip()
+        row["secret"] = "set" if has_secret else "missing"
+        rows.append(row)
     return rows
 
 

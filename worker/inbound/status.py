@@ -82,3 +82,12 @@ def touch(session: Session, ids: list[int]) -> None:
             .where(InboundEvent.id.in_(ids))
             .values(enqueued_at=utcnow(), sweeps=InboundEvent.sweeps + 1)
         )
+
+
+def unfinished_customer(session: Session, event_id: int) -> str | None:
+    """The customer of a ledger event still to be applied; None when handled, dead or absent."""
+    return session.scalar(
+        select(InboundEvent.customer_id).where(
+            InboundEvent.id == event_id, InboundEvent.status.in_(UNFINISHED)
+        )
+    )

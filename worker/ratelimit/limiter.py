@@ -10,13 +10,25 @@ Every decision is one atomic script run on the Redis server, timed by the server
   at `(1 - realtime_share) * rate` that is enforced only while a realtime call is waiting,
   so bulk work can never take that share from a waiting realtime call.
 - Hold: a 429 sets `hold` (Retry-After from now): every worker is refused until then.
-- Adaptive rate: the first 429 of a hold multiplies the rate by `decrease_factor` (down to
-  `floor_share` of the ceiling); it climbs back linearly to the configured ceiling.
+- Fixed mode: `per_minute` is the account's known limit. The first 429 of a hold multiplies
+  the rate by `decrease_factor` (down to `floor_share` of it); it climbs back linearly to it.
+- Adaptive mode (AIMD, for an account whose real limit nobody told us): `per_minute` is only
+  the start and `max_per_minute` the ceiling. While the fleet's calls keep the schedule busy
+  (the limiter, not the demand, is what paces them) the rate grows: doubling every
+  `slow_start_doubling_seconds` until the first 429, then additively by `increase_share` of
+  the rate set at the last decrease, per second. The first 429 of a hold cuts it to
+  `adaptive_decrease_factor` of itself, or lower when the calls accepted since the previous
+  429 (at most `estimate_window_seconds` ago) say so: two 429s in a row mean the provider's
+  bucket was empty at both, so what it accepted in between is its real rate (unless that is
+  under half the rate: the window then held idle spells). After a hold the fleet resumes
+  without a burst. Every process
+  shares the same rate, so the fleet as a whole converges, not each worker on its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,21 +56,62 @@ local burst = tonumber(ARGV[4])
 local share = tonumber(ARGV[5])
 local floor = tonumber(ARGV[6])
 local recovery = tonumber(ARGV[7])
+local adaptive = ARGV[11] == 'adaptive'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local s = redis.call('HMGET', key, 'tat', 'btat', 'hold', 'rate', 'rate_at', 'rtw')
+local s = redis.call('HMGET', key, 'tat', 'btat', 'hold', 'rate', 'rate_at', 'rtw', 'base',
+  'h0', 'n')
 local tat = tonumber(s[1]) or now
 local btat = tonumber(s[2]) or now
 local hold = tonumber(s[3]) or 0
-local rate = tonumber(s[4]) or ceiling
+local rate = tonumber(s[4]) or (adaptive and tonumber(ARGV[12]) or ceiling)
 local rate_at = tonumber(s[5]) or now
 local rtw = tonumber(s[6]) or 0
 local function us(x) return string.format('%.0f', x) end
-rate = math.min(ceiling, rate + recovery * math.max(0, now - rate_at) / 1000000)
 local ttl = tonumber(ARGV[10])
+if adaptive then
+  -- Grow only while calls are refused for want of a slot (the limiter, not the demand, paces
+  -- the fleet), by at most one interval per refusal: an idle fleet learns nothing.
+  if op == 'acquire' and now >= hold and math.max(tat, now) + 1000000 / rate - now
+      > burst * 1000000 / rate then
+    local grown_at = tonumber(redis.call('HGET', key, 'ga')) or now
+    local dt = math.min(1000000 / rate, math.max(0, now - grown_at)) / 1000000
+    local base = tonumber(s[7])
+    if base == nil then
+      rate = rate * (1 + tonumber(ARGV[14]) * dt)
+    else
+      rate = rate + tonumber(ARGV[13]) * base * dt
+    end
+    rate = math.min(ceiling, rate)
+    redis.call('HSET', key, 'rate', string.format('%.6f', rate), 'ga', us(now))
+  end
+else
+  rate = math.min(ceiling, rate + recovery * math.max(0, now - rate_at) / 1000000)
+end
 if op == 'penalize' then
   local till = now + tonumber(ARGV[8])
-  if hold <= now then
+  if adaptive then
+    local n = tonumber(s[9]) or 0
+    if hold <= now then
+      local cut = rate * tonumber(ARGV[15])
+      local h0 = tonumber(s[8])
+      local window = now - (h0 or now)
+      local accepted = n * 1000000 / math.max(window, 1)
+      -- Far below the rate, the window held idle spells (the provider's bucket refilled
+      -- past what it can hold): then the count says nothing about the limit.
+      if h0 and window > 0 and window <= tonumber(ARGV[16]) and accepted >= 0.5 * rate then
+        cut = math.min(cut, accepted * tonumber(ARGV[17]))
+      end
+      rate = math.max(floor, cut)
+      -- After the hold the fleet resumes at the new rate without a burst: the provider's
+      -- bucket is empty, a burst would only collect more 429s.
+      redis.call('HSET', key, 'rate', string.format('%.6f', rate), 'base',
+        string.format('%.6f', rate), 'h0', us(now), 'n', 0,
+        'tat', us(till + (burst - 1) * 1000000 / rate))
+    else
+      redis.call('HSET', key, 'n', math.max(0, n - 1))
+    end
+  elseif hold <= now then
     rate = math.max(floor, rate * tonumber(ARGV[9]))
     redis.call('HSET', key, 'rate', string.format('%.6f', rate), 'rate_at', us(till))
   end
@@ -81,8 +134,8 @@ local ahead = new_tat - now - burst * interval
 if ahead > 0 then
   if lane == 'realtime' then
     redis.call('HSET', key, 'rtw', us(now + ahead + tonumber(ARGV[8])))
-    redis.call('EXPIRE', key, ttl)
   end
+  redis.call('EXPIRE', key, ttl)
   return {0, ahead, now, us(rate * 1000)}
 end
 if lane == 'bulk' then
@@ -98,6 +151,9 @@ if lane == 'bulk' then
   redis.call('HSET', key, 'btat', us(new_btat))
 end
 redis.call('HSET', key, 'tat', us(new_tat))
+if adaptive then
+  redis.call('HINCRBY', key, 'n', 1)
+end
 redis.call('EXPIRE', key, ttl)
 return {1, 0, now, us(rate * 1000)}
 """
@@ -140,10 +196,14 @@ class SharedLimiter:
         self._settings = settings
         self._script = client.register_script(SCRIPT)
         self._sleep = sleep
-        ceiling = settings.per_minute / 60.0
+        ceiling = settings.ceiling_per_minute / 60.0
         self._ceiling = ceiling
-        self._floor = ceiling * settings.floor_share
+        self._start = settings.per_minute / 60.0
+        # Adaptive: the floor is a share of the start, since the ceiling may be far above it.
+        floor_of = ceiling if settings.mode == "fixed" else self._start
+        self._floor = floor_of * settings.floor_share
         self._recovery = (ceiling - self._floor) / settings.recovery_seconds
+        self._growth = math.log(2) / settings.slow_start_doubling_seconds
 
     def try_acquire(self, lane: Lane = "realtime") -> Decision:
         """One atomic attempt: a slot now, or how long until one may be free."""
@@ -188,6 +248,13 @@ class SharedLimiter:
             extra_us,
             repr(s.decrease_factor),
             KEY_TTL_SECONDS,
+            s.mode,
+            repr(self._start),
+            repr(s.increase_share),
+            repr(self._growth),
+            repr(s.adaptive_decrease_factor),
+            int(s.estimate_window_seconds * MICRO),
+            repr(s.estimate_margin),
         ]
         try:
             granted, wait_us, now_us, rate_milli = self._script(keys=[self.key], args=args)

@@ -96,8 +96,6 @@ def configure(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,
-        # Read by jobs.enqueue_events: each event task waits the coalescing window.
-        passsync_coalesce_window_seconds=settings.sync.coalesce_window_ms / 1000,
         # Read by the Liveness bootstep: heartbeat every third of it, dead after it. RabbitMQ
         # hands a dead consumer's unacknowledged messages back at once: no heartbeat there.
         **{

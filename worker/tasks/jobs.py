@@ -8,10 +8,16 @@ from datetime import timedelta
 from typing import Any
 
 from worker.audit import Actor, purge_expired, retention_cutoff
-from worker.inbound.status import record_failure, stale_pending_ids, touch
+from worker.inbound.status import (
+    record_failure,
+    stale_pending_ids,
+    touch,
+    unfinished_customer,
+)
 from worker.observability import logs, metrics, tracing
 from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
+from worker.ratelimit.pacing import Pacer
 from worker.sync.engine import EventNotFoundError, PassBusyError
 from worker.sync.engine import process_event as apply_event
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task
@@ -44,14 +50,23 @@ logging.getLogger("celery.app.trace").addFilter(_QuietBusyWaits())
     reject_on_worker_lost=True,
     max_retries=None,
 )
-def process_event(self: Any, event_id: int, waiting: bool = False) -> str:
+def process_event(self: Any, event_id: int, paced: bool = False, waiting: bool = False) -> str:
     """Apply one ledger event; transient failures retry with bounded, jittered backoff, a
-    permanent rejection (or the last attempt) sends it to the dead letter. `waiting` marks
-    the retries of an event that already waited for a claimed pass (logged once)."""
+    permanent rejection (or the last attempt) sends it to the dead letter.
+
+    Unless `paced`, the event first asks the fleet's pacer when its customer may be applied
+    (leading and trailing edge, sync.coalesce_window_ms): at once, or at the window's end.
+    `waiting` marks the retries of an event that already waited for a claimed pass (logged
+    once); they are not paced again.
+    """
     runtime = get_runtime()
     logs.bind(
         event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.default_account
     )
+    if not paced and runtime.pacer is not None:
+        wait = _pace(runtime.pacer, event_id)
+        if wait > 0:
+            raise self.retry(countdown=wait, max_retries=None, kwargs={"paced": True})
     with tracing.span(
         "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
     ):
@@ -75,7 +90,7 @@ def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> st
         raise self.retry(
             countdown=busy_countdown(exc.retry_after),
             max_retries=None,
-            kwargs={"waiting": True},
+            kwargs={"waiting": True, "paced": True},
             exc=WaitingForPass(),
         ) from None
     except TransientError as exc:
@@ -100,6 +115,12 @@ def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> st
     summary = ",".join(f"{p.pass_key}:{p.outcome}" for p in result.passes) or "no-rule"
     log.info("event %s handled: %s", event_id, summary, extra={"outcome": summary})
     return summary
+
+
+def _pace(pacer: Pacer, event_id: int) -> float:
+    with get_runtime().db.session() as session:
+        customer = unfinished_customer(session, event_id)
+    return 0.0 if customer is None else pacer.delay(customer)
 
 
 def trace_parent(request: Any) -> dict[str, str] | None:
@@ -217,19 +238,14 @@ def purge_audit() -> int:
     return deleted
 
 
-COALESCE_CONF_KEY = "passsync_coalesce_window_seconds"
-
-
-def enqueue_events(ids: list[int], *, countdown: float | None = None) -> None:
+def enqueue_events(ids: list[int], *, countdown: float = 0.0) -> None:
     """Publish one task per ledger id over one producer connection; raises if the broker is down.
 
-    By default each task waits the coalescing window (sync.coalesce_window_ms), so events of
-    one customer that arrive within it are applied by the first one's single call.
+    No coalescing wait here: each task asks the pacer (see process_event), so a quiet
+    customer's event runs at once and only a burst waits for its window's end.
     """
     if not ids:
         return
-    if countdown is None:
-        countdown = float(celery_app.conf.get(COALESCE_CONF_KEY) or 0.0)
     options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
     with celery_app.producer_or_acquire() as producer:
         for event_id in ids:

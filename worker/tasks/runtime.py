@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from worker.audit import Actor, AuditRecorder, acting_as
+from worker.brokers import SOCKET_SCHEME, redis_client
 from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.observability import metrics, tracing
 from worker.providers import registry
 from worker.providers.registry import build_provider
+from worker.ratelimit.pacing import LocalPacer, Pacer, RedisPacer
 from worker.ratelimit.provider import limited
 from worker.sync.engine import SyncContext
 from worker.sync.templates import TemplateResolver
@@ -25,6 +27,7 @@ class Runtime:
     db: Database
     sync: SyncContext
     audit: AuditRecorder | None = None
+    pacer: Pacer | None = None  # when each customer's event may run (None: coalescing off)
 
     @contextmanager
     def audited(self, actor: Actor) -> Iterator[None]:
@@ -67,10 +70,22 @@ def get_runtime() -> Runtime:
                     ),
                 ),
                 audit=audit,
+                pacer=build_pacer(settings),
             )
             _state.clear()
             _state[pid] = runtime
         return runtime
+
+
+def build_pacer(settings: Settings) -> Pacer | None:
+    """The fleet's pacer on the shared Redis; in-process without one; None when off."""
+    window = settings.sync.coalesce_window_ms / 1000
+    if window <= 0:
+        return None
+    url = settings.ratelimit.redis_url or settings.broker_url
+    if url.startswith(("redis://", "rediss://", SOCKET_SCHEME)):
+        return RedisPacer(redis_client(url), f"{settings.ratelimit.key_prefix}:pace", window)
+    return LocalPacer(window)
 
 
 def set_runtime(runtime: Runtime) -> None:

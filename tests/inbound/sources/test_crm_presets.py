@@ -83,6 +83,8 @@ def test_hubspot_batch_maps_each_event_with_its_composite_id() -> None:
         ),
     ]
     assert events(mapped)[0]["occurred_at"] == "2026-11-20T10:00:00.001000Z"
+    # The changed property is an attribute of its own name, for rules such as tier changes.
+    assert events(mapped)[2]["customer"]["attributes"] == {"portal_id": 62515, "tier": "gold"}
     assert events(mapped)[0]["customer"]["id"] == "1246965"
     assert [i.reason for i in mapped.ignored] == [
         "the property is a Sensitive-Data property (value REDACTED)",

@@ -26,6 +26,7 @@ from worker.inbound.signatures import SignatureError
 from worker.inbound.sources.fields import (
     Doc,
     Field,
+    Getter,
     SpecError,
     compile_condition,
     compile_field,
@@ -35,7 +36,7 @@ from worker.inbound.sources.presets import spec_for
 from worker.inbound.sources.spec import AdapterSpec, FieldSpec, MapSpec, RouteSpec
 from worker.inbound.sources.verify import Checked, RequestParts, Verifier, header
 from worker.scans.schema import ScanIn
-from worker.sync.expressions import Expr, evaluate, truthy
+from worker.sync.expressions import truthy
 
 MAX_ID_CHARS = 255
 MAX_TYPE_CHARS = 128
@@ -95,12 +96,12 @@ class Mapped:
 @dataclass(frozen=True)
 class _Route:
     on: frozenset[str]
-    when: Expr | None
+    when: Getter | None
     type: str | None
     ignore: str | None
     fields: dict[str, Field]
-    attributes: dict[str, Field]
-    data: dict[str, Field]
+    attributes: Named
+    data: Named
     delivery_id: Field | None
 
 
@@ -154,6 +155,11 @@ class SourceAdapter:
         ]
 
     @property
+    def signs_url(self) -> bool:
+        """Whether a signature covers the request's URL (Square, HubSpot)."""
+        return any(m.hmac is not None and "{url}" in m.hmac.message for m in self.spec.verify)
+
+    @property
     def target(self) -> str:
         return self.spec.target
 
@@ -195,7 +201,7 @@ class SourceAdapter:
             "config": self.params,
         }
         for condition, source in zip(self._require, self.spec.require, strict=True):
-            if not truthy(evaluate(condition, {**base, "event": decoded})):
+            if not truthy(condition({**base, "event": decoded})):
                 raise SignatureError(f"request does not meet the source's check {source!r}")
         items = self._split(decoded)
         out = Mapped([], [], [])
@@ -307,7 +313,7 @@ class SourceAdapter:
         for route in self._routes:
             if sender_type not in route.on and "*" not in route.on:
                 continue
-            if route.when is None or truthy(evaluate(route.when, doc)):
+            if route.when is None or truthy(route.when(doc)):
                 return route
         if not sender_type:
             return "the request names no event type"
@@ -363,14 +369,8 @@ def _compile_route(route: RouteSpec, defaults: MapSpec, where: str) -> _Route:
         spec = getattr(route.map, name) or getattr(defaults, name)
         if spec is not None:
             fields[name] = compile_field(spec, f"{where}.map.{name}")
-    attributes = {
-        key: compile_field(spec, f"{where}.map.attributes.{key}")
-        for key, spec in {**defaults.attributes, **route.map.attributes}.items()
-    }
-    data = {
-        key: compile_field(spec, f"{where}.map.data.{key}")
-        for key, spec in {**defaults.data, **route.map.data}.items()
-    }
+    attributes = _named({**defaults.attributes, **route.map.attributes}, f"{where}.map.attributes")
+    data = _named({**defaults.data, **route.map.data}, f"{where}.map.data")
     when = compile_condition(route.when, f"{where}.when") if route.when else None
     delivery_id = _field(route.delivery_id, f"{where}.delivery_id")
     return _Route(
@@ -378,15 +378,35 @@ def _compile_route(route: RouteSpec, defaults: MapSpec, where: str) -> _Route:
     )
 
 
-def _present(fields: Mapping[str, Field], doc: Doc) -> dict[str, Any]:
-    values = {key: field.value(doc) for key, field in fields.items()}
-    return {key: value for key, value in values.items() if value is not None}
+Named = tuple[tuple[str | Field, Field], ...]
 
 
-def _attributes(fields: Mapping[str, Field], doc: Doc) -> dict[str, Any]:
-    """Mapped attributes; `*` merges an object's keys under the named ones."""
-    values = _present(fields, doc)
-    spread = values.pop("*", None)
+def _named(specs: Mapping[str, FieldSpec], where: str) -> Named:
+    """Attribute or data fields; a name with `{holes}` is a template read per event."""
+    return tuple(
+        (
+            compile_field(FieldSpec(template=key), f"{where} name") if "{" in key else key,
+            compile_field(spec, f"{where}.{key}"),
+        )
+        for key, spec in specs.items()
+    )
+
+
+def _attributes(fields: Named, doc: Doc) -> dict[str, Any]:
+    """Mapped attributes (or data) without nulls; `*` merges an object's keys under the
+    named ones; a templated name that renders empty is left out."""
+    values: dict[str, Any] = {}
+    spread: Any = None
+    for name, field in fields:
+        value = field.value(doc)
+        if value is None:
+            continue
+        if name == "*":
+            spread = value
+            continue
+        key = name if isinstance(name, str) else _text(name.value(doc))
+        if key:
+            values[key] = value
     if isinstance(spread, dict):
         return {**{k: v for k, v in spread.items() if v is not None}, **values}
     return values
@@ -449,6 +469,8 @@ def _first_error(exc: Exception) -> str:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str and value.isascii() and "\x00" not in value:
+        return value  # the common case, first
     if value is None or isinstance(value, dict | list):
         return ""
     if isinstance(value, bool):

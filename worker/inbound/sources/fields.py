@@ -10,11 +10,15 @@ from typing import Any
 
 from worker.inbound.sources.spec import FieldSpec
 from worker.sync.expressions import (
+    COMPARISONS,
     Binary,
     Expr,
     ExpressionError,
+    ListOf,
     Literal,
+    Not,
     Path,
+    compare,
     evaluate,
     parse,
     parse_message,
@@ -151,7 +155,21 @@ def compile_expr(node: Expr) -> Getter:
             return right(doc) if value is None else value
 
         return coalesce
-    return lambda doc: evaluate(node, doc)
+    if isinstance(node, Binary) and node.op in ("and", "or"):
+        first, second = compile_expr(node.left), compile_expr(node.right)
+        if node.op == "and":
+            return lambda doc: truthy(first(doc)) and truthy(second(doc))
+        return lambda doc: truthy(first(doc)) or truthy(second(doc))
+    if isinstance(node, Binary) and node.op in COMPARISONS:
+        op, left_of, right_of = node.op, compile_expr(node.left), compile_expr(node.right)
+        return lambda doc: compare(op, left_of(doc), right_of(doc))
+    if isinstance(node, Not):
+        operand = compile_expr(node.operand)
+        return lambda doc: not truthy(operand(doc))
+    if isinstance(node, ListOf):
+        items = tuple(compile_expr(item) for item in node.items)
+        return lambda doc: [item(doc) for item in items]
+    return lambda doc: evaluate(node, doc)  # pragma: no cover - every node kind is above
 
 
 def _path_getter(parts: tuple[str, ...]) -> Getter:
@@ -228,7 +246,8 @@ def _render(template: tuple[str | Getter, ...], doc: Any) -> str | None:
         if isinstance(part, str):
             out.append(part)
             continue
-        shown = show(part(doc))
+        value = part(doc)
+        shown = value if isinstance(value, str) else show(value)
         if not shown:
             return None
         out.append(shown)
@@ -263,8 +282,9 @@ def compile_field(spec: FieldSpec, where: str) -> Field:
     return Field(_compose(source, first_where, pick, transforms))
 
 
-def compile_condition(source: str, where: str) -> Expr:
+def compile_condition(source: str, where: str) -> Getter:
+    """A condition as a closure (its value; callers take its truth)."""
     try:
-        return parse(source)
+        return compile_expr(parse(source))
     except ExpressionError as exc:
         raise SpecError(f"{where}: {exc}") from None

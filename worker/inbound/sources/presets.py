@@ -243,7 +243,9 @@ _HUBSPOT_CONTACT = {
     "attributes": {"portal_id": "event.portalId"},
 }
 _HUBSPOT_CHANGE = {
-    **_HUBSPOT_CONTACT,
+    "customer_id": _s("event.objectId"),
+    # The changed property becomes an attribute of that name (`tier` -> customer.attributes.tier).
+    "attributes": {"portal_id": "event.portalId", "{event.propertyName}": "event.propertyValue"},
     "data": {"property": "event.propertyName", "value": "event.propertyValue"},
 }
 HUBSPOT: dict[str, Any] = {

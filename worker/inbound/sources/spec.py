@@ -129,8 +129,7 @@ class VerifySpec(_Strict):
     with the secret as password (and `username`, when set, as the user). url_token: the
     secret in the query parameter `token_param`. header_token: the secret in header
     `token_header` (a flow or campaign webhook whose headers you write yourself). none: no
-    check (tests only; refused
-    unless `allow_unsigned` is set on the source).
+    check (tests only; refused unless `allow_unsigned` is set on the source).
     """
 
     scheme: Literal["hmac", "basic_auth", "url_token", "header_token", "none"]

@@ -184,9 +184,20 @@ def _presented_secret(method: VerifySpec, parts: RequestParts) -> str | None:
 def _signatures(
     spec: HmacSpec, headers: Mapping[str, str]
 ) -> tuple[tuple[bytes, ...], dict[str, str]]:
-    raw = next((v for v in (header(headers, n) for n in spec.header) if v), "").strip()
+    raw = ""
+    for name in spec.header:
+        raw = header(headers, name) or ""
+        if raw:
+            break
+    raw = raw.strip()
     params: dict[str, str] = {}
     values: list[str] = []
+    if spec.format == "plain":
+        # The hot path (Shopify, Square, WooCommerce): one signature, no parameters.
+        one = _decode(spec, raw.removeprefix(spec.prefix) if spec.prefix else raw)
+        if one is None:
+            raise SignatureError("malformed signature")
+        return (one,), params
     if spec.format == "params":
         for item in raw.split(","):
             key, eq, value = item.strip().partition("=")

@@ -1,0 +1,72 @@
+"""Leading and trailing edge: a quiet customer runs at once, a burst waits for its window."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+
+import pytest
+import redis
+
+from worker.ratelimit.pacing import LocalPacer, RedisPacer, schedule
+
+
+def test_schedule_runs_the_first_at_once_and_gathers_the_rest_at_the_window_end() -> None:
+    window = 0.5
+    last = None
+    runs = []
+    # A burst at 0, 0.1, 0.2, one at 0.7 (in the window after the trailing apply at 0.5),
+    # then a quiet customer again at 5.0
+    for now in (0.0, 0.1, 0.2, 0.7, 5.0):
+        last = schedule(last, now, window)
+        runs.append(last)
+    assert runs == [0.0, 0.5, 0.5, 1.0, 5.0]
+
+
+def test_schedule_never_runs_a_customer_twice_within_a_window() -> None:
+    last = None
+    due_times: set[float] = set()
+    for step in range(200):
+        last = schedule(last, step * 0.037, 0.5)
+        due_times.add(round(last, 6))
+    ordered = sorted(due_times)
+    assert all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(ordered))
+
+
+def test_local_pacer_delays_by_the_schedule() -> None:
+    now = [10.0]
+    pacer = LocalPacer(0.5, clock=lambda: now[0])
+    assert pacer.delay("c1") == 0.0
+    now[0] = 10.1
+    assert pacer.delay("c1") == pytest.approx(0.4)
+    assert pacer.delay("c2") == 0.0  # another customer is not held back
+    now[0] = 11.0
+    assert pacer.delay("c1") == 0.0
+
+
+def test_redis_pacer_shares_the_schedule_across_processes(redis_url: str) -> None:
+    prefix = f"test:pace:{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(redis_url)
+    first, second = RedisPacer(client, prefix, 5.0), RedisPacer(client, prefix, 5.0)
+    # The first event of a customer runs at once; the next (another worker) waits the window
+    assert first.delay("c1") == 0.0
+    wait = second.delay("c1")
+    assert 4.0 < wait <= 5.0
+    # A third in the same window rides along with the same trailing apply
+    assert 3.9 < first.delay("c1") <= wait
+    assert second.delay("c2") == 0.0
+    assert not any(b"c1" in key for key in client.keys(f"{prefix}:*"))  # only hashed ids
+
+
+def test_redis_pacer_forgets_a_customer_quiet_for_a_window(redis_url: str) -> None:
+    pacer = RedisPacer(redis.Redis.from_url(redis_url), f"test:pace:{uuid.uuid4().hex}", 0.2)
+    assert pacer.delay("c1") == 0.0
+    assert pacer.delay("c1") > 0.0
+    time.sleep(0.7)  # past the trailing apply and a window more: the key has expired
+    assert pacer.delay("c1") == 0.0
+
+
+def test_an_unreachable_redis_paces_nothing() -> None:
+    pacer = RedisPacer(redis.Redis(port=1, socket_connect_timeout=0.2), "p", 0.5)
+    assert pacer.delay("c1") == 0.0
