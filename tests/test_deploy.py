@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,55 @@ def test_compose_keeps_secrets_out_of_the_file() -> None:
     for key, value in env.items():
         if key.endswith(("SECRET", "API_KEY")):
             assert str(value).startswith("${"), key
+
+
+def _requirement_names() -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        specs += [s for s in extra if not s.startswith("passsync")]
+    return {_normal(re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0]) for spec in specs}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for raw in (ROOT / "constraints.txt").read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line}"
+            found[_normal(name)] = version
+    return found
+
+
+def test_the_constraints_pin_every_dependency_exactly() -> None:
+    missing = _requirement_names() - set(pins())
+    assert missing == set(), f"add to constraints.txt: {sorted(missing)}"
+    assert "passsync" not in pins()  # the project itself is never pinned
+
+
+def test_image_ci_make_and_readme_install_with_the_constraints() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "COPY pyproject.toml README.md constraints.txt" in dockerfile
+    assert "pip install -c constraints.txt" in dockerfile
+    for path in (".ci/run", "Makefile", "README.md"):
+        text = (ROOT / path).read_text()
+        assert "-c constraints.txt -e '.[dev]'" in text, path
+
+
+def test_the_image_runs_as_a_non_root_user() -> None:
+    users = [
+        line.split()[1]
+        for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines()
+        if line.startswith("USER ")
+    ]
+    assert users, "the image must set USER"
+    uid = users[-1].split(":")[0]
+    assert uid not in ("root", "0")
+    assert uid == "10001"  # the k8s manifests' runAsUser

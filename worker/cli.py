@@ -115,24 +115,19 @@ def _logging(settings: Settings) -> None:
     tracing.setup_tracing(settings.tracing)
 
 
-def _multiprocess_metrics(settings: Settings, role: str) -> bool:
-    """Point prometheus-client's multiprocess mode at a directory for this process tree.
-
-    The mode is chosen when prometheus-client is first imported, which the CLI has already
-    done; without the variable in the environment the command runs itself again with it
-    (returns False only in the process that is replaced). Each worker (and the API) needs
-    its own directory: it is wiped at start.
-    """
+def _multiprocess_metrics(settings: Settings, role: str) -> None:
+    """Count in prometheus-client's multiprocess mode, in a directory of this process tree's
+    own (wiped at start): the pool processes forked later add up in one /metrics. Each
+    worker (and the API) needs its own directory."""
     from worker.observability import metrics
 
     if not settings.metrics.enabled:
-        return True
-    if not metrics.multiprocess():
-        folder = settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role
-        os.environ[metrics.MULTIPROC_ENV] = str(Path(folder).resolve())
-        metrics.prepare_multiprocess_dir(os.environ[metrics.MULTIPROC_ENV], wipe=True)
-        os.execv(sys.executable, [sys.executable, "-m", "worker.cli", *sys.argv[1:]])  # noqa: S606
-    return True
+        return
+    folder = os.environ.get(metrics.MULTIPROC_ENV) or str(
+        Path(settings.metrics.multiproc_dir or settings.data_dir / "metrics" / role).resolve()
+    )
+    metrics.prepare_multiprocess_dir(folder, wipe=True)
+    metrics.switch_to_multiprocess(folder)
 
 
 @app.command()

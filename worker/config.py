@@ -6,8 +6,10 @@ environment; a secret written into config.yaml stops start-up with a clear messa
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -612,6 +614,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _base_url_needs_credentials(self) -> Settings:
+        # An account pointed at a host on purpose must never fall back to the local sandbox.
+        for name, conf in self.providers.items():
+            kind = registry.get_kind(conf.kind)
+            if "base_url" in conf.model_fields_set and not kind.has_credentials(conf):
+                env = f"{ENV_PREFIX}PROVIDERS__{name.upper()}__API_KEY"
+                raise registry.AccountSettingsError(
+                    ("providers", name, "base_url"),
+                    f"is set but the account has no API key ({env}): set the key, or remove "
+                    "the base URL to use the local sandbox",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _limiter_needs_redis(self) -> Settings:
         # The shared limiter is a Redis script: an AMQP broker cannot hold its budget.
         scheme = self.broker_url.split("://", 1)[0]
@@ -688,8 +704,36 @@ def _refuse_secrets(node: Any, path: Path, trail: tuple[str, ...]) -> None:
             _refuse_secrets(value, path, here)
 
 
+# PASSSYNC_ variables read by other parts than the settings (the CLI, the test suite, benches).
+NON_SETTING_VARIABLES = frozenset({"CONFIG", "TOKEN", "ACCOUNT", "REQUIRE_SERVICES"})
+NON_SETTING_PREFIXES = ("TEST_", "BENCH_")
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """A PASSSYNC_ variable that names no setting stops start-up (ConfigError): one line with
+    the variable and the closest setting. Typos inside a section fail in validation."""
+    sections = list(Settings.model_fields)
+    for key in sorted(environ):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        rest = upper[len(ENV_PREFIX) :]
+        if rest in NON_SETTING_VARIABLES or rest.startswith(NON_SETTING_PREFIXES):
+            continue
+        section, _, tail = rest.partition("__")
+        if section.lower() in sections:
+            continue
+        close = difflib.get_close_matches(section.lower(), sections, n=1, cutoff=0.5)
+        hint = ""
+        if close:
+            suggestion = ENV_PREFIX + close[0].upper() + (f"__{tail}" if tail else "")
+            hint = f"; did you mean {suggestion} (setting {close[0]})?"
+        raise ConfigError(f"environment variable {key} names no setting{hint}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings once; any problem becomes a ConfigError naming the setting."""
+    check_environment(os.environ)
     try:
         return Settings(**overrides)
     except ValidationError as exc:

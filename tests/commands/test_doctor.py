@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from base64 import b64encode
 
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from tests.actions.fixtures import Provider, unmigrated_url
 from worker.cli import app
+from worker.providers.port import TemplateField
 from worker.stack import free_port
 
 WHSEC = "whsec_" + b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -44,6 +46,7 @@ def test_every_check_passes_when_everything_is_in_place() -> None:
         "broker": "ok",
         "provider passcreator": "ok",
         "templates": "ok",
+        "fields": "skip",
         "outbound crm": "ok",
         "clock crm": "ok",
     }
@@ -51,7 +54,7 @@ def test_every_check_passes_when_everything_is_in_place() -> None:
     assert checks["templates"][1] == "every rule's template exists at the provider"
     # And the table form is one line per check
     table = CliRunner().invoke(app, ["doctor"])
-    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 8
+    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 9
 
 
 def test_each_failure_is_named_and_exits_1(
@@ -84,3 +87,31 @@ def test_an_invalid_configuration_stops_the_other_checks(monkeypatch: pytest.Mon
     code, checks = doctor()
     assert code == 1 and list(checks) == ["config"]
     assert checks["config"][0] == "fail" and "PASSSYNC_API__PORT" in checks["config"][1]
+
+
+@pytest.mark.usefixtures("ready")
+def test_a_field_the_template_lacks_fails_where_the_platform_lists_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a platform whose templates accept only firstName and email
+    from worker.commands import doctor as module
+
+    real = module.registry.account
+
+    def account(settings: object, name: str | None = None) -> object:
+        found = real(settings, name)  # type: ignore[arg-type]
+        listed = [TemplateField(name="firstName"), TemplateField(name="email")]
+        kind = dataclasses.replace(found.kind, template_fields=lambda client, tid: listed)
+        return dataclasses.replace(found, kind=kind)
+
+    monkeypatch.setattr(module.registry, "account", account)
+    # When doctor runs
+    code, checks = doctor()
+    # Then the default rule's other fields are named, and the exit code is 1
+    assert code == 1
+    status, detail = checks["fields"]
+    assert status == "fail"
+    assert detail == "; ".join(
+        f"rule 'loyalty_card': field {name!r} is not a field of template 'Loyalty Card'"
+        for name in ("lastName", "tier", "points")
+    )

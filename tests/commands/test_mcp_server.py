@@ -193,6 +193,8 @@ def test_without_an_api_key_the_server_does_not_start(
     provider: Provider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY")
+    # (a base URL without a key is a configuration error of its own: tests/test_config_environment)
+    monkeypatch.delenv("PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL", raising=False)
     result = CliRunner().invoke(app, ["mcp"])
     assert result.exit_code == 2
     assert result.stderr.startswith("passsync: no credentials for account 'passcreator'")

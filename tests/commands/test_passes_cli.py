@@ -232,6 +232,8 @@ def test_without_an_api_key_the_message_says_what_to_do(
     provider: Provider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY")
+    # (a base URL without a key is a configuration error of its own: tests/test_config_environment)
+    monkeypatch.delenv("PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL", raising=False)
     result = run("passes", "list")
     assert result.exit_code == 2
     assert result.stderr.startswith(

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from worker.observability.logs import configure_logging
+from worker.observability.logs import THIRD_PARTY, configure_logging
 from worker.observability.redact import redact_text, redact_url
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.models import WebhookSubscribe
@@ -26,7 +26,9 @@ def captured() -> Iterator[io.StringIO]:
     """Logging as the processes configure it, into a buffer; restored afterwards."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "uvicorn")}
+    # configure_logging sets every chatty library's level: put them all back, or later
+    # tests would see (and capture) their DEBUG lines.
+    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY}
     buffer = io.StringIO()
     yield buffer
     for handler in list(root.handlers):

@@ -298,3 +298,36 @@ def test_status_classes() -> None:
         "5xx",
         "error",
     ]
+
+
+FORKED = """
+import os, sys
+from worker.observability import metrics
+metrics.switch_to_multiprocess(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    metrics.dead_letter("rejected")
+    metrics.limiter_hold()
+    os._exit(0)
+os.waitpid(pid, 0)
+metrics.dead_letter("rejected")
+sys.stdout.write(metrics.render(metrics.scrape_registry()).decode())
+"""
+
+
+def test_multiprocess_mode_adds_up_forked_processes(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "mp"
+    metrics.prepare_multiprocess_dir(str(folder), wipe=True)
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, str(folder)], capture_output=True, text=True, check=True
+    )
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(done.stdout)
+        for s in family.samples
+    }
+    assert samples[("passsync_dead_letters_total", (("reason", "rejected"),))] == 2.0
+    assert samples[("passsync_ratelimit_holds_total", ())] == 1.0

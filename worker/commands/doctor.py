@@ -176,7 +176,10 @@ def _providers(settings: Settings, migrated: bool) -> Iterator[Check]:
         yield Check(
             label, "ok", f"{account.kind.title}: credential accepted ({len(names)} templates)"
         )
-    yield _rule_templates(settings, migrated)
+    templates = _rule_templates(settings, migrated)
+    yield templates
+    if templates.status == "ok":
+        yield _rule_fields(settings, migrated)
 
 
 def _templates(account: Any, on_attempt: Callable[[Any], None] | None) -> list[str]:
@@ -205,6 +208,46 @@ def _rule_templates(settings: Settings, migrated: bool) -> Check:
     if problems:
         return Check("templates", "fail", "; ".join(problems))
     return Check("templates", "ok", "every rule's template exists at the provider")
+
+
+def _rule_fields(settings: Settings, migrated: bool) -> Check:
+    """Every field a rule sets is one its template accepts, where the platform lists them."""
+    from worker.sync.rules import compile_rules  # noqa: PLC0415
+
+    account = registry.account(settings)
+    lister = account.kind.template_fields
+    if lister is None:
+        return Check("fields", "skip", f"{account.kind.title} does not list template fields")
+    rules = compile_rules(settings.sync)
+
+    def problems(on_attempt: Callable[[Any], None] | None) -> list[str]:
+        client = account.build_client(on_attempt)
+        try:
+            ids = {t.name: t.template_id for t in client.list_templates()}
+            found = []
+            for rule in rules.rules:
+                for action in rule.actions:
+                    if action.template is None or action.template not in ids:
+                        continue
+                    accepted = {f.name for f in lister(client, ids[action.template])}
+                    found += [
+                        f"rule {rule.name!r}: field {name!r} is not a field of template "
+                        f"{action.template!r}"
+                        for name, _ in action.fields
+                        if name not in accepted
+                    ]
+            return found
+        finally:
+            client.close()
+
+    try:
+        missing = _with_audit(settings, migrated, problems, account.name)
+    except Exception as exc:
+        detail = getattr(exc, "message", None) or explain(exc) or type(exc).__name__
+        return Check("fields", "skip", f"not checked: {detail}")
+    if missing:
+        return Check("fields", "fail", "; ".join(missing))
+    return Check("fields", "ok", "every field the rules set exists in its template")
 
 
 def _with_audit(

@@ -1,11 +1,11 @@
 """Prometheus metrics: the families every process may move, and cheap helpers to move them.
 
 Every family is defined here, once, so the dashboard and alert rules in deploy/ can be
-checked against `FAMILIES` (tests/observability/test_deploy_metrics.py). Counting is a
-lock and an add on a pre-bound child; with `metrics.enabled: false` every helper returns at
-once. Processes that fork (Celery's prefork pool, uvicorn with several workers) count in
-prometheus-client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR must be set before this
-module is imported (`passsync worker` and `passsync api` see to it).
+checked against `NAMES` (tests/observability/test_deploy_metrics.py). Counting is a lock
+and an add on a pre-bound child; with `metrics.enabled: false` every helper returns at once.
+Processes that fork (Celery's prefork pool, uvicorn with several workers) count in
+prometheus-client's multiprocess mode, switched on by `switch_to_multiprocess` before the
+fork (`passsync worker`, and `passsync api --workers N`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    values,
 )
 from prometheus_client import multiprocess as mp
 from prometheus_client.registry import REGISTRY, Collector
@@ -318,6 +319,24 @@ def mark_process_dead(pid: int) -> None:
     """Forget a dead process's live gauges (multiprocess mode); a no-op otherwise."""
     if multiprocess():
         mp.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def switch_to_multiprocess(path: str) -> None:
+    """Count in prometheus-client's multiprocess mode from now on (before any fork).
+
+    The mode is normally chosen from PROMETHEUS_MULTIPROC_DIR when prometheus-client is
+    imported, which the CLI has done long before it knows which command runs; this sets the
+    variable, selects the multiprocess value class, and gives the families defined here new
+    values of that class (no child of a labelled family exists yet in a fresh process).
+    """
+    os.environ[MULTIPROC_ENV] = path
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    for metric in _families():
+        if metric._labelnames:
+            metric._metrics.clear()
+        else:
+            metric._metric_init()
+    _children.clear()
 
 
 def prepare_multiprocess_dir(path: str, *, wipe: bool) -> None:

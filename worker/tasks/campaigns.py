@@ -9,6 +9,7 @@ from typing import Any
 from worker.audit import Actor
 from worker.campaigns.dispatch import Chunk, tick, top_up
 from worker.campaigns.runner import run_chunk
+from worker.observability import logs
 from worker.ratelimit.lanes import in_lane
 from worker.tasks.app import BULK_QUEUE, celery_app
 from worker.tasks.runtime import get_runtime
@@ -38,6 +39,11 @@ def campaign_chunk(self: Any, campaign_id: int, chunk_id: str) -> str:
     so the next chunk goes out as soon as this one is done."""
     runtime = get_runtime()
     settings = runtime.settings
+    logs.bind(
+        campaign_id=campaign_id,
+        actor=f"campaign:{campaign_id}",
+        account=settings.sync.default_account,
+    )
     with in_lane("bulk"), runtime.audited(Actor.campaign(campaign_id)):
         result = run_chunk(
             runtime.db,

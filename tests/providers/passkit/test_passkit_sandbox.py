@@ -11,7 +11,7 @@ import pytest
 
 from tests.providers.passkit.conftest import Receiver
 from worker.providers.passkit.auth import sign_token
-from worker.providers.passkit.sandbox.server import SandboxHandle
+from worker.providers.passkit.sandbox.server import SandboxHandle, attach
 from worker.providers.passkit.sandbox.store import program_id_for
 from worker.providers.passkit.settings import PassKitSandboxSettings
 
@@ -470,3 +470,11 @@ def test_a_bad_sink_is_refused(passkit_sandbox: SandboxHandle, change: dict[str,
     response = call(passkit_sandbox, "POST", "/integrations/sink", body)
     assert response.status_code in (400, 404)
     assert httpx.get(f"{passkit_sandbox.base_url}/_sandbox/sinks").json()["count"] == 0
+
+
+def test_a_running_sandbox_can_be_attached_by_url(passkit_sandbox: SandboxHandle) -> None:
+    handle = attach(passkit_sandbox.base_url + "/", SETTINGS)
+    enrol(passkit_sandbox, "crm-1")
+    assert handle.base_url == passkit_sandbox.base_url
+    assert [p.external_id for p in handle.state()] == ["crm-1"]
+    assert handle.account_overrides()["secret"] == SECRET

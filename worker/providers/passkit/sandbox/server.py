@@ -96,6 +96,15 @@ class SandboxHandle:
         self._control("POST", "/reset")
 
 
+def attach(base_url: str, settings: PassKitSandboxSettings) -> SandboxHandle:
+    """The handle of a PassKit sandbox running elsewhere (a `passsync sandbox` process)."""
+    return SandboxHandle(
+        base_url.rstrip("/"),
+        settings.api_key.get_secret_value(),
+        settings.api_secret.get_secret_value(),
+    )
+
+
 def make_server(settings: PassKitSandboxSettings, *, log_level: str = "info") -> uvicorn.Server:
     config = uvicorn.Config(
         create_sandbox_app(settings),
