@@ -20,6 +20,7 @@ from worker.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from worker.db import Database
 from worker.inbound.schema import CanonicalEvent
 from worker.providers import registry
+from worker.providers.credentials import CredentialStatus, is_refused_key
 from worker.providers.errors import ProviderError
 from worker.providers.registry import build_provider
 from worker.sync.explain import Explanation, explain, load_states
@@ -125,6 +126,12 @@ def check_templates_at_start(settings: Settings) -> None:
     try:
         problems = templates_problems(settings, rules, recorder.on_attempt)
     except ProviderError as exc:
+        if is_refused_key(exc):
+            name = registry.account(settings).name
+            raise ConfigError(
+                f"{CredentialStatus.REFUSED.value} (account {name!r}): check "
+                f"PASSSYNC_PROVIDERS__{name.upper()}__API_KEY"
+            ) from None
         log.warning("could not check the rules' templates at start: %s", exc.message)
         return
     finally:
