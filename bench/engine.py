@@ -49,6 +49,9 @@ import psycopg
 import redis
 
 from bench.common import admin_url, free_port, fresh_database
+from worker.providers import registry
+
+ACCOUNT_ENV = f"PASSSYNC_PROVIDERS__{registry.default_kind().upper()}__"
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "passsync_bench_engine"
@@ -216,8 +219,9 @@ class Run:
                 "PASSSYNC_BROKER_URL": self.broker,
                 "PASSSYNC_DATA_DIR": str(self.tmp / "data"),
                 "PASSSYNC_LOG_LEVEL": "WARNING",
-                "PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL": f"http://127.0.0.1:{self.port}",
-                "PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY": SANDBOX_KEY,
+                # The config's account of the first registered platform, at the sandbox.
+                f"{ACCOUNT_ENV}BASE_URL": f"http://127.0.0.1:{self.port}",
+                f"{ACCOUNT_ENV}API_KEY": SANDBOX_KEY,
                 "PASSSYNC_SANDBOX__API_KEY": SANDBOX_KEY,
                 "PASSSYNC_SANDBOX__PORT": str(self.port),
                 "PASSSYNC_SANDBOX__LATENCY_MS": str(self.latency),

@@ -148,6 +148,7 @@ def run(
     from worker.stack import Stack
 
     settings = _settings()
+    refuse_wrong_keys(settings)
     stack = Stack(
         settings=settings,
         data_dir=settings.data_dir,
@@ -197,6 +198,26 @@ def _install_stop_handlers() -> list[int]:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
     return stopping
+
+
+def refuse_wrong_keys(settings: Settings) -> None:
+    """Before starting: an account whose key the provider refuses stops start-up (one line);
+    an unreachable provider does not (events wait and retry)."""
+    from worker.providers.credentials import CredentialStatus, check_credentials
+
+    for account in registry.accounts(settings).values():
+        if not account.has_credentials:
+            continue
+        client = account.build_client()
+        try:
+            status = check_credentials(client.list_templates)
+        finally:
+            client.close()
+        if status is CredentialStatus.REFUSED:
+            raise ConfigError(
+                f"{status.value} (account {account.name!r}): check "
+                f"PASSSYNC_PROVIDERS__{account.name.upper()}__API_KEY"
+            )
 
 
 def _sandboxed_accounts(settings: Settings) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Liveness (the process answers) and readiness (database and broker answer)."""
+"""Liveness (the process answers) and readiness (database, broker, provider key answer)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import anyio
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
-from worker.api.context import Context
+from worker.api.context import ApiContext, Context
 from worker.db import Database
 from worker.migrate import current_revisions, head_revisions
+from worker.providers import registry
+from worker.providers.credentials import CachedCredentialCheck, CredentialStatus
 
 log = logging.getLogger("passsync.api.health")
 
@@ -35,17 +37,23 @@ async def readyz(ctx: Context) -> JSONResponse:
     """200 when events can be accepted durably, else 503 naming what is wrong.
 
     The receiver is ready when the database answers at the code's schema (else "database not
-    migrated: run passsync db upgrade") and its group-commit queue is not full.
+    migrated: run passsync db upgrade"), its group-commit queue is not full, and no provider
+    account's API key is refused ("provider refused the API key"; checked once a minute).
     A broker that is down is reported but does not make the receiver unready: accepted
     events wait in the ledger and the sweeper enqueues them once the broker is back.
     """
     results: dict[str, Any] = {
         "database": await _check("database", functools.partial(_ping_migrated, ctx.db)),
         "broker": await _check("broker", ctx.broker_ping),
+        "provider": await _provider(ctx),
     }
     intake = ctx.intake
     results["ingest"] = "overloaded" if intake.overloaded else "ok"
-    ready = results["database"] == "ok" and results["ingest"] == "ok"
+    ready = (
+        results["database"] == "ok"
+        and results["ingest"] == "ok"
+        and CredentialStatus.REFUSED not in results["provider"]
+    )
     results["stats"] = asdict(intake.stats)
     code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
     headers = None if ready else {"Retry-After": str(ctx.settings.api.ingest.retry_after_seconds)}
@@ -68,6 +76,37 @@ def _ping_migrated(db: Database) -> None:
     if current_revisions(db.engine) != head_revisions():
         raise NotMigratedError
     _migrated.add(db)
+
+
+# Per app: one cached credential check per account that has credentials.
+_credential_checks: dict[int, dict[str, CachedCredentialCheck]] = {}
+
+
+def _accounts_checks(ctx: ApiContext) -> dict[str, CachedCredentialCheck]:
+    checks = _credential_checks.get(id(ctx))
+    if checks is None:
+        checks = {}
+        for name, account in registry.accounts(ctx.settings).items():
+            if account.has_credentials:
+                checks[name] = CachedCredentialCheck(account.build_client().list_templates)
+        _credential_checks[id(ctx)] = checks
+    return checks
+
+
+async def _provider(ctx: ApiContext) -> str:
+    """ "ok", "provider refused the API key (account 'x')", or "unavailable" (not fatal)."""
+    worst = CredentialStatus.OK.value
+    for name, check in _accounts_checks(ctx).items():
+        try:
+            with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
+                found = await anyio.to_thread.run_sync(check.status, abandon_on_cancel=True)
+        except TimeoutError:
+            found = CredentialStatus.UNAVAILABLE
+        if found is CredentialStatus.REFUSED:
+            return f"{found.value} (account {name!r})"
+        if found is CredentialStatus.UNAVAILABLE:
+            worst = found.value
+    return worst
 
 
 async def _check(name: str, probe: Callable[[], None]) -> str:

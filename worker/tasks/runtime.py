@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -14,6 +14,7 @@ from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.observability import metrics, tracing
 from worker.providers import registry
+from worker.providers.port import PassProvider
 from worker.providers.registry import build_provider
 from worker.ratelimit.pacing import LocalPacer, Pacer, RedisPacer
 from worker.ratelimit.provider import limited
@@ -56,25 +57,35 @@ def get_runtime() -> Runtime:
             if not tracing.enabled():  # a pool child: its own exporter thread, after the fork
                 tracing.setup_tracing(settings.tracing)
             db = Database(settings.database_url, pool_size=2)
-            audit = AuditRecorder(db, provider=registry.account(settings).name)
-            # Every call of every task takes a slot from the fleet's shared budget.
-            provider = limited(settings, build_provider(settings, on_attempt=audit.on_attempt))
+            default = registry.account(settings).name
+            audit = AuditRecorder(db, provider=default)
+            connect = _connector(settings, audit)
+            provider, templates = connect(default)
             runtime = Runtime(
                 settings=settings,
                 db=db,
-                sync=SyncContext(
-                    settings,
-                    provider,
-                    TemplateResolver(
-                        provider, max_age_seconds=settings.sync.template_cache_seconds
-                    ),
-                ),
+                sync=SyncContext(settings, provider, templates, connect=connect, account=default),
                 audit=audit,
                 pacer=build_pacer(settings),
             )
             _state.clear()
             _state[pid] = runtime
         return runtime
+
+
+def _connector(
+    settings: Settings, audit: AuditRecorder
+) -> Callable[[str], tuple[PassProvider, TemplateResolver]]:
+    """Builds one account's client (audited with the account, under the account's own budget
+    in the fleet limiter: every call of every task takes a slot) and its own template cache."""
+
+    def connect(account: str) -> tuple[PassProvider, TemplateResolver]:
+        client = build_provider(settings, account, on_attempt=audit.hook(account))
+        provider = limited(settings, client, account)
+        cache = settings.sync.template_cache_seconds
+        return provider, TemplateResolver(provider, max_age_seconds=cache)
+
+    return connect
 
 
 def build_pacer(settings: Settings) -> Pacer | None:
