@@ -7,7 +7,9 @@
 - `bench.limiter`: a campaign against the rate-limited sandbox, passsync's shared limiter vs
   Celery's per-task rate_limit (`BENCH_LIMITER_ARGS`, e.g. "--passes 2000 --limit 1200");
 - `bench.calls_per_event`: provider calls per event, the real engine vs the naive check-then-
-  create-or-update, on one seeded workload (`BENCH_CALLS_ARGS`, e.g. "--events 1000").
+  create-or-update, on one seeded workload (`BENCH_CALLS_ARGS`, e.g. "--events 1000");
+- `bench.crash_recovery`: a worker SIGKILLed during a provider call, seconds until every event
+  is handled (`BENCH_CRASH_ARGS`, e.g. "--runs 5").
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ def main() -> int:
     status |= ingest()
     status |= limiter()
     status |= calls_per_event()
+    status |= crash_recovery()
     return status
+
+
+def crash_recovery() -> int:
+    args = os.environ.get("BENCH_CRASH_ARGS", "").split()
+    print("\nbenchmark: SIGKILL during a provider call, time to recover")
+    return subprocess.run(
+        [sys.executable, "-m", "bench.crash_recovery", *args], check=False
+    ).returncode
 
 
 def calls_per_event() -> int:
