@@ -49,6 +49,9 @@ import psycopg
 import redis
 
 from bench.common import admin_url, free_port, fresh_database
+from worker.providers import registry
+
+ACCOUNT_ENV = f"PASSSYNC_PROVIDERS__{registry.default_kind().upper()}__"
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "passsync_bench_engine"
@@ -216,8 +219,9 @@ class Run:
                 "PASSSYNC_BROKER_URL": self.broker,
                 "PASSSYNC_DATA_DIR": str(self.tmp / "data"),
                 "PASSSYNC_LOG_LEVEL": "WARNING",
-                "PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL": f"http://127.0.0.1:{self.port}",
-                "PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY": SANDBOX_KEY,
+                # The config's account of the first registered platform, at the sandbox.
+                f"{ACCOUNT_ENV}BASE_URL": f"http://127.0.0.1:{self.port}",
+                f"{ACCOUNT_ENV}API_KEY": SANDBOX_KEY,
                 "PASSSYNC_SANDBOX__API_KEY": SANDBOX_KEY,
                 "PASSSYNC_SANDBOX__PORT": str(self.port),
                 "PASSSYNC_SANDBOX__LATENCY_MS": str(self.latency),
@@ -374,7 +378,8 @@ class Run:
             from bench.engine_baseline import app, sync_customer
 
             app.conf.broker_url = self.broker
-            with app.producer_or_acquire() as producer:
+            # A connection of its own: configure() of a passsync run resets kombu's pools.
+            with app.connection_for_write() as conn, app.amqp.Producer(conn) as producer:
                 for event in events:
                     sync_customer.apply_async(
                         args=[event["customer"]["id"], baseline_fields(event)], producer=producer
@@ -508,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as name:
         for latency in (int(v) for v in args.latencies.split(",")):
             for mode in args.modes.split(","):
-                phases += Run(mode, latency, args, Path(name)).execute()
-                print(table(with_ratios(list(phases))).splitlines()[-1], flush=True)
+                done = Run(mode, latency, args, Path(name)).execute()
+                phases += done
+                lines = table(with_ratios(list(phases))).splitlines()
+                print("\n".join(lines[-len(done) :]), flush=True)
     print(f"\n{args.customers} customers per phase, {args.processes} worker processes")
     print(table(with_ratios(phases)))
     if args.json:

@@ -15,7 +15,8 @@ its latency is ledger received_at -> handled_at (it includes the default 0.5 s c
 wait). Reported per mode: utilization (accepted calls per second / the limit), 429s as a
 share of all calls sent, total campaign time, realtime p50/p99.
 
-20,000 passes at Passcreator's 600/min would take 33 minutes per mode: the default runs the
+20,000 passes at a typical platform limit of 600/min would take 33 minutes per mode: the
+default runs the
 sandbox (and both limiters) at 2,400/min, the most a 2-core machine carrying the sandbox,
 Postgres, Redis and both workers sustains (at 6,000/min the CPU, not the limit, is the
 bottleneck and utilization says nothing about the limiter); the ratios are what matter.
@@ -55,11 +56,14 @@ import psutil
 import redis
 
 from bench.common import free_port, fresh_database
+from worker.providers import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "passsync_bench_limiter"
 IMPORT_DB_NAME = "passsync_bench_import"
 SANDBOX_KEY = "bench-limiter-key"
+# The platform whose sandbox the bench runs: PASSSYNC_BENCH_KIND, else the first registered.
+KIND = os.environ.get("PASSSYNC_BENCH_KIND", "") or registry.default_kind()
 
 
 @dataclass
@@ -125,6 +129,32 @@ def spawn(
         )
 
 
+def account_env(kind: str, port: int, limit: int) -> dict[str, str]:
+    """One account of `kind` (named after it) pointed at its sandbox on `port`."""
+    kit = registry.get_kind(kind).sandbox
+    assert kit is not None, f"{kind} has no sandbox"
+    prefix = f"PASSSYNC_PROVIDERS__{kind.upper()}__"
+    sandbox = sandbox_settings(kind, port, limit)
+    env = {prefix + "KIND": kind, "PASSSYNC_SYNC__DEFAULT_ACCOUNT": kind}
+    env |= {
+        prefix + "SANDBOX__PORT": str(port),
+        prefix + "SANDBOX__RATE_LIMIT_PER_MINUTE": str(limit),
+    }
+    if "api_key" in type(sandbox).model_fields:
+        env[prefix + "SANDBOX__API_KEY"] = SANDBOX_KEY
+    overrides = kit.account_overrides(sandbox, f"http://127.0.0.1:{port}")
+    return env | {prefix + key.upper(): value for key, value in overrides.items()}
+
+
+def sandbox_settings(kind: str, port: int, limit: int) -> Any:
+    kit = registry.get_kind(kind).sandbox
+    assert kit is not None
+    values: dict[str, Any] = {"port": port, "rate_limit_per_minute": limit}
+    if "api_key" in kit.settings_model.model_fields:
+        values["api_key"] = SANDBOX_KEY
+    return kit.settings_model(**values)
+
+
 def base_env(db_url: str, broker: str, port: int, limit: int, tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PASSSYNC_")}
     env.update(
@@ -134,11 +164,7 @@ def base_env(db_url: str, broker: str, port: int, limit: int, tmp: Path) -> dict
             "PASSSYNC_BROKER_URL": broker,
             "PASSSYNC_DATA_DIR": str(tmp / "data"),
             "PASSSYNC_LOG_LEVEL": "WARNING",
-            "PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL": f"http://127.0.0.1:{port}",
-            "PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY": SANDBOX_KEY,
-            "PASSSYNC_SANDBOX__API_KEY": SANDBOX_KEY,
-            "PASSSYNC_SANDBOX__PORT": str(port),
-            "PASSSYNC_SANDBOX__RATE_LIMIT_PER_MINUTE": str(limit),
+            **account_env(KIND, port, limit),
             "PASSSYNC_RATELIMIT__PER_MINUTE": str(limit),
             "PASSSYNC_AUDIT__RETENTION_DAYS": "1",
         }
@@ -174,19 +200,20 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> Result:
     os.environ.update({k: v for k, v in env.items() if k.startswith("PASSSYNC_")})
     from worker.config import load_settings
     from worker.db import Database
-    from worker.providers.passcreator.sandbox.server import SandboxHandle
     from worker.ratelimit.provider import build_limiter
     from worker.tasks.app import configure
 
     settings = load_settings()
     configure(settings)
     db = Database(db_url, pool_size=2)
-    sandbox = SandboxHandle(f"http://127.0.0.1:{port}", SANDBOX_KEY)
+    kit = registry.get_kind(KIND).sandbox
+    assert kit is not None and kit.attach is not None, f"{KIND}'s sandbox cannot be attached"
+    sandbox = kit.attach(f"http://127.0.0.1:{port}", sandbox_settings(KIND, port, args.limit))
     logdir = tmp / mode
     logdir.mkdir(exist_ok=True)
     with processes(logdir) as procs:
         cli = [sys.executable, "-m", "worker.cli"]
-        spawn(procs, [*cli, "sandbox"], env, logdir / "sandbox.log")
+        spawn(procs, [*cli, "sandbox", "--account", KIND], env, logdir / "sandbox.log")
         wait_http(sandbox)
         for i in range(args.workers):
             worker = worker_command(mode, args)

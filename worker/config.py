@@ -48,6 +48,8 @@ from worker.providers.port import AccountSettings
 ENV_PREFIX = "PASSSYNC_"
 SECRET_KEYS = frozenset({"secret", "previous_secrets", "api_key"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# An account name is stored with each pass mapping, audit row and callback (32 characters).
+ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 class ConfigError(Exception):
@@ -149,6 +151,7 @@ class PassRule(_Strict):
     """Shorthand for a rule (kept for older configs): these event types upsert this pass."""
 
     template: str = Field(min_length=1)
+    account: str | None = None
     event_types: list[str] = ["customer.created", "customer.updated"]
     fields: dict[str, str] = {}
 
@@ -166,6 +169,9 @@ class RuleAction(_Strict):
     delete: str | None = None
     push: str | None = None
     template: str | None = None
+    # upsert only: the account (a name under `providers:`) that holds the pass; default
+    # sync.default_account. Every action on the pass key goes to that account.
+    account: str | None = None
     fields: dict[str, str | int | float | bool] = {}
     message: str | None = None
     # upsert only: when the pass was deleted at the provider (404 on update), create it anew
@@ -226,6 +232,9 @@ class SyncSettings(_Strict):
     # events arriving within a window of its last apply wait for the window's end and
     # collapse into one provider call carrying the latest state (0: off).
     coalesce_window_ms: int = Field(default=1000, ge=0, le=60_000)
+    # A commit group's events are applied in one task, this many at a time per worker
+    # process (threads: their provider calls and database waits overlap); 1 on SQLite.
+    group_concurrency: int = Field(default=8, ge=1, le=64)
     # The lease on a pass an attempt works on: the living attempt renews it every third of
     # this (a heartbeat), so it may take longer than this; a killed worker's passes, and the
     # events it held, are taken up again within about this (see README, "Crash recovery").
@@ -594,8 +603,8 @@ class Settings(BaseSettings):
         if not isinstance(value, dict):
             raise ValueError("must be a mapping of account name -> {kind: ..., ...}")
         for key in value:
-            if not NAME_RE.match(str(key)):
-                raise ValueError(f"account name {key!r} must match {NAME_RE.pattern}")
+            if not ACCOUNT_RE.match(str(key)):
+                raise ValueError(f"account name {key!r} must match {ACCOUNT_RE.pattern}")
         return registry.validate_accounts(value)
 
     @model_validator(mode="after")

@@ -57,7 +57,8 @@ def test_one_customers_passes_with_status_and_links(client: TestClient, stored: 
     assert body["passes"][0] == {
         "customer_id": "cust/1",
         "pass_key": "loyalty",
-        "provider": "passcreator",
+        "account": "passcreator",  # the account holding the pass
+        "provider": "passcreator",  # its platform (the row has no kind: the account's name)
         "pass_id": "p1",
         "user_provided_id": "passsync-loyalty-cust/1",
         "template_id": "tpl-1",

@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.faults.workload import Workload, expected_passes
-from tests.tasks.harness import Harness, live_passes, signed
+from tests.tasks.harness import Harness, signed
 from worker.brokers import redis_client
+from worker.providers.port import RunningSandbox
 from worker.sync.models import PassMapping
 
 DRAIN_TIMEOUT = 120.0  # generous: a slow CI machine must not fail a correct run
@@ -108,21 +109,20 @@ def wait_converged(
 
 
 def assert_provider_matches_model(harness: Harness, workload: Workload) -> None:
-    """Nothing lost, no twin, and every pass shows what applying the events in order gives."""
+    """Nothing lost, no twin, and every pass shows what applying the events in order gives,
+    read from the sandbox's own state (any platform's, through RunningSandbox.state)."""
     assert harness.statuses() == {e.id: "handled" for e in workload.events}
-    live = live_passes(harness.sandbox)
-    twins = {u: n for u, n in Counter(p["userProvidedId"] for p in live).items() if n > 1}
+    sandbox: RunningSandbox = harness.sandbox  # type: ignore[assignment]
+    live = [p for p in sandbox.state() if not p.deleted]
+    twins = {u: n for u, n in Counter(p.external_id for p in live).items() if n > 1}
     assert twins == {}
     expected = expected_passes(workload.events)
-    assert {p["userProvidedId"]: p["fields"] for p in live} == expected
-    (loyalty,) = [
-        t["identifier"] for t in harness.sandbox.templates() if t["name"] == "Loyalty Card"
-    ]
-    assert {p["templateId"] for p in live} == {loyalty}
+    assert {p.external_id: p.fields for p in live} == expected
+    assert {p.template for p in live} == {"Loyalty Card"}
     with harness.db.sessions() as session:
         mappings = session.execute(select(PassMapping)).scalars().all()
         ours = {m.user_provided_id: m.provider_pass_id for m in mappings}
-    assert ours == {p["userProvidedId"]: p["identifier"] for p in live}
+    assert ours == {p.external_id: p.pass_id for p in live}
 
 
 class Throttle:

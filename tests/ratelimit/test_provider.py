@@ -92,4 +92,4 @@ def test_no_limiter_without_a_shared_redis_or_when_disabled(
     off = make_settings(broker_url=redis_url, ratelimit={"enabled": False})
     assert limited(off, inner) is inner
     on = limited(make_settings(broker_url=redis_url), inner)
-    assert isinstance(on, LimitedProvider) and on.name == "passcreator"
+    assert isinstance(on, LimitedProvider) and on.name == "memory"

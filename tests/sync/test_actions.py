@@ -286,7 +286,7 @@ def test_a_renamed_template_fails_the_event_without_guessing(
     with pytest.raises(UnknownTemplateError) as caught, db.session() as session:
         process_event(session, row_id, ctx)
     assert caught.value.message == (
-        "template 'Loyalty Card' not found at provider passcreator (known: Loyalty Card 2026)"
+        "template 'Loyalty Card' not found at provider memory (known: Loyalty Card 2026)"
     )
     assert provider.live() == []
     # The claimed row records no pass, holds no claim, and stays unconfirmed (nothing skipped)

@@ -24,7 +24,7 @@ pass reference and the actor; the client's CallRecord carries no header, body or
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -69,15 +69,25 @@ class AuditRecorder:
             f"passsync_audit_pending_{id(self)}", default=None
         )
 
+    def hook(self, account: str) -> Callable[[AttemptRecord], None]:
+        """An `on_attempt` hook for another account's client: its rows carry that account
+        (buffered and written together with this recorder's)."""
+
+        def on_attempt(record: AttemptRecord) -> None:
+            self._take(record, account)
+
+        return on_attempt
+
     def on_attempt(self, record: AttemptRecord) -> None:
         """The client hook: build the row now (actor, time), write or keep it per the policy."""
-        metrics.provider_call(
-            self._provider, record.action, record.status, record.duration_ms / 1000
-        )
+        self._take(record, self._provider)
+
+    def _take(self, record: AttemptRecord, account: str) -> None:
+        metrics.provider_call(account, record.action, record.status, record.duration_ms / 1000)
         tracing.record_attempt(
             record.action, record.method, record.status, str(record.outcome), record.duration_ms
         )
-        row = self.row_for(record)
+        row = self.row_for(record, account=account)
         pending = self._pending.get()
         if pending is not None and self._buffered:
             pending.append(row)
@@ -114,13 +124,14 @@ class AuditRecorder:
         except Exception as exc:
             log.error("audit: %d rows lost (%s)", len(rows), type(exc).__name__)
 
-    def row_for(self, record: AttemptRecord) -> dict[str, Any]:
-        """The AuditEntry column values for one attempt, clipped to the column sizes."""
+    def row_for(self, record: AttemptRecord, *, account: str | None = None) -> dict[str, Any]:
+        """The AuditEntry column values for one attempt, clipped to the column sizes; the
+        `provider` column holds the account (this recorder's unless `account` is given)."""
         actor = current_actor()
         pass_ref = getattr(record, "pass_ref", None)
         return {
             "at": utcnow(),
-            "provider": self._provider[: m.PROVIDER_LEN],
+            "provider": (account or self._provider)[: m.PROVIDER_LEN],
             "action": record.action[: m.ACTION_LEN],
             "method": record.method[: m.METHOD_LEN],
             "path": record.path[: m.PATH_LEN],

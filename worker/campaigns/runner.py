@@ -258,7 +258,7 @@ def _dry_run(session: Session, ctx: SyncContext, recipient_id: int, event: Canon
     for plan in plan_event(event, ctx.rules):
         mapping = session.scalars(
             select(PassMapping).where(
-                PassMapping.provider == ctx.provider.name,
+                PassMapping.provider == (ctx.rules.account_of(plan.pass_key) or ctx.account),
                 PassMapping.customer_id == event.customer.id,
                 PassMapping.pass_key == plan.pass_key,
             )

@@ -199,7 +199,9 @@ def _rule_templates(settings: Settings, migrated: bool) -> Check:
         problems = _with_audit(
             settings,
             migrated,
-            lambda on: templates_problems(settings, compile_rules(settings.sync), on),
+            lambda on: templates_problems(
+                settings, compile_rules(settings.sync, registry.capabilities(settings)), on
+            ),
         )
     except (ProviderError, ConfigError) as exc:
         return Check("templates", "skip", f"not checked: {getattr(exc, 'message', str(exc))}")

@@ -1,7 +1,7 @@
 """The provider actions as a Model Context Protocol server over stdio (`passsync mcp`).
 
 Tools come from each account's action catalogue, namespaced per account:
-`<account>__<action>` (e.g. `passcreator__list_passes`), each on that account's own audited
+`<account>__<action>` (e.g. `coupons__list_passes`), each on that account's own audited
 client. Write tools are hidden and refused unless `mcp.allow_writes` is on. Every provider
 attempt is audited as `mcp:<client name>` with its account.
 Arguments are checked by the strict input models before any call; a bad one gets an error

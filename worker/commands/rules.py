@@ -59,7 +59,7 @@ def _config_file(path: Path | None) -> Iterator[None]:
 def _load(path: Path | None) -> tuple[Settings, RuleSet]:
     with _config_file(path):
         settings = load_settings()
-    return settings, compile_rules(settings.sync)
+    return settings, compile_rules(settings.sync, registry.capabilities(settings))
 
 
 def _fail(lines: list[str]) -> None:
@@ -105,21 +105,25 @@ def _fail_on_missing_templates(settings: Settings, rules: RuleSet) -> None:
 def templates_problems(
     settings: Settings, rules: RuleSet, on_attempt: Callable[[Any], None] | None = None
 ) -> list[str]:
-    """One line per rule whose template the provider does not list (ProviderError if the
-    list cannot be read)."""
-    client = build_provider(settings, on_attempt=on_attempt)
-    try:
-        return missing_templates(rules, client.list_templates())
-    finally:
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
+    """One line per rule whose template its account's platform does not list (ProviderError
+    if a list cannot be read); each account is asked for its own templates."""
+    problems: list[str] = []
+    for account in rules.templates_by_account():
+        client = build_provider(settings, account, on_attempt=on_attempt)
+        try:
+            listed = client.list_templates()
+        finally:
+            client.close()
+        found = missing_templates(rules, listed, account=account)
+        suffix = f" (account {account!r})" if len(settings.providers) > 1 else ""
+        problems += [line + suffix for line in found]
+    return problems
 
 
 def check_templates_at_start(settings: Settings) -> None:
     """At worker start: unknown templates stop it (RulesError); an unreachable provider is
     only logged, since the events wait and retry until it answers."""
-    rules = compile_rules(settings.sync)
+    rules = compile_rules(settings.sync, registry.capabilities(settings))
     database = Database(settings.database_url, pool_size=1)
     # Audited like every provider call (actor: system); written at once, no transaction open.
     recorder = AuditRecorder(database, provider=registry.account(settings).name)
@@ -154,7 +158,7 @@ def explain_command(
         return
     event = _read_event(event_file)
     keys = sorted(rules.templates)
-    states, source = _states(settings, event, keys)
+    states, source = _states(settings, rules, event, keys)
     prefix = settings.sync.external_id_prefix
     result = explain(event, rules, states, id_prefix=prefix, state_source=source)
     typer.echo(json.dumps(_as_dict(result), indent=2) if as_json else _as_text(result))
@@ -174,7 +178,9 @@ def _read_event(path: Path) -> CanonicalEvent:
     raise AssertionError("unreachable")  # pragma: no cover - _fail always exits
 
 
-def _states(settings: Settings, event: CanonicalEvent, keys: list[str]) -> tuple[Any, str]:
+def _states(
+    settings: Settings, rules: RuleSet, event: CanonicalEvent, keys: list[str]
+) -> tuple[Any, str]:
     """The customer's mapping rows, or none with the reason when the database is out of reach."""
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
@@ -182,7 +188,10 @@ def _states(settings: Settings, event: CanonicalEvent, keys: list[str]) -> tuple
     database = Database(settings.database_url, pool_size=1)
     try:
         with database.sessions() as session:
-            states = load_states(session, registry.account(settings).name, event.customer.id, keys)
+            states: dict[str, Any] = {}
+            for account in {rules.account_of(key) for key in keys}:
+                mine = [key for key in keys if rules.account_of(key) == account]
+                states |= load_states(session, account, event.customer.id, mine)
         return states, "database"
     except Exception as exc:  # any failure only means: explain without the stored state
         return {}, f"database not readable ({type(exc).__name__}); assuming no passes yet"

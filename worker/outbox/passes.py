@@ -28,7 +28,8 @@ def pass_view(row: PassMapping, template: str | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "customer_id": row.customer_id,
         "pass_key": row.pass_key,
-        "provider": row.provider,
+        "account": row.provider,  # the column holds the account's name
+        "provider": row.kind or row.provider,  # the account's platform kind
         "pass_id": row.provider_pass_id,
         "user_provided_id": row.user_provided_id,
         "template_id": row.template_id,

@@ -1,8 +1,10 @@
-"""An in-memory provider with Passcreator's semantics, for domain tests and benchmarks.
+"""An in-memory provider with the port's semantics (no platform's), for domain tests and
+benchmarks.
 
-It keeps the uniqueness guard on user-provided ids, merges updates, answers 404 for deleted
-passes, counts every call, and can fail on purpose: `fail_next` raises an error before the
-call takes effect, `fail_after_next` applies the call and then raises (a lost answer).
+It keeps the uniqueness guard on external (user-provided) ids, merges updates, answers 404
+for deleted passes, counts every call, and can fail on purpose: `fail_next` raises an error
+before the call takes effect, `fail_after_next` applies the call and then raises (a lost
+answer).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class StoredPass:
 
 @dataclass
 class MemoryProvider:
-    name: str = "passcreator"
+    name: str = "memory"
     templates: dict[str, str] = field(
         default_factory=lambda: {"tpl-loyalty": "Loyalty Card", "tpl-welcome": "Welcome Discount"}
     )

@@ -264,6 +264,10 @@ class SandboxKit:
     serve: Callable[[Any], None]
     # The names its templates (or programs/tiers) answer to out of the box.
     templates: tuple[str, ...] = ("Loyalty Card", "Welcome Discount", "Event Ticket")
+    # (base URL, sandbox settings) -> a RunningSandbox for one running elsewhere (a
+    # `passsync sandbox` process): what `passsync demo` and bench/limiter inspect. None: the
+    # demo cannot check this platform's own state (it reports that as a problem).
+    attach: Callable[[str, Any], RunningSandbox] | None = None
     # Demo only: make the sandbox call back as if a phone saved ("install") or removed
     # ("remove") a pass: (sandbox base URL, pass id, action, platform) -> it called back.
     simulate_device: Callable[[str, str, str, str], bool] | None = None

@@ -114,6 +114,14 @@ def accounts(settings: Settings) -> dict[str, Account]:
     }
 
 
+def capabilities(settings: Settings) -> dict[str, tuple[str, frozenset[str]]]:
+    """account -> (its platform's title, the capabilities it has), for compile_rules."""
+    return {
+        name: (acct.kind.title, frozenset(acct.kind.capabilities))
+        for name, acct in accounts(settings).items()
+    }
+
+
 def account(settings: Settings, name: str | None = None) -> Account:
     """The named account, or the default one (`sync.default_account`) for None."""
     chosen = name or settings.sync.default_account

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,16 @@ class ScanNotFoundError(LookupError):
 @dataclass(frozen=True)
 class UsageContext:
     settings: Settings
-    provider: PassProvider
+    provider: PassProvider  # the default account's
+    # account -> a context with that account's client (SyncContext.on); None: one account.
+    on_account: Callable[[str], Any] | None = None
+
+    def provider_of(self, account: str) -> PassProvider:
+        """The client of the account holding a pass (the mapping's `provider` column)."""
+        if self.on_account is None:
+            return self.provider
+        found: PassProvider = self.on_account(account).provider
+        return found
 
     def rule_for(self, pass_key: str) -> UsageRule | None:
         return next((r for r in self.settings.usage.rules if r.pass_key == pass_key), None)
@@ -60,7 +70,7 @@ def process_scan(session: Session, scan_id: int, ctx: UsageContext) -> ScanResul
     if decided.status is not ScanStatus.APPLYING:
         return ScanResult(scan_id, decided.status, decided.reason, decided.already_handled)
     try:
-        _call(ctx.provider, decided.pass_id, decided.effect)
+        _call(ctx.provider_of(decided.account), decided.pass_id, decided.effect)
     except (RejectedError, NotFoundError) as exc:
         _finish(session, scan_id, ScanStatus.FAILED, f"provider refused: {exc.message}")
         return ScanResult(scan_id, ScanStatus.FAILED, exc.message)
@@ -75,6 +85,7 @@ class _Decision:
     effect: dict[str, Any] | None = None
     reason: str | None = None
     already_handled: bool = False
+    account: str = ""  # whose platform holds the pass
 
 
 def _decide(session: Session, scan_id: int, ctx: UsageContext) -> _Decision:
@@ -83,12 +94,14 @@ def _decide(session: Session, scan_id: int, ctx: UsageContext) -> _Decision:
         raise ScanNotFoundError(scan_id)
     if scan.status in FINAL:
         return _Decision(ScanStatus(scan.status), already_handled=True)
-    mapping = _resolve(session, scan, ctx.provider.name)
+    mapping = _resolve(session, scan)
     if mapping is None or mapping.provider_pass_id is None:
         _set(scan, ScanStatus.UNKNOWN, "no known pass matches this scan")
         return _Decision(ScanStatus.UNKNOWN, reason=scan.reason)
     if scan.status == ScanStatus.APPLYING and scan.effect is not None:
-        return _Decision(ScanStatus.APPLYING, mapping.provider_pass_id, scan.effect)
+        return _Decision(
+            ScanStatus.APPLYING, mapping.provider_pass_id, scan.effect, account=mapping.provider
+        )
     scan.mapping_id, scan.customer_id, scan.pass_key = (
         mapping.id,
         mapping.customer_id,
@@ -99,14 +112,15 @@ def _decide(session: Session, scan_id: int, ctx: UsageContext) -> _Decision:
         _set(scan, ScanStatus.REJECTED, rejection)
         return _Decision(ScanStatus.REJECTED, reason=rejection)
     scan.status = ScanStatus.APPLYING
-    return _Decision(ScanStatus.APPLYING, mapping.provider_pass_id, scan.effect)
-
-
-def _resolve(session: Session, scan: Scan, provider: str) -> PassMapping | None:
-    """The live pass the scan names, by pass id, customer + key, or barcode value."""
-    query = select(PassMapping).where(
-        PassMapping.provider == provider, PassMapping.status.in_(LIVE)
+    return _Decision(
+        ScanStatus.APPLYING, mapping.provider_pass_id, scan.effect, account=mapping.provider
     )
+
+
+def _resolve(session: Session, scan: Scan) -> PassMapping | None:
+    """The live pass the scan names (of any account), by pass id, customer + key, or barcode
+    value."""
+    query = select(PassMapping).where(PassMapping.status.in_(LIVE))
     if scan.mapping_id is not None:
         return session.scalars(query.where(PassMapping.id == scan.mapping_id)).first()
     if scan.provider_pass_id:

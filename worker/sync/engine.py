@@ -24,8 +24,10 @@ order, as the provider would merge them) and are marked handled, coalesced into 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -42,6 +44,7 @@ from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.inbound.status import MAX_ERROR_CHARS, UNFINISHED
 from worker.outbox.passes import emit_pass_changes
+from worker.providers import registry
 from worker.providers.errors import AlreadyExistsError, NotFoundError, RejectedError
 from worker.providers.port import PassProvider, ProviderPass
 from worker.sync.lease import Lease, LeaseKeeper
@@ -122,22 +125,51 @@ class EventResult:
         return [p.reason for p in self.passes if p.outcome is Outcome.FAILED and p.reason]
 
 
+# Another account's client and template cache, built by the edge (worker.tasks.runtime).
+Connect = Callable[[str], tuple[PassProvider, TemplateResolver]]
+
+
 @dataclass
 class SyncContext:
     """What the engine needs besides the session: built once per process by the edge.
 
-    The rules are compiled from the settings on construction (RulesError if invalid).
+    `provider` and `templates` are those of `account` (default: sync.default_account); a
+    pass on another account is handled with `on(account)`, whose client and template cache
+    `connect` builds once per account. The rules are compiled from the settings on
+    construction, checked against the accounts' capabilities (RulesError if invalid).
     """
 
     settings: Settings
     provider: PassProvider
     templates: TemplateResolver
+    connect: Connect | None = None
+    account: str = ""
     rules: RuleSet = field(init=False)
     leases: LeaseKeeper = field(init=False)
+    _views: dict[str, SyncContext] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.rules = compile_rules(self.settings.sync)
-        self.leases = LeaseKeeper(self.settings.sync.claim_seconds)
+        settings = self.settings
+        first = next(iter(settings.providers), "")
+        self.account = self.account or settings.sync.default_account or first
+        capabilities = registry.capabilities(settings)
+        self.rules = compile_rules(settings.sync, capabilities, default_account=self.account)
+        self.leases = LeaseKeeper(settings.sync.claim_seconds)
+
+    def on(self, account: str) -> SyncContext:
+        """This context for `account`: its own client and template cache (the rules and the
+        lease keeper are shared)."""
+        if not account or account == self.account:
+            return self
+        view = self._views.get(account)
+        if view is None:
+            if self.connect is None:
+                raise LookupError(f"no client for account {account!r} in this process")
+            view = copy.copy(self)  # shares the rules, the leases and this cache of views
+            view.provider, view.templates = self.connect(account)
+            view.account = account
+            self._views[account] = view
+        return view
 
 
 @dataclass
@@ -213,6 +245,7 @@ class _Job:
     token: str
     members: list[int]
     results: list[PassResult] = field(default_factory=list)
+    account: str = ""  # whose platform holds the pass (the rules' account of the key)
 
 
 @dataclass
@@ -325,7 +358,8 @@ def _job(
     session: Session, ctx: SyncContext, members: list[_Member], key: str, result: EventResult
 ) -> _Job | None:
     """The work on pass `key`, or None (and a STALE result) when every event is stale."""
-    mapping = _lock_mapping(session, ctx, members[0].event.customer.id, key)
+    account = ctx.rules.account_of(key) or ctx.account
+    mapping = _lock_mapping(session, ctx, account, members[0].event.customer.id, key)
     fresh = [m for m in members if key in m.plans and not _is_stale(mapping, m.event)]
     if not fresh:
         if key in members[0].plans:
@@ -345,6 +379,7 @@ def _job(
         newest.id,
         token=str(uuid.uuid4()),
         members=[m.row_id for m in fresh],
+        account=account,
     )
 
 
@@ -369,6 +404,7 @@ def _take_claims(session: Session, jobs: list[_Job], ctx: SyncContext) -> None:
 
 
 def _run(job: _Job, ctx: SyncContext, lease: Lease) -> None:
+    ctx = ctx.on(job.account)  # the account's own client and template cache
     for step in job.steps:  # in order, one at a time
         if not lease.valid():  # another attempt may hold the pass by now: call nothing
             raise ClaimLostError(
@@ -640,12 +676,16 @@ def _locked(session: Session, job: _Job) -> PassMapping:
 
 
 def _lock_mapping(
-    session: Session, ctx: SyncContext, customer_id: str, pass_key: str
+    session: Session, ctx: SyncContext, account: str, customer_id: str, pass_key: str
 ) -> PassMapping:
-    """Claim the mapping row (insert if absent) and lock it until the transaction ends."""
-    provider = ctx.provider.name
+    """Claim the mapping row (insert if absent) and lock it until the transaction ends.
+
+    The `provider` column holds the account's name (before named accounts: the platform's,
+    which is the name of an upgraded install's only account)."""
+    provider = account
     values = {
         "provider": provider,
+        "kind": ctx.on(account).provider.name,
         "customer_id": customer_id,
         "pass_key": pass_key,
         "user_provided_id": user_provided_id(

@@ -29,7 +29,10 @@ class PassMapping(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
+    # The account's name (a key of `providers:`); the column predates named accounts.
     provider: Mapped[str] = mapped_column(String(32))
+    # The account's platform kind when the mapping was made (outbound events say it).
+    kind: Mapped[str | None] = mapped_column(String(32), default=None)
     customer_id: Mapped[str] = mapped_column(String(255))
     pass_key: Mapped[str] = mapped_column(String(64))
     user_provided_id: Mapped[str] = mapped_column(String(255))

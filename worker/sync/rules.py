@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, get_args
@@ -60,6 +60,7 @@ class Action:
     fields: tuple[tuple[str, Expr], ...] = ()
     message: Message | None = None
     recreate: bool = True  # upsert: a pass deleted at the provider is created anew
+    account: str | None = None  # upsert: the account holding the pass (None: the default)
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,25 @@ class Rule:
 class RuleSet:
     rules: tuple[Rule, ...]
     templates: dict[str, str]  # pass key -> template name (one per key, checked)
+    accounts: dict[str, str] = field(default_factory=dict)  # pass key -> account (checked)
+    default_account: str = ""
 
     def template_names(self) -> set[str]:
         return set(self.templates.values())
+
+    def account_of(self, pass_key: str) -> str:
+        """The account holding this pass key's passes (its upserts name it, else the default)."""
+        return self.accounts.get(pass_key, self.default_account)
+
+    def templates_by_account(self) -> dict[str, dict[str, list[str]]]:
+        """account -> template name -> the rules using it there."""
+        found: dict[str, dict[str, list[str]]] = {}
+        for rule in self.rules:
+            for action in rule.actions:
+                if action.template is not None:
+                    names = found.setdefault(self.account_of(action.pass_key), {})
+                    names.setdefault(action.template, []).append(rule.name)
+        return found
 
 
 @dataclass(frozen=True)
@@ -119,20 +136,77 @@ class DesiredPass:
     fields: dict[str, Any]
 
 
-def compile_rules(sync: SyncSettings) -> RuleSet:
-    """Compile `sync.rules` and the `sync.passes` shorthand; RulesError lists every problem."""
+# What an account's platform must support for each verb (upsert: every platform).
+CAPABILITY_OF = {Verb.VOID: "void", Verb.UNVOID: "unvoid", Verb.DELETE: "delete", Verb.PUSH: "push"}
+# account -> (its platform's title, what that platform supports)
+Capabilities = Mapping[str, tuple[str, frozenset[str]]]
+
+
+def compile_rules(
+    sync: SyncSettings, capabilities: Capabilities | None = None, *, default_account: str = ""
+) -> RuleSet:
+    """Compile `sync.rules` and the `sync.passes` shorthand; RulesError lists every problem.
+
+    With the accounts' capabilities (worker.providers.registry.capabilities), every account a
+    rule uses must be configured and its platform must support each action on its passes.
+    `default_account` stands in when the settings name none (SyncSettings built alone).
+    """
     problems: list[str] = []
     sources = [*sync.rules, *(_from_pass(key, rule) for key, rule in sync.passes.items())]
     rules = [_compile_rule(source, problems) for source in sources]
     _check_names(sources, problems)
     templates = _check_pass_keys(rules, problems)
+    default = sync.default_account or default_account
+    accounts = _check_accounts(rules, default, capabilities, problems)
     if problems:
         raise RulesError(problems)
-    return RuleSet(rules=tuple(rules), templates=templates)
+    return RuleSet(tuple(rules), templates, accounts, default)
+
+
+def _check_accounts(
+    rules: list[Rule], default: str, capabilities: Capabilities | None, problems: list[str]
+) -> dict[str, str]:
+    accounts: dict[str, str] = {}
+    for rule in rules:
+        for action in rule.actions:
+            if action.verb is not Verb.UPSERT:
+                continue
+            chosen = action.account or default
+            known = accounts.setdefault(action.pass_key, chosen)
+            if known != chosen:
+                problems.append(
+                    f"rule {rule.name!r}: pass {action.pass_key!r} is on account {chosen!r}, "
+                    f"another rule puts it on {known!r}"
+                )
+    if capabilities is None:
+        return accounts
+    configured = ", ".join(capabilities) or "none"
+    for rule in rules:
+        for action in rule.actions:
+            account = accounts.get(action.pass_key)
+            if account is None:
+                continue  # a key nobody upserts: reported by _check_pass_keys
+            if account not in capabilities:
+                if action.verb is Verb.UPSERT:
+                    problems.append(
+                        f"rule {rule.name!r}: account {account!r} is not configured under "
+                        f"providers (configured: {configured})"
+                    )
+                continue
+            title, supported = capabilities[account]
+            needed = CAPABILITY_OF.get(action.verb)
+            if needed is not None and needed not in supported:
+                problems.append(
+                    f"rule {rule.name!r}: {action.verb} of pass {action.pass_key!r} needs "
+                    f"{needed!r}, which account {account!r} ({title}) does not support"
+                )
+    return accounts
 
 
 def _from_pass(key: str, rule: PassRule) -> SyncRule:
-    action = RuleAction(upsert=key, template=rule.template, fields=dict(rule.fields))
+    action = RuleAction(
+        upsert=key, template=rule.template, fields=dict(rule.fields), account=rule.account
+    )
     return SyncRule(name=f"passes.{key}", on=rule.event_types, actions=[action])
 
 
@@ -191,7 +265,7 @@ def _compile_action(
     message = _message(where, source.message, problems) if verb is Verb.PUSH else None
     recreate = source.recreate_if_missing is not False
     # Kept even when something above is wrong, so the pass-key checks still see it.
-    return Action(rule, verb, pass_key, source.template, fields, message, recreate)
+    return Action(rule, verb, pass_key, source.template, fields, message, recreate, source.account)
 
 
 def _check_options(where: str, verb: Verb, source: RuleAction, problems: list[str]) -> None:
@@ -203,6 +277,10 @@ def _check_options(where: str, verb: Verb, source: RuleAction, problems: list[st
         problems.append(f"{where}: push needs a 'message'")
     if verb is not Verb.PUSH and source.message is not None:
         problems.append(f"{where}: 'message' belongs to push, not {verb}")
+    if verb is not Verb.UPSERT and source.account is not None:
+        problems.append(
+            f"{where}: 'account' belongs to upsert, not {verb} (it follows the pass key)"
+        )
     if verb is not Verb.UPSERT and source.recreate_if_missing is not None:
         problems.append(f"{where}: 'recreate_if_missing' belongs to upsert, not {verb}")
 
@@ -288,13 +366,18 @@ def _check_pass_keys(rules: list[Rule], problems: list[str]) -> dict[str, str]:
     return templates
 
 
-def missing_templates(rules: RuleSet, available: list[ProviderTemplate]) -> list[str]:
-    """One line per rule naming a template the provider does not list."""
+def missing_templates(
+    rules: RuleSet, available: list[ProviderTemplate], *, account: str | None = None
+) -> list[str]:
+    """One line per rule naming a template the provider does not list (with `account`: only
+    the rules whose passes are on that account)."""
     names = {t.name for t in available}
     known = ", ".join(sorted(names)) or "none"
     problems = []
     for rule in rules.rules:
         for action in rule.actions:
+            if account is not None and rules.account_of(action.pass_key) != account:
+                continue
             if action.template is not None and action.template not in names:
                 problems.append(
                     f"rule {rule.name!r}: template {action.template!r} not found at provider "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from worker.audit import Actor, AuditRecorder, acting_as
 from worker.brokers import SOCKET_SCHEME, redis_client
@@ -14,6 +16,7 @@ from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.observability import metrics, tracing
 from worker.providers import registry
+from worker.providers.port import PassProvider
 from worker.providers.registry import build_provider
 from worker.ratelimit.pacing import LocalPacer, Pacer, RedisPacer
 from worker.ratelimit.provider import limited
@@ -28,6 +31,17 @@ class Runtime:
     sync: SyncContext
     audit: AuditRecorder | None = None
     pacer: Pacer | None = None  # when each customer's event may run (None: coalescing off)
+    _pool: ThreadPoolExecutor | None = None
+
+    def map_group(self, apply: Callable[[int], T], ids: list[int]) -> list[T]:
+        """`apply` over a group's ids, sync.group_concurrency at a time (one by one on
+        SQLite: one writer)."""
+        threads = 1 if self.db.is_sqlite else self.settings.sync.group_concurrency
+        if threads <= 1 or len(ids) <= 1:
+            return [apply(i) for i in ids]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="passsync-group")
+        return list(self._pool.map(apply, ids))
 
     @contextmanager
     def audited(self, actor: Actor) -> Iterator[None]:
@@ -41,6 +55,7 @@ class Runtime:
                 yield
 
 
+T = TypeVar("T")
 _lock = threading.Lock()
 _state: dict[int, Runtime] = {}
 
@@ -55,26 +70,37 @@ def get_runtime() -> Runtime:
             metrics.set_enabled(settings.metrics.enabled)
             if not tracing.enabled():  # a pool child: its own exporter thread, after the fork
                 tracing.setup_tracing(settings.tracing)
-            db = Database(settings.database_url, pool_size=2)
-            audit = AuditRecorder(db, provider=registry.account(settings).name)
-            # Every call of every task takes a slot from the fleet's shared budget.
-            provider = limited(settings, build_provider(settings, on_attempt=audit.on_attempt))
+            # One connection per group thread, and one for the lease renewals.
+            db = Database(settings.database_url, pool_size=settings.sync.group_concurrency + 1)
+            default = registry.account(settings).name
+            audit = AuditRecorder(db, provider=default)
+            connect = _connector(settings, audit)
+            provider, templates = connect(default)
             runtime = Runtime(
                 settings=settings,
                 db=db,
-                sync=SyncContext(
-                    settings,
-                    provider,
-                    TemplateResolver(
-                        provider, max_age_seconds=settings.sync.template_cache_seconds
-                    ),
-                ),
+                sync=SyncContext(settings, provider, templates, connect=connect, account=default),
                 audit=audit,
                 pacer=build_pacer(settings),
             )
             _state.clear()
             _state[pid] = runtime
         return runtime
+
+
+def _connector(
+    settings: Settings, audit: AuditRecorder
+) -> Callable[[str], tuple[PassProvider, TemplateResolver]]:
+    """Builds one account's client (audited with the account, under the account's own budget
+    in the fleet limiter: every call of every task takes a slot) and its own template cache."""
+
+    def connect(account: str) -> tuple[PassProvider, TemplateResolver]:
+        client = build_provider(settings, account, on_attempt=audit.hook(account))
+        provider = limited(settings, client, account)
+        cache = settings.sync.template_cache_seconds
+        return provider, TemplateResolver(provider, max_age_seconds=cache)
+
+    return connect
 
 
 def build_pacer(settings: Settings) -> Pacer | None:

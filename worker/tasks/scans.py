@@ -26,7 +26,7 @@ MAX_SCAN_ATTEMPTS = 8
 def process_scan_task(self: Any, scan_id: int) -> str:
     """Apply one scan; a transient provider failure retries (the stored effect is repeated)."""
     runtime = get_runtime()
-    ctx = UsageContext(runtime.settings, runtime.sync.provider)
+    ctx = UsageContext(runtime.settings, runtime.sync.provider, runtime.sync.on)
     try:
         with runtime.audited(Actor("system", f"scan:{scan_id}")), runtime.db.session() as session:
             result = process_scan(session, scan_id, ctx)

@@ -230,6 +230,8 @@ def test_the_sandbox_kit_runs_a_sandbox_that_reports_neutral_state() -> None:
                 user_provided_id="c-1",
                 fields={"firstName": "Ada", "points": 3},
             )
+        assert kit.attach is not None
+        assert kit.attach(running.base_url, settings).state() == running.state()
         running.configure(commit_then_fail_probability=0.5, error_503_probability=0.1, seed=1)
         (only,) = running.state()
         stats = running.stats()

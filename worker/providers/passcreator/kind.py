@@ -67,6 +67,13 @@ def _running(settings: Any) -> Iterator[RunningSandbox]:
         yield handle
 
 
+def _attach(base_url: str, settings: Any) -> RunningSandbox:
+    from worker.providers.passcreator.sandbox.server import SandboxHandle  # noqa: PLC0415
+
+    assert isinstance(settings, SandboxSettings)
+    return SandboxHandle(base_url, settings.api_key.get_secret_value())
+
+
 def _serve(settings: Any) -> None:
     from worker.providers.passcreator.sandbox.server import serve  # noqa: PLC0415
 
@@ -91,6 +98,7 @@ KIND = ProviderKind(
         account_overrides=_overrides,
         running=_running,
         serve=_serve,
+        attach=_attach,
         simulate_device=callbacks.simulate_device,
     ),
     credential_hint=(

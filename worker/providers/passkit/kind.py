@@ -79,6 +79,13 @@ def _running(settings: Any) -> Iterator[RunningSandbox]:
         yield handle
 
 
+def _attach(base_url: str, settings: Any) -> RunningSandbox:
+    from worker.providers.passkit.sandbox.server import attach  # noqa: PLC0415
+
+    assert isinstance(settings, PassKitSandboxSettings)
+    return attach(base_url, settings)
+
+
 def _serve(settings: Any) -> None:
     from worker.providers.passkit.sandbox.server import serve  # noqa: PLC0415
 
@@ -104,6 +111,7 @@ KIND = ProviderKind(
         account_overrides=_overrides,
         running=_running,
         serve=_serve,
+        attach=_attach,
         simulate_device=callbacks.simulate_device,
     ),
     credential_hint=(
