@@ -11,7 +11,9 @@
   (`BENCH_CALLS_ARGS`, e.g. "--events 1000 --quiet 20");
 - `bench.engine`: passsync's engine (from the ledger, and end to end through the receiver)
   against a hand-written Celery worker, 0 and 20 ms provider latency (`BENCH_ENGINE_ARGS`,
-  e.g. "--customers 2000").
+  e.g. "--customers 2000");
+- `bench.crash_recovery`: a worker SIGKILLed during a provider call, seconds until every event
+  is handled (`BENCH_CRASH_ARGS`, e.g. "--runs 5").
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ def main() -> int:
     status |= limiter()
     status |= calls_per_event()
     status |= engine()
+    status |= crash_recovery()
     return status
+
+
+def crash_recovery() -> int:
+    args = os.environ.get("BENCH_CRASH_ARGS", "").split()
+    print("\nbenchmark: SIGKILL during a provider call, time to recover")
+    return subprocess.run(
+        [sys.executable, "-m", "bench.crash_recovery", *args], check=False
+    ).returncode
 
 
 def engine() -> int:
