@@ -11,6 +11,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.db import Base, JSONType, UTCDateTime, utcnow
 
+# The per-pass adoption state lives beside the mapping (scans read its barcodes too).
+from worker.sync.models import PassAdoption
+
+__all__ = ["AdoptionEvent", "Drift", "Kind", "PassAdoption", "ReconcileCursor"]
+
 ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -40,28 +45,6 @@ class AdoptionEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class PassAdoption(Base):
-    """Where one provider pass stands in the funnel (kept by callbacks, scans, reconcile)."""
-
-    __tablename__ = "pass_adoption"
-    __table_args__ = (Index("ix_pass_adoption_barcode", "barcode"),)
-
-    provider_pass_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    barcode: Mapped[str | None] = mapped_column(String(255), default=None)
-    template: Mapped[str | None] = mapped_column(String(255), default=None)
-    platform: Mapped[str | None] = mapped_column(String(32), default=None)
-    active_devices: Mapped[int] = mapped_column(Integer, default=0)
-    installs: Mapped[int] = mapped_column(Integer, default=0)
-    removals: Mapped[int] = mapped_column(Integer, default=0)
-    first_installed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    # A scan the provider reported (its own scanner app); our POS scans are in pass_usage.
-    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    seen_sweep: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class ReconcileCursor(Base):

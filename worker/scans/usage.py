@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from worker.adoption.models import PassAdoption
 from worker.config import Settings, UsageRule
 from worker.db import utcnow
 from worker.outbox.emit import emit
@@ -27,7 +26,7 @@ from worker.outbox.passes import pass_view
 from worker.providers.errors import NotFoundError, ProviderError, RejectedError
 from worker.providers.port import PassProvider
 from worker.scans.models import PassUsage, Scan, ScanStatus
-from worker.sync.models import PassMapping, PassStatus
+from worker.sync.models import PassAdoption, PassMapping, PassStatus
 
 FINAL = frozenset({ScanStatus.ACCEPTED, ScanStatus.REJECTED, ScanStatus.UNKNOWN, ScanStatus.FAILED})
 LIVE = (PassStatus.ACTIVE, PassStatus.VOIDED)

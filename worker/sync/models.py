@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from worker.db import Base, UTCDateTime, utcnow
@@ -53,4 +53,26 @@ class PassMapping(Base):
     # provider may be ahead of content_hash/status, so nothing is skipped as unchanged.
     unconfirmed_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class PassAdoption(Base):
+    """Where one provider pass stands in the funnel (kept by callbacks, scans, reconcile)."""
+
+    __tablename__ = "pass_adoption"
+    __table_args__ = (Index("ix_pass_adoption_barcode", "barcode"),)
+
+    provider_pass_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    barcode: Mapped[str | None] = mapped_column(String(255), default=None)
+    template: Mapped[str | None] = mapped_column(String(255), default=None)
+    platform: Mapped[str | None] = mapped_column(String(32), default=None)
+    active_devices: Mapped[int] = mapped_column(Integer, default=0)
+    installs: Mapped[int] = mapped_column(Integer, default=0)
+    removals: Mapped[int] = mapped_column(Integer, default=0)
+    first_installed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A scan the provider reported (its own scanner app); our POS scans are in pass_usage.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    seen_sweep: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
