@@ -7,7 +7,13 @@
 - `bench.limiter`: a campaign against the rate-limited sandbox, passsync's shared limiter vs
   Celery's per-task rate_limit (`BENCH_LIMITER_ARGS`, e.g. "--passes 2000 --limit 1200");
 - `bench.calls_per_event`: provider calls per event, the real engine vs the naive check-then-
-  create-or-update, on one seeded workload (`BENCH_CALLS_ARGS`, e.g. "--events 1000").
+  create-or-update, on one seeded workload, and a quiet system's latency
+  (`BENCH_CALLS_ARGS`, e.g. "--events 1000 --quiet 20");
+- `bench.engine`: passsync's engine (from the ledger, and end to end through the receiver)
+  against a hand-written Celery worker, 0 and 20 ms provider latency (`BENCH_ENGINE_ARGS`,
+  e.g. "--customers 2000");
+- `bench.crash_recovery`: a worker SIGKILLed during a provider call, seconds until every event
+  is handled (`BENCH_CRASH_ARGS`, e.g. "--runs 5").
 """
 
 from __future__ import annotations
@@ -23,7 +29,23 @@ def main() -> int:
     status |= ingest()
     status |= limiter()
     status |= calls_per_event()
+    status |= engine()
+    status |= crash_recovery()
     return status
+
+
+def crash_recovery() -> int:
+    args = os.environ.get("BENCH_CRASH_ARGS", "").split()
+    print("\nbenchmark: SIGKILL during a provider call, time to recover")
+    return subprocess.run(
+        [sys.executable, "-m", "bench.crash_recovery", *args], check=False
+    ).returncode
+
+
+def engine() -> int:
+    args = os.environ.get("BENCH_ENGINE_ARGS", "").split()
+    print("\nbenchmark: engine, passsync vs a hand-written Celery worker")
+    return subprocess.run([sys.executable, "-m", "bench.engine", *args], check=False).returncode
 
 
 def calls_per_event() -> int:

@@ -378,7 +378,8 @@ class Run:
             from bench.engine_baseline import app, sync_customer
 
             app.conf.broker_url = self.broker
-            with app.producer_or_acquire() as producer:
+            # A connection of its own: configure() of a passsync run resets kombu's pools.
+            with app.connection_for_write() as conn, app.amqp.Producer(conn) as producer:
                 for event in events:
                     sync_customer.apply_async(
                         args=[event["customer"]["id"], baseline_fields(event)], producer=producer
@@ -512,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as name:
         for latency in (int(v) for v in args.latencies.split(",")):
             for mode in args.modes.split(","):
-                phases += Run(mode, latency, args, Path(name)).execute()
-                print(table(with_ratios(list(phases))).splitlines()[-1], flush=True)
+                done = Run(mode, latency, args, Path(name)).execute()
+                phases += done
+                lines = table(with_ratios(list(phases))).splitlines()
+                print("\n".join(lines[-len(done) :]), flush=True)
     print(f"\n{args.customers} customers per phase, {args.processes} worker processes")
     print(table(with_ratios(phases)))
     if args.json:

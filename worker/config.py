@@ -232,6 +232,9 @@ class SyncSettings(_Strict):
     # events arriving within a window of its last apply wait for the window's end and
     # collapse into one provider call carrying the latest state (0: off).
     coalesce_window_ms: int = Field(default=1000, ge=0, le=60_000)
+    # A commit group's events are applied in one task, this many at a time per worker
+    # process (threads: their provider calls and database waits overlap); 1 on SQLite.
+    group_concurrency: int = Field(default=8, ge=1, le=64)
     # The lease on a pass an attempt works on: the living attempt renews it every third of
     # this (a heartbeat), so it may take longer than this; a killed worker's passes, and the
     # events it held, are taken up again within about this (see README, "Crash recovery").

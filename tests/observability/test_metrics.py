@@ -331,3 +331,29 @@ def test_multiprocess_mode_adds_up_forked_processes(tmp_path: Any) -> None:
     }
     assert samples[("passsync_dead_letters_total", (("reason", "rejected"),))] == 2.0
     assert samples[("passsync_ratelimit_holds_total", ())] == 1.0
+
+
+def test_broker_depth_counts_waiting_messages(
+    redis_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    from worker.observability.collectors import BrokerCollector
+    from worker.tasks.app import celery_app, configure, queue_depths
+
+    saved = celery_app.conf.get("broker_url"), celery_app.conf.get("broker_transport_options")
+    configure(make_settings(broker_url=redis_url))
+    try:
+        assert queue_depths(redis_url) == {"realtime": 0, "bulk": 0}
+        jobs.enqueue_events([1, 2], countdown=0)
+        assert queue_depths(redis_url) == {"realtime": 2, "bulk": 0}
+        [family] = list(BrokerCollector(lambda: queue_depths(redis_url)).collect())
+        assert {s.labels["queue"]: s.value for s in family.samples} == {
+            "bulk": 0.0,
+            "realtime": 2.0,
+        }
+
+        def down() -> dict[str, int]:
+            raise ConnectionError("broker down")
+
+        assert list(BrokerCollector(down).collect()) == []  # the scrape itself still works
+    finally:
+        celery_app.conf.update(broker_url=saved[0], broker_transport_options=saved[1])

@@ -18,7 +18,7 @@ from worker.observability import logs, metrics, tracing
 from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.ratelimit.pacing import Pacer
-from worker.sync.engine import EventNotFoundError, PassBusyError
+from worker.sync.engine import EventNotFoundError, EventResult, PassBusyError
 from worker.sync.engine import process_event as apply_event
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task
 from worker.tasks.app import REALTIME_QUEUE, celery_app
@@ -107,6 +107,10 @@ def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> st
         return _retry_or_fail(
             self, event_id, TransientError(type(exc).__name__), type(exc).__name__
         )
+    return _finished(event_id, result)
+
+
+def _finished(event_id: int, result: EventResult) -> str:
     if result.already_handled:
         metrics.event_finished(["duplicate"])
         return "duplicate"
@@ -256,18 +260,52 @@ def enqueue_events(ids: list[int], *, countdown: float = 0.0) -> None:
             )
 
 
-# A published message per id costs the receiver ~0.5 ms of CPU each; one message per commit
-# group moves that fan-out to the workers, which have the time (they wait on the provider).
-DISPATCH_CHUNK = 500
+# A published message per id costs the receiver ~0.5 ms of CPU each, and a task per event
+# costs a worker as much again: a commit group travels as messages of this many ids, each
+# applied in one task (bounded: one task stays short).
+DISPATCH_CHUNK = 50
 
 
-@celery_app.task(name="passsync.dispatch_events", acks_late=True)
+@celery_app.task(name="passsync.dispatch_events", acks_late=True, reject_on_worker_lost=True)
 def dispatch_events_task(ids: list[int], traces: dict[str, dict[str, str]] | None = None) -> int:
-    """Fan a group of ledger ids out into one process_event task each (each with the trace
-    headers of the request that recorded it, when tracing is on)."""
-    with tracing.carriers({int(k): v for k, v in (traces or {}).items()}):
-        enqueue_events(ids)
-    return len(ids)
+    """Apply a commit group's events in this one task, `sync.group_concurrency` at a time
+    (their provider calls and database waits overlap). An event that must wait (paced, a
+    claimed pass) or fails goes on as its own process_event task, with the full retry and
+    dead-letter policy. With trace headers (tracing on) the group is fanned out into one
+    process_event task each instead, so that each event continues its own trace."""
+    if traces:
+        with tracing.carriers({int(k): v for k, v in traces.items()}):
+            enqueue_events(ids)
+        return len(ids)
+    return sum(get_runtime().map_group(_apply_in_group, ids))
+
+
+def _apply_in_group(event_id: int) -> int:
+    """1 when applied (or found already handled) here, 0 when handed to its own task."""
+    runtime = get_runtime()
+    try:
+        if runtime.pacer is not None:
+            wait = _pace(runtime.pacer, event_id)
+            if wait > 0:
+                _own_task(event_id, countdown=wait)
+                return 0
+        with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
+            result = apply_event(session, event_id, runtime.sync)
+    except Exception as exc:
+        # Busy, transient, rejected, or a bug: the event's own task starts over from the
+        # ledger with the whole policy (no attempt is counted here).
+        log.info("event %s leaves its group (%s)", event_id, type(exc).__name__)
+        _own_task(event_id, countdown=0.0)
+        return 0
+    _finished(event_id, result)
+    return 1
+
+
+def _own_task(event_id: int, *, countdown: float) -> None:
+    options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
+    process_event.apply_async(
+        args=[event_id], kwargs={"paced": True}, queue=REALTIME_QUEUE, **options
+    )
 
 
 def dispatch_events(ids: list[int]) -> None:

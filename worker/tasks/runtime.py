@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from worker.audit import Actor, AuditRecorder, acting_as
 from worker.brokers import SOCKET_SCHEME, redis_client
@@ -29,6 +31,17 @@ class Runtime:
     sync: SyncContext
     audit: AuditRecorder | None = None
     pacer: Pacer | None = None  # when each customer's event may run (None: coalescing off)
+    _pool: ThreadPoolExecutor | None = None
+
+    def map_group(self, apply: Callable[[int], T], ids: list[int]) -> list[T]:
+        """`apply` over a group's ids, sync.group_concurrency at a time (one by one on
+        SQLite: one writer)."""
+        threads = 1 if self.db.is_sqlite else self.settings.sync.group_concurrency
+        if threads <= 1 or len(ids) <= 1:
+            return [apply(i) for i in ids]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="passsync-group")
+        return list(self._pool.map(apply, ids))
 
     @contextmanager
     def audited(self, actor: Actor) -> Iterator[None]:
@@ -42,6 +55,7 @@ class Runtime:
                 yield
 
 
+T = TypeVar("T")
 _lock = threading.Lock()
 _state: dict[int, Runtime] = {}
 
@@ -56,7 +70,8 @@ def get_runtime() -> Runtime:
             metrics.set_enabled(settings.metrics.enabled)
             if not tracing.enabled():  # a pool child: its own exporter thread, after the fork
                 tracing.setup_tracing(settings.tracing)
-            db = Database(settings.database_url, pool_size=2)
+            # One connection per group thread, and one for the lease renewals.
+            db = Database(settings.database_url, pool_size=settings.sync.group_concurrency + 1)
             default = registry.account(settings).name
             audit = AuditRecorder(db, provider=default)
             connect = _connector(settings, audit)
