@@ -34,10 +34,12 @@ from worker.db import Database
 from worker.inbound.models import InboundEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.migrate import upgrade
-from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
-from worker.providers.passcreator.settings import SandboxSettings
+from worker.providers import registry
+from worker.providers.port import RunningSandbox
 
 KEY = "bench-crash-key"
+KIND = registry.default_kind()  # the first registered platform's sandbox, one account of it
+ACCOUNT = f"PASSSYNC_PROVIDERS__{KIND.upper()}__"
 VISIBILITY = 3600
 
 
@@ -73,7 +75,7 @@ def _wait(check: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def one_run(sandbox: SandboxHandle, workdir: Path) -> float:
+def one_run(sandbox: RunningSandbox, workdir: Path) -> float:
     sandbox.reset()
     db_url = f"sqlite:///{workdir / 'bench.db'}"
     upgrade(db_url)
@@ -83,9 +85,9 @@ def one_run(sandbox: SandboxHandle, workdir: Path) -> float:
         "PASSSYNC_DATABASE_URL": db_url,
         "PASSSYNC_BROKER_URL": redis.url,
         "PASSSYNC_DATA_DIR": str(workdir / "data"),
-        "PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL": sandbox.base_url,
-        "PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY": KEY,
-        "PASSSYNC_PROVIDERS__PASSCREATOR__TIMEOUT_SECONDS": "60",
+        **{f"{ACCOUNT}{k.upper()}": v for k, v in sandbox.account_overrides().items()},
+        f"{ACCOUNT}KIND": KIND,
+        f"{ACCOUNT}TIMEOUT_SECONDS": "60",
         "PASSSYNC_CELERY__VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY),
         "PASSSYNC_RATELIMIT__PER_MINUTE": "60000",
         "PASSSYNC_RATELIMIT__BURST": "100",
@@ -147,8 +149,13 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     times: list[float] = []
-    settings = SandboxSettings(port=0, api_key=SecretStr(KEY))
-    with running_sandbox(settings) as sandbox:
+    kit = registry.get_kind(KIND).sandbox
+    assert kit is not None
+    fields = kit.settings_model.model_fields
+    settings = kit.settings_model(
+        port=0, **({"api_key": SecretStr(KEY)} if "api_key" in fields else {})
+    )
+    with kit.running(settings) as sandbox:
         for run in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
                 times.append(one_run(sandbox, Path(tmp)))
