@@ -4,6 +4,8 @@
   receiver, worker and sandbox; provider calls per event);
 - `bench.ingest`: the receiver against a bare endpoint (needs the machine's Postgres and Redis;
   `BENCH_INGEST_ARGS` passes options, e.g. "--soak-seconds 0");
+- `bench.ingest.metrics`: the receiver with metrics on vs off, alternating rounds
+  (`BENCH_METRICS_ARGS`, e.g. "--rounds 3");
 - `bench.limiter`: a campaign against the rate-limited sandbox, passsync's shared limiter vs
   Celery's per-task rate_limit (`BENCH_LIMITER_ARGS`, e.g. "--passes 2000 --limit 1200");
 - `bench.calls_per_event`: provider calls per event, the real engine vs the naive check-then-
@@ -27,11 +29,20 @@ import sys
 def main() -> int:
     status = demo()
     status |= ingest()
+    status |= ingest_metrics()
     status |= limiter()
     status |= calls_per_event()
     status |= engine()
     status |= crash_recovery()
     return status
+
+
+def ingest_metrics() -> int:
+    args = os.environ.get("BENCH_METRICS_ARGS", "").split()
+    print("\nbenchmark: receiver events/s with metrics on vs off (Postgres and Redis here)")
+    return subprocess.run(
+        [sys.executable, "-m", "bench.ingest.metrics", *args], check=False
+    ).returncode
 
 
 def crash_recovery() -> int:
