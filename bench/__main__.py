@@ -4,6 +4,8 @@
   receiver, worker and sandbox; provider calls per event);
 - `bench.ingest`: the receiver against a bare endpoint (needs the machine's Postgres and Redis;
   `BENCH_INGEST_ARGS` passes options, e.g. "--soak-seconds 0");
+- `bench.ingest.metrics`: the receiver with metrics on vs off, alternating rounds
+  (`BENCH_METRICS_ARGS`, e.g. "--rounds 3");
 - `bench.limiter`: a campaign against the rate-limited sandbox, passsync's shared limiter vs
   Celery's per-task rate_limit (`BENCH_LIMITER_ARGS`, e.g. "--passes 2000 --limit 1200");
 - `bench.calls_per_event`: provider calls per event, the real engine vs the naive check-then-
@@ -11,7 +13,9 @@
   (`BENCH_CALLS_ARGS`, e.g. "--events 1000 --quiet 20");
 - `bench.engine`: passsync's engine (from the ledger, and end to end through the receiver)
   against a hand-written Celery worker, 0 and 20 ms provider latency (`BENCH_ENGINE_ARGS`,
-  e.g. "--customers 2000").
+  e.g. "--customers 2000");
+- `bench.crash_recovery`: a worker SIGKILLed during a provider call, seconds until every event
+  is handled (`BENCH_CRASH_ARGS`, e.g. "--runs 5").
 """
 
 from __future__ import annotations
@@ -25,10 +29,28 @@ import sys
 def main() -> int:
     status = demo()
     status |= ingest()
+    status |= ingest_metrics()
     status |= limiter()
     status |= calls_per_event()
     status |= engine()
+    status |= crash_recovery()
     return status
+
+
+def ingest_metrics() -> int:
+    args = os.environ.get("BENCH_METRICS_ARGS", "").split()
+    print("\nbenchmark: receiver events/s with metrics on vs off (Postgres and Redis here)")
+    return subprocess.run(
+        [sys.executable, "-m", "bench.ingest.metrics", *args], check=False
+    ).returncode
+
+
+def crash_recovery() -> int:
+    args = os.environ.get("BENCH_CRASH_ARGS", "").split()
+    print("\nbenchmark: SIGKILL during a provider call, time to recover")
+    return subprocess.run(
+        [sys.executable, "-m", "bench.crash_recovery", *args], check=False
+    ).returncode
 
 
 def engine() -> int:

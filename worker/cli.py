@@ -473,15 +473,36 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     keep: Annotated[bool, typer.Option(help="Keep the demo's data directory.")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Where the demo keeps its data.")] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="Run it on one account of this platform kind (its sandbox)."),
+    ] = None,
+    mixed: Annotated[
+        bool, typer.Option(help="Two accounts at once (two platforms when there are two).")
+    ] = False,
 ) -> None:
     """Run the embedded stack, send a generated workload through the real receiver, verify it
-    against the provider's own state and print a report. Exits 1 on any lost or twin pass."""
+    against each account's own sandbox state and print a report. Exits 1 on any lost or
+    twin pass or wrong field."""
     from worker.demo import DemoOptions, run_demo
 
     options = DemoOptions(
-        customers=customers, events=events, seed=seed, keep=keep, data_dir=data_dir
+        customers=customers,
+        events=events,
+        seed=seed,
+        keep=keep,
+        data_dir=data_dir,
+        provider=provider,
+        mixed=mixed,
     )
-    report = run_demo(options, console=console, as_json=as_json)
+    if provider is not None and mixed:
+        console.print("[red]give --provider or --mixed, not both[/red]")
+        raise typer.Exit(2)
+    try:
+        report = run_demo(options, console=console, as_json=as_json)
+    except LookupError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(2) from None
     if not report.ok:
         raise typer.Exit(1)
 

@@ -61,6 +61,11 @@ class DemoOptions:
     drain_timeout_seconds: float = 600.0
     keep: bool = False
     data_dir: Path | None = None
+    # One account of this platform kind (named after it) instead of the configured default.
+    provider: str | None = None
+    # Two accounts at once: the loyalty card on the first, a member card on the second (two
+    # platforms when two registered kinds have a sandbox, else two accounts of one).
+    mixed: bool = False
 
 
 @dataclass
@@ -93,6 +98,8 @@ class DemoReport:
     passes_not_issued: int = 0
     elapsed_seconds: float = 0.0
     events_per_second: float = 0.0
+    # account -> "<kind>: <passes at its sandbox>" (each checked against its own sandbox)
+    accounts: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -174,7 +181,17 @@ def delivery_plan(events: list[CanonicalEvent], options: DemoOptions) -> list[li
 
 
 def expected_passes(events: list[CanonicalEvent], settings: Settings) -> dict[str, dict[str, Any]]:
-    """userProvidedId -> the fields the newest matching event asks for."""
+    """userProvidedId -> the fields the newest matching event asks for (every account's)."""
+    found: dict[str, dict[str, Any]] = {}
+    for passes in expected_by_account(events, settings).values():
+        found |= passes
+    return found
+
+
+def expected_by_account(
+    events: list[CanonicalEvent], settings: Settings
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """account -> userProvidedId -> the fields the newest matching event asks for."""
     newest: dict[tuple[str, str], tuple[tuple[datetime, str], dict[str, Any]]] = {}
     rules = compile_rules(settings.sync)
     for event in events:
@@ -184,14 +201,79 @@ def expected_passes(events: list[CanonicalEvent], settings: Settings) -> dict[st
             if key not in newest or order > newest[key][0]:
                 newest[key] = (order, desired.fields)
     prefix = settings.sync.external_id_prefix
-    return {
-        user_provided_id(prefix, pass_key, customer): fields
-        for (customer, pass_key), (_, fields) in newest.items()
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for (customer, pass_key), (_, fields) in newest.items():
+        upid = user_provided_id(prefix, pass_key, customer)
+        found.setdefault(rules.account_of(pass_key), {})[upid] = fields
+    return found
+
+
+def demo_accounts(options: DemoOptions) -> dict[str, str]:
+    """The environment that gives the demo its accounts (and, mixed, its two rules); {} keeps
+    the configured default account. Raises LookupError for a kind without a sandbox."""
+    with_sandbox = [k for k in registry.kinds() if registry.get_kind(k).sandbox is not None]
+    if options.provider is not None:
+        if options.provider not in with_sandbox:
+            raise LookupError(
+                f"no sandbox for provider {options.provider!r}; "
+                f"kinds with one: {', '.join(with_sandbox)}"
+            )
+        kind = options.provider
+        return {f"PASSSYNC_PROVIDERS__{kind.upper()}__KIND": kind, DEFAULT_ACCOUNT_ENV: kind}
+    if not options.mixed:
+        return {}
+    kinds = with_sandbox[:2] if len(with_sandbox) > 1 else with_sandbox[:1] * 2
+    names = kinds if len(set(kinds)) == 2 else ["brand_a", "brand_b"]
+    env = {f"PASSSYNC_PROVIDERS__{n.upper()}__KIND": k for n, k in zip(names, kinds, strict=True)}
+    card = {
+        "firstName": "customer.first_name",
+        "lastName": "customer.last_name",
+        "email": "customer.email",
+        "tier": "customer.attributes.tier",
+        "points": "customer.attributes.points",
     }
+    on = ["customer.created", "customer.updated"]
+    rules = [
+        {
+            "name": "loyalty_card",
+            "on": on,
+            "actions": [
+                {
+                    "upsert": "loyalty",
+                    "account": names[0],
+                    "template": "Loyalty Card",
+                    "fields": card,
+                }
+            ],
+        },
+        {
+            "name": "member_card",
+            "on": on,
+            "actions": [
+                {
+                    "upsert": "member",
+                    "account": names[1],
+                    "template": "Loyalty Card",
+                    "fields": card,
+                }
+            ],
+        },
+    ]
+    return env | {DEFAULT_ACCOUNT_ENV: names[0], "PASSSYNC_SYNC__RULES": json.dumps(rules)}
+
+
+DEFAULT_ACCOUNT_ENV = "PASSSYNC_SYNC__DEFAULT_ACCOUNT"
 
 
 def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoReport:
+    # The demo's accounts reach every process of the stack through the environment.
+    os.environ.update(demo_accounts(options))
     settings = load_settings()
+    # Only the rules' accounts are served (a sandbox each); others in the config are left out.
+    rules = compile_rules(settings.sync, registry.capabilities(settings))
+    used = sorted({rules.account_of(key) for key in rules.templates}) or [
+        registry.account(settings).name
+    ]
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="passsync-demo-"))
     demo_settings = settings.model_copy(
         update={
@@ -204,10 +286,13 @@ def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoRe
         settings=demo_settings,
         data_dir=data_dir,
         api_port=free_port(),
-        sandboxes={registry.account(demo_settings).name: 0},
+        sandboxes=dict.fromkeys(used, 0),
         log_to_files=True,
         extra_env={
-            "PASSSYNC_SANDBOX__RATE_LIMIT_PER_MINUTE": str(options.provider_rate_per_minute)
+            f"PASSSYNC_PROVIDERS__{name.upper()}__SANDBOX__RATE_LIMIT_PER_MINUTE": str(
+                options.provider_rate_per_minute
+            )
+            for name in used
         },
     )
     report = DemoReport()
@@ -231,10 +316,10 @@ def run_demo(options: DemoOptions, *, console: Console, as_json: bool) -> DemoRe
             timeout=options.drain_timeout_seconds,
         )
         # Issue 6: scans as usage, then the adoption funnel.
-        account = registry.account(demo_settings).name
-        report.problems += demo_installs(
-            account, stack.sandbox_url_of(account), stack.api_url, callback_token, demo_settings
-        )
+        for account in used:
+            report.problems += demo_installs(
+                account, stack.sandbox_url_of(account), stack.api_url, callback_token, demo_settings
+            )
         report.problems += demo_scans(stack.api_url, pos_secret, demo_settings, console)
     finally:
         stack.stop()
@@ -279,7 +364,8 @@ def _drive(
         _count_ledger(database, report)
     finally:
         database.dispose()
-    _check_provider(stack, expected_passes(events, settings), report)
+    for account, passes in expected_by_account(events, settings).items():
+        _check_provider(stack, settings, account, passes, report)
 
 
 def _send_all(
@@ -346,30 +432,47 @@ def _count_ledger(database: Database, report: DemoReport) -> None:
     report.events_lost = report.events_generated - report.events_handled - report.events_failed
 
 
-def _check_provider(stack: Stack, expected: dict[str, dict[str, Any]], report: DemoReport) -> None:
-    passes = httpx.get(stack.sandbox_url + "/_sandbox/passes", timeout=30).json()["passes"]
-    stats = httpx.get(stack.sandbox_url + "/_sandbox/stats", timeout=30).json()
-    live = [p for p in passes if not p.get("deleted")]
-    by_id: dict[str, list[dict[str, Any]]] = {}
+def _check_provider(
+    stack: Stack,
+    settings: Settings,
+    account: str,
+    expected: dict[str, dict[str, Any]],
+    report: DemoReport,
+) -> None:
+    """Compare what the account's own sandbox holds (its neutral state) with the model."""
+    chosen = registry.account(settings, account)
+    kit = chosen.kind.sandbox
+    assert kit is not None  # the demo serves only accounts whose platform has a sandbox
+    if kit.attach is None:
+        report.problems.append(f"{account}: {chosen.kind.title}'s sandbox cannot be inspected")
+        report.passes_missing += len(expected)
+        return
+    sandbox = kit.attach(stack.sandbox_url_of(account), chosen.sandbox_settings)
+    live = [p for p in sandbox.state() if not p.deleted]
+    stats = sandbox.stats()
+    by_id: dict[str, list[Any]] = {}
     for item in live:
-        by_id.setdefault(str(item.get("userProvidedId")), []).append(item)
-    report.passes_expected = len(expected)
-    report.passes_at_provider = len(live)
+        by_id.setdefault(str(item.external_id), []).append(item)
+    report.passes_expected += len(expected)
+    report.passes_at_provider += len(live)
+    report.accounts[account] = f"{chosen.kind.kind}: {len(live)} passes"
     for upid, fields in expected.items():
         found = by_id.get(upid, [])
         if not found:
             report.passes_missing += 1
-            report.problems.append(f"no pass for {upid}")
+            report.problems.append(f"{account}: no pass for {upid}")
         elif len(found) > 1:
             report.passes_duplicated += 1
-            report.problems.append(f"{len(found)} passes for {upid}")
-        elif any(found[0].get("fields", {}).get(k) != v for k, v in fields.items()):
+            report.problems.append(f"{account}: {len(found)} passes for {upid}")
+        elif any(found[0].fields.get(k) != v for k, v in fields.items()):
             report.passes_wrong_fields += 1
-            report.problems.append(f"{upid} shows {found[0].get('fields')}, expected {fields}")
-    report.passes_created = int(stats.get("creates", 0))
-    report.passes_updated = int(stats.get("writes", 0)) - report.passes_created
-    report.provider_calls = int(sum(stats.get("calls", {}).values()))
-    report.provider_429s = int(stats.get("rate_limited", 0))
+            report.problems.append(f"{account}: {upid} shows {found[0].fields}, expected {fields}")
+    created = int(stats.get("creates", 0))
+    report.passes_created += created
+    report.passes_updated += max(0, int(stats.get("writes", created)) - created)
+    calls = stats.get("calls", {})
+    report.provider_calls += int(sum(calls.values()) if isinstance(calls, dict) else calls)
+    report.provider_429s += int(stats.get("rate_limited", 0))
 
 
 class OutboundReceiver:
