@@ -23,9 +23,15 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create `path` empty if it is missing, and make it 0600 (before anything is written)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
-    os.close(fd)
+    """Create `path` empty if it is missing, and make it 0600 (before anything is written).
+
+    An existing file is never opened: closing any descriptor of a SQLite database drops
+    every POSIX lock this process holds on it (other connections' locks included), which
+    lets another process's commit be lost.
+    """
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        os.close(fd)
     with contextlib.suppress(PermissionError):
         os.chmod(path, FILE_MODE)
     return path
