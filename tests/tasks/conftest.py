@@ -72,6 +72,9 @@ def harness(
         # of its own keeps this test's budget apart from any other run on the same Redis.
         "PASSSYNC_RATELIMIT__PER_MINUTE": "60000",
         "PASSSYNC_RATELIMIT__BURST": "100",
+        # Known gap: a countdown (the pacer's trailing-edge wait) is not delivered back on
+        # RabbitMQ yet, so these scenarios run without coalescing; see the README.
+        "PASSSYNC_SYNC__COALESCE_WINDOW_MS": "0",
         "PASSSYNC_RATELIMIT__KEY_PREFIX": f"passsync:ratelimit:{uuid.uuid4().hex[:8]}",
     }
     for key, value in env.items():
@@ -122,6 +125,9 @@ def rabbit_harness(
         "PASSSYNC_SYNC__RETRY_MAX_SECONDS": "2",
         "PASSSYNC_RATELIMIT__PER_MINUTE": "60000",
         "PASSSYNC_RATELIMIT__BURST": "100",
+        # Known gap: a countdown (the pacer's trailing-edge wait) is not delivered back on
+        # RabbitMQ yet, so these scenarios run without coalescing; see the README.
+        "PASSSYNC_SYNC__COALESCE_WINDOW_MS": "0",
         "PASSSYNC_RATELIMIT__KEY_PREFIX": f"passsync:ratelimit:{uuid.uuid4().hex[:8]}",
     }
     for key, value in env.items():
