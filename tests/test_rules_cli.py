@@ -105,7 +105,7 @@ def test_check_with_provider_reports_templates_the_provider_lacks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     provider = MemoryProvider(templates={"tpl-1": "Welcome Discount"})
-    monkeypatch.setattr(rules_command, "build_provider", lambda _settings, **_: provider)
+    monkeypatch.setattr(rules_command, "build_provider", lambda _settings, *_a, **_: provider)
     result = invoke("rules", "check", "--provider", str(write(tmp_path, "c.yaml", GOOD)))
     assert result.exit_code == 1
     assert result.output.strip() == (
@@ -137,7 +137,7 @@ def test_worker_start_refuses_unknown_templates_but_not_an_unreachable_provider(
 ) -> None:
     settings = settings_with(GOOD)
     provider = MemoryProvider(templates={"tpl-1": "Other"})
-    monkeypatch.setattr(rules_command, "build_provider", lambda _settings, **_: provider)
+    monkeypatch.setattr(rules_command, "build_provider", lambda _settings, *_a, **_: provider)
     with pytest.raises(RulesError, match="rule 'card': template 'Loyalty Card' not found"):
         check_templates_at_start(settings)
     provider.fail_next["list_templates"] = [TransientError("connection refused")]

@@ -93,6 +93,9 @@ class MemoryProvider:
             self._leave("update")
             return self._view(stored)
 
+    def close(self) -> None:
+        """Nothing to release (the real clients close their HTTP pools)."""
+
     def get_pass(self, identifier: str) -> ProviderPass:
         with self._lock:
             self._enter("get")
