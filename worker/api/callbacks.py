@@ -56,6 +56,26 @@ async def receive_callback(
     platform's parser reads the event from `?event=` (when passsync subscribed one URL per
     event) or the body.
     """
+    return await _receive(request, account, token, {"event": event} if event else {})
+
+
+@router.post(
+    "/providers/{account}/callbacks/{token}/{path:path}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(400, 401, 404, 413, 422, 503),
+)
+async def receive_callback_at_path(
+    request: Request, account: str, token: str, path: str
+) -> CallbackAnswer:
+    """For platforms that append their own paths to a registered base URL (Airship posts to
+    `{baseUrl}/v1/pass/install`): the token is the path segment after /callbacks, compared
+    like the query token; the appended path reaches the platform's parser as `path`."""
+    return await _receive(request, account, token, {"path": path[:255]})
+
+
+async def _receive(
+    request: Request, account: str, token: str, query: dict[str, str]
+) -> CallbackAnswer:
     ctx = await get_context(request)
     secret = ctx.settings.callbacks.secret
     if secret is None or not _same(token, secret.get_secret_value()):
@@ -73,7 +93,6 @@ async def receive_callback(
     delivery = _delivery_id(headers.pop("webhook-id", None))
     if delivery is not None:
         headers["webhook-id"] = delivery
-    query = {"event": event} if event else {}
     try:
         facts = parse(CallbackRequest(query=query, headers=headers, body=raw))
     except CallbackError as exc:
