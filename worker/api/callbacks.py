@@ -67,7 +67,7 @@ async def receive_callback(
 async def receive_callback_at_path(
     request: Request, account: str, token: str, path: str
 ) -> CallbackAnswer:
-    """For platforms that append their own paths to a registered base URL (Airship posts to
+    """For platforms that append their own paths to a registered base URL (e.g.
     `{baseUrl}/v1/pass/install`): the token is the path segment after /callbacks, compared
     like the query token; the appended path reaches the platform's parser as `path`."""
     return await _receive(request, account, token, {"path": path[:255]})
