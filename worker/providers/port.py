@@ -147,11 +147,14 @@ FactKind = Literal["created", "installed", "removed", "voided", "scanned"]
 
 @dataclass(frozen=True)
 class CallbackRequest:
-    """One POST to /providers/{account}/callbacks, already authenticated by the core."""
+    """One request to /providers/{account}/callbacks[/path], already authenticated by the core
+    (its method is one of the kind's `callback_methods`, its path matches `callback_path`)."""
 
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lower-case names
     body: bytes
+    method: str = "POST"
+    path: str = ""  # what follows /callbacks ("" or e.g. "/v1/pass/install")
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,11 @@ class ProviderKind:
     budget_identity: Callable[[Any], str] = lambda settings: ""
     # Provider callbacks -> neutral facts (an empty list: an event passsync does not track).
     parse_callback: Callable[[CallbackRequest], list[CallbackFact]] | None = None
+    # The HTTP methods the platform calls back with (others: 405 with this Allow), and the
+    # paths it appends to the callbacks URL: a regular expression the path after /callbacks
+    # must match in full (None: the callbacks URL itself only).
+    callback_methods: frozenset[str] = frozenset({"POST"})
+    callback_path: str | None = None
     # The events passsync subscribes callbacks for (when callbacks.events is empty), and
     # how: (client, callback URL of the account, token, events) -> the events newly added;
     # idempotent. None: callbacks are set up in the platform's own console.

@@ -73,6 +73,16 @@ def get_kind(kind: str) -> ProviderKind:
     return descriptor
 
 
+def callback_methods() -> list[str]:
+    """Every HTTP method some registered kind calls back with (the callbacks route's methods)."""
+    found: set[str] = set()
+    for kind in KINDS:
+        descriptor = get_kind(kind)
+        if descriptor.parse_callback is not None:
+            found |= descriptor.callback_methods
+    return sorted(found or {"POST"})
+
+
 def settings_model(kind: str) -> type[AccountSettings]:
     return get_kind(kind).settings_model
 
