@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.providers.passkit import callbacks
 from worker.providers.passkit.settings import PassKitSandboxSettings, PassKitSettings
 from worker.providers.port import (
     ClosableProvider,
+    CredentialInfo,
     OnAttempt,
     PassCatalog,
     ProviderKind,
@@ -58,6 +60,29 @@ def budget_identity(settings: Any) -> str:
     pk = _settings(settings)
     key = pk.api_key.get_secret_value() if pk.api_key is not None else ""
     return f"{pk.api_base()}|{key}"
+
+
+def describe_credential(settings: Any, client: Any) -> CredentialInfo:
+    """A fresh JWT per request (no expiry to show), or a long-lived token whose `exp` claim,
+    when it is a JWT that carries one, is its expiry."""
+    pk = _settings(settings)
+    if pk.auth == "jwt":
+        return CredentialInfo(auth_scheme="jwt", region=pk.region)
+    token = pk.api_key.get_secret_value() if pk.api_key is not None else ""
+    return CredentialInfo(
+        auth_scheme="long_lived_token", region=pk.region, token_expires_at=_jwt_expiry(token)
+    )
+
+
+def _jwt_expiry(token: str) -> datetime | None:
+    import jwt  # noqa: PLC0415
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None  # not a JWT: its expiry is not known here
+    exp = claims.get("exp")
+    return datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
 
 
 def _overrides(settings: Any, base_url: str) -> dict[str, str]:
@@ -114,6 +139,7 @@ KIND = ProviderKind(
         attach=_attach,
         simulate_device=callbacks.simulate_device,
     ),
+    describe_credential=describe_credential,
     credential_hint=(
         "set PASSSYNC_PROVIDERS__{ACCOUNT}__API_KEY and __API_SECRET (PassKit portal: developer "
         "tools, REST credentials) or __LONG_LIVED_TOKEN, and `region` (pub1 or pub2); leave "
