@@ -43,12 +43,12 @@ from worker.db import utcnow
 from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.inbound.status import MAX_ERROR_CHARS, UNFINISHED
-from worker.outbox.passes import emit_pass_changes
 from worker.providers import registry
 from worker.providers.errors import AlreadyExistsError, NotFoundError, RejectedError
 from worker.providers.port import PassProvider, ProviderPass
 from worker.sync.lease import Lease, LeaseKeeper
 from worker.sync.models import PassMapping, PassStatus
+from worker.sync.outbound import emit_pass_changes
 from worker.sync.rules import (
     PassPlan,
     RuleSet,

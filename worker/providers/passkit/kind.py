@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.providers.common.kind import sandbox_kit
 from worker.providers.passkit import callbacks
 from worker.providers.passkit.settings import PassKitSandboxSettings, PassKitSettings
 from worker.providers.port import (
@@ -15,8 +15,6 @@ from worker.providers.port import (
     OnAttempt,
     PassCatalog,
     ProviderKind,
-    RunningSandbox,
-    SandboxKit,
     TakeSlot,
     TemplateField,
 )
@@ -95,29 +93,6 @@ def _overrides(settings: Any, base_url: str) -> dict[str, str]:
     }
 
 
-@contextmanager
-def _running(settings: Any) -> Iterator[RunningSandbox]:
-    from worker.providers.passkit.sandbox.server import running_sandbox  # noqa: PLC0415
-
-    assert isinstance(settings, PassKitSandboxSettings)
-    with running_sandbox(settings) as handle:
-        yield handle
-
-
-def _attach(base_url: str, settings: Any) -> RunningSandbox:
-    from worker.providers.passkit.sandbox.server import attach  # noqa: PLC0415
-
-    assert isinstance(settings, PassKitSandboxSettings)
-    return attach(base_url, settings)
-
-
-def _serve(settings: Any) -> None:
-    from worker.providers.passkit.sandbox.server import serve  # noqa: PLC0415
-
-    assert isinstance(settings, PassKitSandboxSettings)
-    serve(settings)
-
-
 KIND = ProviderKind(
     kind="passkit",
     title="PassKit",
@@ -131,12 +106,10 @@ KIND = ProviderKind(
     parse_callback=callbacks.parse_callback,
     callback_events=callbacks.SUBSCRIBED,
     subscribe_callbacks=callbacks.subscribe,
-    sandbox=SandboxKit(
-        settings_model=PassKitSandboxSettings,
-        account_overrides=_overrides,
-        running=_running,
-        serve=_serve,
-        attach=_attach,
+    sandbox=sandbox_kit(
+        "worker.providers.passkit.sandbox.server",
+        PassKitSandboxSettings,
+        _overrides,
         simulate_device=callbacks.simulate_device,
     ),
     describe_credential=describe_credential,
