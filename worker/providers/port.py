@@ -276,6 +276,30 @@ class SandboxKit:
     simulate_device: Callable[[str, str, str, str], bool] | None = None
 
 
+# -- credentials: what can be said of an account's credential without showing it -------------
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    """An account's credential described for people (`passsync accounts`, /api/accounts):
+    never the secret itself, nor any part or digest of it."""
+
+    # How the account authenticates, in the platform's words: "api_key" (a static key in a
+    # header), "jwt" (a token signed per request), "long_lived_token", "basic",
+    # "oauth2_client_credentials", ...
+    auth_scheme: str
+    # The platform region the account lives in; None: the platform has no regions.
+    region: str | None = None
+    # When the token in use expires (UTC); None: the credential does not expire, or no token
+    # has been fetched yet (a kind with expiring tokens reports it once its client has one).
+    token_expires_at: datetime | None = None
+
+
+def static_api_key(settings: Any, client: Any) -> CredentialInfo:
+    """The default description: a static API key, no region, no expiry."""
+    return CredentialInfo(auth_scheme="api_key")
+
+
 # -- the descriptor --------------------------------------------------------------------------
 
 
@@ -320,6 +344,13 @@ class ProviderKind:
     sandbox: SandboxKit | None = None
     # Lines for `passsync doctor` / error messages: how to set this kind's credentials.
     credential_hint: str = ""
+    # (account settings, a client from build_client or None) -> the credential described
+    # without its secret (`passsync accounts`, /api/accounts). With a client that has made a
+    # call (the check), a kind with expiring tokens reports the current token's expiry.
+    describe_credential: Callable[[Any, Any], CredentialInfo] = static_api_key
+    # The account settings that hold secrets: never shown, accepted from the environment or
+    # the secrets file (`credentials.secrets_file`), reloaded by `passsync accounts rotate`.
+    secret_fields: tuple[str, ...] = ("api_key", "secret")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def supports(self, capability: Capability) -> bool:

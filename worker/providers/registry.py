@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from worker.providers.port import AccountSettings, ClosableProvider, ProviderKind
+from worker.providers.port import (
+    AccountSettings,
+    ClosableProvider,
+    CredentialInfo,
+    ProviderKind,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from worker.config import Settings
@@ -101,6 +106,11 @@ class Account:
     @property
     def has_credentials(self) -> bool:
         return self.kind.has_credentials(self.settings)
+
+    def describe_credential(self, client: Any = None) -> CredentialInfo:
+        """Auth scheme, region and token expiry of this account's credential (no secret);
+        `client`: one built by build_client that has made a call, for a token's expiry."""
+        return self.kind.describe_credential(self.settings, client)
 
     def pointed_at(self, overrides: Mapping[str, Any]) -> AccountSettings:
         """This account's settings with `overrides` applied and validated (e.g. a sandbox's
