@@ -75,7 +75,8 @@ class PassProvider(Protocol):
 
     `user_provided_id` is the neutral external id passsync gives a pass (sync.external_id_prefix
     + pass key + customer id): one pass per external id, a second create raises
-    AlreadyExistsError (the engine then adopts the pass by `get_pass(external id)`).
+    AlreadyExistsError (the engine then adopts the pass by `get_pass(external id,
+    template_id=...)`, one lookup where external ids are unique per template or program).
     A method for a capability the kind lacks raises RejectedError.
     """
 
@@ -91,8 +92,12 @@ class PassProvider(Protocol):
         """Merge `fields` into the pass; NotFoundError if it is gone."""
         ...
 
-    def get_pass(self, identifier: str) -> ProviderPass:
-        """By provider pass id or user-provided id; NotFoundError if unknown."""
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
+        """By provider pass id or user-provided id; NotFoundError if unknown.
+
+        `template_id`, when the caller knows it (the template the pass was created from),
+        lets a platform whose external ids are unique per template or program look there
+        only, in one call; a platform with account-wide ids ignores it."""
         ...
 
     def list_templates(self) -> list[ProviderTemplate]: ...
