@@ -207,7 +207,7 @@ def test_installs_and_removals_call_back_the_registered_target(
     facts = [
         parse_callback(
             CallbackRequest(
-                query={"path": path.split("/s3cret/")[1]}, headers={}, body=json.dumps(b).encode()
+                query={}, headers={}, body=json.dumps(b).encode(), path=path.split("/s3cret")[1]
             )
         )[0]
         for path, _, b in receiver.calls

@@ -5,7 +5,8 @@ Airship POSTs to `{baseUrl}/v1/pass/install`, `/v1/pass/uninstall` and
 `{passId, templateId, serialNumber, createdAt, updatedAt, externalId, platform}`. The vendor
 signs nothing (V): passsync registers a base URL that carries its secret token as a path
 segment (`.../providers/<account>/callbacks/<token>`), which the core compares in constant
-time before this parser runs; the appended path arrives here as `query["path"]`.
+time before this parser runs (and checks the appended path against `CALLBACK_PATH`); the
+appended path arrives here as `request.path`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import httpx
 from worker.providers.port import CallbackError, CallbackFact, CallbackRequest, FactKind
 
 EVENTS: dict[str, FactKind] = {"install": "installed", "uninstall": "removed"}
+# The paths Airship appends to the base URL (with or without /v1: the docs disagree).
+CALLBACK_PATH = r"(/v1)?/pass/(install|uninstall|[0-9]+/personalize)"
 # Airship has one callback target per project; both events come to it.
 SUBSCRIBED = ("install", "uninstall")
 
@@ -37,7 +40,7 @@ def event_of(path: str) -> str | None:
 
 def parse_callback(request: CallbackRequest) -> list[CallbackFact]:
     """One fact per install or uninstall; personalize and anything else give none."""
-    name = event_of(request.query.get("path", "")) or request.query.get("event")
+    name = event_of(request.path) or request.query.get("event")
     kind = EVENTS.get(name or "")
     payload = _object(request.body)
     if kind is None:

@@ -199,8 +199,12 @@ class AirshipClient:
         self._update(pass_id, body, "update")
         return ProviderPass(pass_id=pass_id, fields=fields)
 
-    def get_pass(self, identifier: str) -> ProviderPass:
-        """By Airship pass id (digits) or by external id; NotFoundError if unknown."""
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
+        """By Airship pass id (digits) or by external id; NotFoundError if unknown.
+
+        Airship's documented lookup by external id (`GET /pass/id/{externalId}`) takes no
+        template, so `template_id` is not needed (passsync's external ids are unique anyway).
+        """
         if identifier.isdigit():
             try:
                 return self._pass(self.get_raw(identifier))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.providers.airship import callbacks
@@ -10,6 +11,7 @@ from worker.providers.airship.settings import AirshipSandboxSettings, AirshipSet
 from worker.providers.common.kind import sandbox_kit
 from worker.providers.port import (
     ClosableProvider,
+    CredentialInfo,
     OnAttempt,
     PassCatalog,
     ProviderKind,
@@ -51,6 +53,24 @@ def budget_identity(settings: Any) -> str:
     return f"{s.api_base()}|{key}"
 
 
+def describe_credential(settings: Any, client: Any) -> CredentialInfo:
+    """Basic (a permanent project key and secret) or OAuth2 client credentials, whose current
+    token's expiry is known once the client has fetched one."""
+    s = _settings(settings)
+    if s.auth == "basic":
+        return CredentialInfo(auth_scheme="basic", region=s.region)
+    token = getattr(client, "token", None)
+    current = token() if callable(token) else None
+    expires = getattr(current, "expires_at", None)
+    return CredentialInfo(
+        auth_scheme="oauth2_client_credentials",
+        region=s.region,
+        token_expires_at=(
+            datetime.fromtimestamp(expires, tz=UTC) if isinstance(expires, int | float) else None
+        ),
+    )
+
+
 def _overrides(settings: Any, base_url: str) -> dict[str, str]:
     assert isinstance(settings, AirshipSandboxSettings)
     base = base_url.rstrip("/").removesuffix("/v1")
@@ -75,6 +95,7 @@ KIND = ProviderKind(
     actions=_actions,
     catalog=_catalog,
     parse_callback=callbacks.parse_callback,
+    callback_path=callbacks.CALLBACK_PATH,
     callback_events=callbacks.SUBSCRIBED,
     subscribe_callbacks=callbacks.subscribe,
     sandbox=sandbox_kit(
@@ -83,6 +104,7 @@ KIND = ProviderKind(
         _overrides,
         simulate_device=callbacks.simulate_device,
     ),
+    describe_credential=describe_credential,
     credential_hint=(
         "set PASSSYNC_PROVIDERS__{ACCOUNT}__API_KEY and __SECRET: the Wallet project's key and "
         "secret (auth: basic; dashboard Settings > API) or an OAuth client id and secret "

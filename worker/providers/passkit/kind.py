@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.providers.common.kind import sandbox_kit
@@ -10,6 +11,7 @@ from worker.providers.passkit import callbacks
 from worker.providers.passkit.settings import PassKitSandboxSettings, PassKitSettings
 from worker.providers.port import (
     ClosableProvider,
+    CredentialInfo,
     OnAttempt,
     PassCatalog,
     ProviderKind,
@@ -58,6 +60,29 @@ def budget_identity(settings: Any) -> str:
     return f"{pk.api_base()}|{key}"
 
 
+def describe_credential(settings: Any, client: Any) -> CredentialInfo:
+    """A fresh JWT per request (no expiry to show), or a long-lived token whose `exp` claim,
+    when it is a JWT that carries one, is its expiry."""
+    pk = _settings(settings)
+    if pk.auth == "jwt":
+        return CredentialInfo(auth_scheme="jwt", region=pk.region)
+    token = pk.api_key.get_secret_value() if pk.api_key is not None else ""
+    return CredentialInfo(
+        auth_scheme="long_lived_token", region=pk.region, token_expires_at=_jwt_expiry(token)
+    )
+
+
+def _jwt_expiry(token: str) -> datetime | None:
+    import jwt  # noqa: PLC0415
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None  # not a JWT: its expiry is not known here
+    exp = claims.get("exp")
+    return datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
+
+
 def _overrides(settings: Any, base_url: str) -> dict[str, str]:
     assert isinstance(settings, PassKitSandboxSettings)
     return {
@@ -79,6 +104,7 @@ KIND = ProviderKind(
     catalog=_catalog,
     template_fields=_template_fields,
     parse_callback=callbacks.parse_callback,
+    callback_methods=callbacks.METHODS,
     callback_events=callbacks.SUBSCRIBED,
     subscribe_callbacks=callbacks.subscribe,
     sandbox=sandbox_kit(
@@ -87,6 +113,7 @@ KIND = ProviderKind(
         _overrides,
         simulate_device=callbacks.simulate_device,
     ),
+    describe_credential=describe_credential,
     credential_hint=(
         "set PASSSYNC_PROVIDERS__{ACCOUNT}__API_KEY and __API_SECRET (PassKit portal: developer "
         "tools, REST credentials) or __LONG_LIVED_TOKEN, and `region` (pub1 or pub2); leave "
