@@ -228,3 +228,25 @@ def test_inspection_endpoints(airship_sandbox: SandboxHandle) -> None:
     assert link["request"]["payload"] == {"externalId": "ext-1", "fields": {"a": {"value": 1}}}
     answer = httpx.get(f"{airship_sandbox.base_url}/_sandbox/config", timeout=5).json()
     assert answer["token_lifetime_seconds"] == 3600
+
+
+@pytest.mark.parametrize("oauth", [False, True], ids=["basic", "oauth2"])
+def test_the_credential_is_described_without_its_secret(
+    airship_sandbox: SandboxHandle, oauth: bool
+) -> None:
+    kind = registry.get_kind("airship")
+    with quick(airship_sandbox, oauth=oauth) as client:
+        settings = client._settings
+        before = kind.describe_credential(settings, client)
+        client.list_templates()
+        after = kind.describe_credential(settings, client)
+    assert before.region == "us"
+    if not oauth:
+        assert before == after
+        assert (after.auth_scheme, after.token_expires_at) == ("basic", None)
+        return
+    assert before.token_expires_at is None  # no token fetched yet
+    assert after.auth_scheme == "oauth2_client_credentials"
+    assert after.token_expires_at is not None
+    secret = airship_sandbox.client_secret
+    assert secret not in repr(after)
