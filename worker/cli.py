@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from worker.commands.accounts import accounts_app
 from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
@@ -84,6 +85,7 @@ def _root(
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaign_app, name="campaign")

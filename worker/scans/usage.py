@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 from worker.config import Settings, UsageRule
 from worker.db import utcnow
 from worker.outbox.emit import emit
-from worker.outbox.passes import pass_view
 from worker.providers.errors import NotFoundError, ProviderError, RejectedError
 from worker.providers.port import PassProvider
 from worker.scans.models import PassUsage, Scan, ScanStatus
 from worker.sync.models import PassAdoption, PassMapping, PassStatus
+from worker.sync.outbound import pass_view
 
 FINAL = frozenset({ScanStatus.ACCEPTED, ScanStatus.REJECTED, ScanStatus.UNKNOWN, ScanStatus.FAILED})
 LIVE = (PassStatus.ACTIVE, PassStatus.VOIDED)
