@@ -75,7 +75,8 @@ class PassProvider(Protocol):
 
     `user_provided_id` is the neutral external id passsync gives a pass (sync.external_id_prefix
     + pass key + customer id): one pass per external id, a second create raises
-    AlreadyExistsError (the engine then adopts the pass by `get_pass(external id)`).
+    AlreadyExistsError (the engine then adopts the pass by `get_pass(external id,
+    template_id=...)`, one lookup where external ids are unique per template or program).
     A method for a capability the kind lacks raises RejectedError.
     """
 
@@ -91,8 +92,12 @@ class PassProvider(Protocol):
         """Merge `fields` into the pass; NotFoundError if it is gone."""
         ...
 
-    def get_pass(self, identifier: str) -> ProviderPass:
-        """By provider pass id or user-provided id; NotFoundError if unknown."""
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
+        """By provider pass id or user-provided id; NotFoundError if unknown.
+
+        `template_id`, when the caller knows it (the template the pass was created from),
+        lets a platform whose external ids are unique per template or program look there
+        only, in one call; a platform with account-wide ids ignores it."""
         ...
 
     def list_templates(self) -> list[ProviderTemplate]: ...
@@ -147,11 +152,14 @@ FactKind = Literal["created", "installed", "removed", "voided", "scanned"]
 
 @dataclass(frozen=True)
 class CallbackRequest:
-    """One POST to /providers/{account}/callbacks, already authenticated by the core."""
+    """One request to /providers/{account}/callbacks[/path], already authenticated by the core
+    (its method is one of the kind's `callback_methods`, its path matches `callback_path`)."""
 
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lower-case names
     body: bytes
+    method: str = "POST"
+    path: str = ""  # what follows /callbacks ("" or e.g. "/v1/pass/install")
 
 
 @dataclass(frozen=True)
@@ -322,6 +330,11 @@ class ProviderKind:
     budget_identity: Callable[[Any], str] = lambda settings: ""
     # Provider callbacks -> neutral facts (an empty list: an event passsync does not track).
     parse_callback: Callable[[CallbackRequest], list[CallbackFact]] | None = None
+    # The HTTP methods the platform calls back with (others: 405 with this Allow), and the
+    # paths it appends to the callbacks URL: a regular expression the path after /callbacks
+    # must match in full (None: the callbacks URL itself only).
+    callback_methods: frozenset[str] = frozenset({"POST"})
+    callback_path: str | None = None
     # The events passsync subscribes callbacks for (when callbacks.events is empty), and
     # how: (client, callback URL of the account, token, events) -> the events newly added;
     # idempotent. None: callbacks are set up in the platform's own console.

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 KINDS: dict[str, str] = {
     "passcreator": "worker.providers.passcreator.kind",
     "passkit": "worker.providers.passkit.kind",
+    "airship": "worker.providers.airship.kind",
 }
 
 
@@ -76,6 +77,16 @@ def get_kind(kind: str) -> ProviderKind:
     if not isinstance(descriptor, ProviderKind) or descriptor.kind != kind:
         raise TypeError(f"{module}.KIND must be a ProviderKind with kind={kind!r}")
     return descriptor
+
+
+def callback_methods() -> list[str]:
+    """Every HTTP method some registered kind calls back with (the callbacks route's methods)."""
+    found: set[str] = set()
+    for kind in KINDS:
+        descriptor = get_kind(kind)
+        if descriptor.parse_callback is not None:
+            found |= descriptor.callback_methods
+    return sorted(found or {"POST"})
 
 
 def settings_model(kind: str) -> type[AccountSettings]:

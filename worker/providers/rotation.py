@@ -278,8 +278,8 @@ class RotatingProvider:
     def update_pass(self, pass_id: str, fields: dict[str, Any]) -> ProviderPass:
         return self._call(lambda c: c.update_pass(pass_id, fields))
 
-    def get_pass(self, identifier: str) -> ProviderPass:
-        return self._call(lambda c: c.get_pass(identifier))
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
+        return self._call(lambda c: c.get_pass(identifier, template_id=template_id))
 
     def list_templates(self) -> list[ProviderTemplate]:
         return self._call(lambda c: c.list_templates())

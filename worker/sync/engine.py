@@ -468,7 +468,8 @@ def _create_or_adopt(
         created, template_id = _create(state, name, template_id, fields, ctx)
         return Outcome.CREATED, created, template_id
     except AlreadyExistsError:
-        existing = provider.get_pass(state.user_provided_id)
+        # The template names where the external id lives: one lookup, not one per program.
+        existing = provider.get_pass(state.user_provided_id, template_id=template_id)
         # The existing pass may carry older fields (created by an earlier attempt of another
         # event), so bring it up to date; this write happens only on the recovery path.
         updated = provider.update_pass(existing.pass_id, fields)

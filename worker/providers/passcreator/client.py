@@ -224,7 +224,13 @@ class PasscreatorClient:
         )
         return self._call(spec, parse)
 
-    def get_pass(self, identifier: str, *, include_field_mapping: bool = False) -> PassDetails:
+    def get_pass(
+        self,
+        identifier: str,
+        *,
+        include_field_mapping: bool = False,
+        template_id: str | None = None,  # unused: a userProvidedId is looked up account-wide
+    ) -> PassDetails:
         """v1 details by pass uid, userProvidedId or barcode value; NotFoundError if unknown."""
         params = {"includeFieldMapping": "true"} if include_field_mapping else None
         spec = _Spec(

@@ -104,6 +104,7 @@ KIND = ProviderKind(
     catalog=_catalog,
     template_fields=_template_fields,
     parse_callback=callbacks.parse_callback,
+    callback_methods=callbacks.METHODS,
     callback_events=callbacks.SUBSCRIBED,
     subscribe_callbacks=callbacks.subscribe,
     sandbox=sandbox_kit(
