@@ -45,7 +45,7 @@ class FakeClient:
             raise RejectedError("Unauthorized", status=401)
         return [ProviderTemplate(template_id="t1", name="Loyalty Card")]
 
-    def get_pass(self, identifier: str) -> Any:
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> Any:
         self.platform.calls.append(("get_pass", self.key))
         raise NotFoundError("no such pass", status=404)
 
