@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from worker.commands.accounts import accounts_app
 from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
@@ -28,7 +29,7 @@ from worker.commands.scans import scans_app
 from worker.commands.sources import sources_app
 from worker.commands.templates import templates_app
 from worker.commands.tools import tools_app
-from worker.config import ConfigError, Settings, load_settings
+from worker.config import ConfigError, Settings, SourceSettings, load_settings
 from worker.providers import registry
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def _root(
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaign_app, name="campaign")
@@ -234,6 +236,17 @@ def _print_run_banner(stack: Stack, settings: Settings) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
+def source_url(base: str, name: str, source: SourceSettings) -> str:
+    """The one URL a source's sender posts to: a standard source with `target: scans` takes
+    scans at /scans/{name}; every other source (a sender's own webhooks too, even when they
+    become scans) posts to /webhooks/{name}."""
+    if source.kind == "standard":
+        if source.target == "scans":
+            return f"POST {base}/scans/{name} (scans)"
+        return f"POST {base}/webhooks/{name} (events)"
+    return f"POST {base}/webhooks/{name} ({source.kind} webhooks)"
+
+
 def run_banner(stack: Stack, settings: Settings) -> list[str]:
     """What `passsync run` prints once it is up: every URL a user needs, no secret."""
     from worker.stack import SECRETS_FILE
@@ -250,14 +263,7 @@ def run_banner(stack: Stack, settings: Settings) -> list[str]:
         label = f"account {account.name}"
         lines.append(f"  {label:<22} {account.kind.title}: {where}")
     for name, source in settings.sources.items():
-        label = f"source {name}"
-        if source.kind == "standard":
-            lines.append(
-                f"  {label:<22} POST {base}/webhooks/{name} (events),"
-                f" POST {base}/scans/{name} (scans)"
-            )
-        else:
-            lines.append(f"  {label:<22} POST {base}/webhooks/{name} ({source.kind} webhooks)")
+        lines.append(f"  {f'source {name}':<22} {source_url(base, name, source)}")
     lines += [
         f"  dashboard              {base}/dashboard  (`passsync dashboard` prints a login link)",
         f"  API docs               {base}/docs",

@@ -30,9 +30,9 @@ from worker.db import Database, utcnow
 from worker.inbound.ledger import record_events
 from worker.inbound.models import InboundEvent
 from worker.inbound.schema import CanonicalEvent, Customer
-from worker.inbound.status import record_failure
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.sync.engine import EventResult, Outcome, PassBusyError, SyncContext, process_event
+from worker.sync.failures import record_failure
 from worker.sync.models import PassMapping, PassStatus
 from worker.sync.rules import Verb, content_hash, plan_event
 

@@ -38,6 +38,8 @@ class MemoryProvider:
     passes: dict[str, StoredPass] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     pushes: list[tuple[str, str]] = field(default_factory=list)
+    # (identifier, template_id) of every get_pass: what a lookup was told
+    lookups: list[tuple[str, str | None]] = field(default_factory=list)
     fail_next: dict[str, list[ProviderError]] = field(default_factory=dict)
     fail_after_next: dict[str, list[ProviderError]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -96,9 +98,10 @@ class MemoryProvider:
     def close(self) -> None:
         """Nothing to release (the real clients close their HTTP pools)."""
 
-    def get_pass(self, identifier: str) -> ProviderPass:
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
         with self._lock:
             self._enter("get")
+            self.lookups.append((identifier, template_id))
             for stored in self.live():
                 if identifier in (stored.pass_id, stored.user_provided_id):
                     return self._view(stored)

@@ -39,13 +39,13 @@ from sqlalchemy.orm import Session
 from worker.config import Settings, UsageRule
 from worker.db import utcnow
 from worker.outbox.emit import emit
-from worker.outbox.passes import pass_view
 from worker.providers.errors import ProviderError, RejectedError
 from worker.providers.port import PassProvider
 from worker.scans.models import PassUsage, Scan, ScanStatus
 from worker.sync.engine import ClaimLostError, PassBusyError
 from worker.sync.lease import Lease, LeaseKeeper
 from worker.sync.models import PassAdoption, PassMapping, PassStatus
+from worker.sync.outbound import pass_view
 
 FINAL = frozenset(
     {

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import services_required
+from tests.providers.live import live_env, needs_sandbox
 from worker.providers.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -57,12 +57,8 @@ class Target:
 
 
 def _live_settings() -> tuple[PasscreatorSettings, str]:
-    if services_required():
-        pytest.skip("live Passcreator contract tests never run in CI")
-    key = os.environ.get("PASSCREATOR_API_KEY")
-    template = os.environ.get("PASSCREATOR_TEMPLATE_ID")
-    if not key or not template:
-        pytest.skip("PASSCREATOR_API_KEY / PASSCREATOR_TEMPLATE_ID not set: live tests skipped")
+    env = live_env("Passcreator", ("PASSCREATOR_API_KEY", "PASSCREATOR_TEMPLATE_ID"))
+    key, template = env["PASSCREATOR_API_KEY"], env["PASSCREATOR_TEMPLATE_ID"]
     base = os.environ.get("PASSCREATOR_BASE_URL", "https://app.passcreator.com")
     return PasscreatorSettings(base_url=base, api_key=SecretStr(key)), template
 
@@ -91,8 +87,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
 
 def sandbox_only(target: Target) -> SandboxHandle:
-    if target.sandbox is None:
-        pytest.skip("needs the sandbox (inspection or fault injection)")
+    needs_sandbox(target.sandbox)
+    assert target.sandbox is not None
     return target.sandbox
 
 
