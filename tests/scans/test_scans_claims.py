@@ -364,3 +364,25 @@ def test_a_rate_limited_void_retries_and_redeems_once(
     assert (mapping.status, mapping.claim_token) == ("voided", None)
     assert provider.passes[live_passes["welcome"]].voided is True
     assert provider.calls["void"] == 2
+
+
+def test_a_scan_whose_pass_was_deleted_before_its_retry_is_refused_and_uncounted(
+    db: Database, usage: UsageContext, provider: MemoryProvider, live_passes: dict[str, str]
+) -> None:
+    # Given a visit that failed transiently, then its pass deleted (by an event) meanwhile
+    scan_id = a_scan(db, "v1", "loyalty", amount=4.0)
+    provider.fail_next["update"] = [TransientError("timeout")]
+    with pytest.raises(TransientError):
+        run_scan(db, scan_id, usage)
+    with db.session() as session:
+        session.execute(
+            update(PassMapping).where(PassMapping.pass_key == "loyalty").values(status="deleted")
+        )
+    # When the retry runs
+    assert run_scan(db, scan_id, usage) == "refused"
+    # Then nothing more is sent and the visit is taken back
+    assert provider.calls["update"] == 1
+    assert the_usage(db, "loyalty") == (0, 0, 0.0, None)
+    assert the_scan(db, scan_id).reason == (
+        "the pass was deleted before the scan's effect was applied"
+    )
