@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client.registry import Collector
 
 from worker.api import (
+    accounts,
     admin,
     adoption,
     audit,
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    app.include_router(accounts.router)
     app.include_router(campaigns.router)
     app.include_router(outbox.router)
     app.include_router(passes.router)
