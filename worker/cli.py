@@ -164,6 +164,7 @@ def run(
     stopping = _install_stop_handlers()
     try:
         stack.start()
+        _reload_on_sighup(stack)
     except BaseException:
         stack.stop()  # what did start; a setup problem is then one line (see main)
         raise
@@ -197,9 +198,19 @@ def _install_stop_handlers() -> list[int]:
     def handler(signum: int, _frame: FrameType | None) -> None:
         stopping.append(signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the stack is up: see _reload_on_sighup
     return stopping
+
+
+def _reload_on_sighup(stack: Stack) -> None:
+    """SIGHUP to `passsync run`: every process of the stack reloads its credentials (the
+    shared generation in the stack's Redis), as `passsync accounts rotate --no-check` does."""
+    from worker.providers.rotation import install_sighup
+
+    broker = stack.env.get("PASSSYNC_BROKER_URL", stack.settings.broker_url)
+    install_sighup(stack.settings.model_copy(update={"broker_url": broker}))
 
 
 def refuse_wrong_keys(settings: Settings) -> None:
@@ -305,6 +316,8 @@ def api(
         # Several processes behind one port: /metrics must add up all of them.
         _multiprocess_metrics(settings, "api")
     raise_open_files_limit()
+    if count == 1:
+        _api_sighup(settings)  # more processes: uvicorn's supervisor restarts them on SIGHUP
     # Connection limits and timeouts (issue 16, M1); logging stays ours (no log_level).
     common: dict[str, Any] = uvicorn_options(settings.api)
     if count == 1:
@@ -313,6 +326,13 @@ def api(
         # Each worker process builds its own app (and its own group-commit queue) from the
         # same settings; uvicorn needs an import string to do that.
         uvicorn.run("worker.cli:api_app", factory=True, workers=count, **common)
+
+
+def _api_sighup(settings: Settings) -> None:
+    """SIGHUP to an API process reloads the credentials (instead of ending it)."""
+    from worker.providers.rotation import install_sighup
+
+    install_sighup(settings)
 
 
 def _client_host(host: str) -> str:
@@ -331,6 +351,7 @@ def api_app(settings: Settings | None = None) -> Any:
     if settings is None:  # a uvicorn worker process, started by import string
         settings = _settings()
         _logging(settings)
+        _api_sighup(settings)
     configure_server(settings.api)  # the header timeout, in this (worker) process too
     configure(settings)
     declare_amqp_topology(settings.broker_url)

@@ -1,6 +1,7 @@
 """/providers/{account}/callbacks: an account's platform callbacks into the adoption ledger.
 
-The core authenticates (the secret token, in the URL or as a bearer token), checks that the
+The core authenticates (the secret token: `?token=`, a bearer header, or the first path
+segment after /callbacks for platforms that append their own paths), checks that the
 method is one the account's platform calls back with (its descriptor's `callback_methods`: some
 platforms send PUT or DELETE too) and any path after /callbacks matches its `callback_path`,
 reads the bounded body (a JSON object within the JSON bounds) and checks the delivery id, then
@@ -94,6 +95,11 @@ async def _receive(
     ctx = await get_context(request)
     secret = ctx.settings.callbacks.secret
     presented = token or _bearer(request.headers.get("authorization", ""))
+    if not presented and path:
+        # A platform that appends its own paths to a registered base URL (and signs nothing)
+        # gets the token as the base URL's last segment: /callbacks/<token>/<its path>.
+        presented, _, rest = path.removeprefix("/").partition("/")
+        path = f"/{rest}" if rest else ""
     if secret is None or not _same(presented, secret.get_secret_value()):
         log.info("provider callback refused: bad or missing token")
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bad or missing token")

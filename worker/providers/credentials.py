@@ -38,9 +38,10 @@ class CredentialStatus(StrEnum):
 class CredentialRefusedError(TransientError):
     """The provider refuses an account's credential (401/403) in a running process: the work
     waits and is retried (a rotation may be on its way) instead of going to the dead letter
-    at once; its attempts are counted, so a key that stays wrong ends there, bounded."""
+    at once. An event's tries count (a key that stays wrong ends in the dead letter after
+    sync.max_attempts, with backoff); a campaign chunk waits `retry_after` like on a 429."""
 
-    def __init__(self, account: str, status: int | None) -> None:
+    def __init__(self, account: str, status: int | None, *, retry_after: float = 0.0) -> None:
         shown = f" (HTTP {status})" if status else ""
         super().__init__(
             f"provider refused the credential of account {account!r}{shown}: waiting for a "
@@ -48,6 +49,7 @@ class CredentialRefusedError(TransientError):
             status=status,
         )
         self.account = account
+        self.retry_after = retry_after  # the rest of the account's hold in this process
 
 
 def is_refused_key(exc: ProviderError) -> bool:
@@ -165,7 +167,8 @@ def _report(account: Account, source: Source, *, check: bool) -> AccountReport:
     client: ClosableProvider | None = None
     try:
         if check and not account.has_credentials:
-            status, detail = "missing", "no credentials set"
+            hint = account.kind.credential_hint.replace("{ACCOUNT}", account.name.upper())
+            status, detail = "missing", f"no credentials: {hint or 'set them'}"
         elif check:
             client = account.build_client()
             status, detail = probe(client.list_templates)

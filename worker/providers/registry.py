@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 KINDS: dict[str, str] = {
     "passcreator": "worker.providers.passcreator.kind",
     "passkit": "worker.providers.passkit.kind",
+    "airship": "worker.providers.airship.kind",
 }
 
 

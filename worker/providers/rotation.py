@@ -234,8 +234,9 @@ class RotatingProvider:
 
     def _call(self, call: Callable[[ClosableProvider], T]) -> T:
         client = self.client
-        if self._clock() < self._hold_until:
-            raise CredentialRefusedError(self._account, None)
+        held = self._hold_until - self._clock()
+        if held > 0:
+            raise CredentialRefusedError(self._account, None, retry_after=held)
         try:
             return call(client)
         except RejectedError as exc:
@@ -253,14 +254,15 @@ class RotatingProvider:
                     if not is_refused_key(exc):
                         raise
                     refused = exc
-        self._hold_until = self._clock() + self._reloader.settings.credentials.refused_hold_seconds
+        hold = self._reloader.settings.credentials.refused_hold_seconds
+        self._hold_until = self._clock() + hold
         log.warning(
             "account %r: the provider refused the credential (HTTP %s); its calls wait for "
             "a rotation (passsync accounts rotate)",
             self._account,
             refused.status,
         )
-        raise CredentialRefusedError(self._account, refused.status) from None
+        raise CredentialRefusedError(self._account, refused.status, retry_after=hold) from None
 
     # -- the port ------------------------------------------------------------------------------
 
