@@ -82,6 +82,7 @@ celery_app = Celery(
         "worker.tasks.scans",
         "worker.tasks.reconcile",
         "worker.tasks.observe",
+        "worker.tasks.credentials",
     ],
 )
 # Every worker heartbeats the events it holds, so a killed worker's are sent again quickly.
