@@ -20,7 +20,8 @@ class ScanStatus(StrEnum):
     ACCEPTED = "accepted"  # a valid use, its effect applied
     REJECTED = "rejected"  # e.g. a second scan of a redeemed coupon: nothing changed
     UNKNOWN = "unknown"  # no pass we know matches the scan
-    FAILED = "failed"  # the provider refused the effect
+    REFUSED = "refused"  # the provider refused the effect: counters and coupon taken back
+    FAILED = "failed"  # before `refused`: the provider refused the effect (counters kept)
 
 
 class Scan(Base):

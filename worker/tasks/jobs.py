@@ -8,18 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 from worker.audit import Actor, purge_expired, retention_cutoff
-from worker.inbound.status import (
-    record_failure,
-    stale_pending_ids,
-    touch,
-    unfinished_customer,
-)
+from worker.inbound.status import stale_pending_ids, touch, unfinished_customer
 from worker.observability import logs, metrics, tracing
 from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.ratelimit.pacing import Pacer
 from worker.sync.engine import EventNotFoundError, EventResult, PassBusyError
 from worker.sync.engine import process_event as apply_event
+from worker.sync.failures import record_failure
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task
 from worker.tasks.app import REALTIME_QUEUE, celery_app
 from worker.tasks.runtime import Runtime, get_runtime
