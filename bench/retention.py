@@ -82,8 +82,8 @@ def seed(db_url: str, rows: int) -> float:
             """
             INSERT INTO inbound_events (source, event_id, type, customer_id, occurred_at,
                 payload, status, attempts, received_at, updated_at, handled_at, sweeps)
-            SELECT 'crm', 'old-' || g, 'customer.updated', 'c' || (g % 100000), t,
-                   format(%s, g, g % 100000, g % 100000)::jsonb, 'handled', 1, t, t, t, 0
+            SELECT 'crm', 'old-' || g, 'customer.updated', 'c' || (g %% 100000), t,
+                   format(%s, g, g %% 100000, g %% 100000)::jsonb, 'handled', 1, t, t, t, 0
             FROM generate_series(1, %s) AS g,
                  LATERAL (SELECT now() - interval '40 days' + g * interval '1 ms' AS t) AS at
             """,
