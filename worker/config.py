@@ -1,7 +1,9 @@
 """Settings: defaults < config.yaml < environment (prefix PASSSYNC_, nesting with __).
 
 Secrets (source secrets, admin token secrets, provider API keys) are accepted only from the
-environment; a secret written into config.yaml stops start-up with a clear message.
+environment, provider credentials also from the secrets file (`credentials.secrets_file`, which
+wins over the environment); a secret written into config.yaml stops start-up with a clear
+message.
 """
 
 from __future__ import annotations
@@ -805,9 +807,10 @@ def _refuse_secrets(node: Any, path: Path, trail: tuple[str, ...]) -> None:
             here = (*trail, str(key))
             if str(key).lower() in SECRET_KEYS and value not in (None, ""):
                 env = ENV_PREFIX + "__".join(part.upper() for part in here)
+                where = " (or a line of the secrets file)" if here[0] == "providers" else ""
                 raise ConfigError(
                     f"{'.'.join(here)} in {path}: secrets come only from the environment; "
-                    f"set {env} instead"
+                    f"set {env} instead{where}"
                 )
             _refuse_secrets(value, path, here)
 
@@ -879,17 +882,19 @@ def _walk(model: type[BaseModel], trail: tuple[str, ...], instance: Any, rows: l
             # A list of structures (sync.rules) is documented in its own README section.
             rows.append((".".join(here), "(see README)", _env_name(here), ""))
         else:
-            rows.append((".".join(here), _show(name, value), _env_name(here), ""))
+            rows.append((".".join(here), _show(name, value, here), _env_name(here), ""))
 
 
 def _is_model(kind: Any) -> bool:
     return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
-def _show(name: str, value: Any) -> str:
+def _show(name: str, value: Any, trail: tuple[str, ...] = ()) -> str:
     if isinstance(value, SecretStr):  # a built-in default is public (the sandbox's key)
         return value.get_secret_value()
     if name in SECRET_KEYS:
+        if trail[:1] == ("providers",):
+            return "(secret: environment or secrets file)"
         return "(secret, environment only)"
     if value is PydanticUndefined:
         return "(required)"

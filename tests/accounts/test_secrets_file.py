@@ -112,3 +112,28 @@ def test_the_secrets_file_may_be_named_in_the_config_file(
     settings = load_settings()
     assert settings.credentials.secrets_file == accounts.secrets
     assert settings.providers["brand_a"].api_key.get_secret_value() == PC_KEY  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", [["worker"], ["api"], ["accounts", "list"]])
+def test_a_process_refuses_to_start_with_an_open_secrets_file_in_one_line(
+    accounts: Accounts, command: list[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    accounts.write_secrets(ALL_SECRETS, mode=0o644)
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", *command],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"passsync: secrets file {accounts.secrets} has mode 0644: it must be readable by its "
+        f"owner only (chmod 600 {accounts.secrets})"
+    ]
+    assert PC_KEY not in done.stdout + done.stderr

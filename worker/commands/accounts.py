@@ -79,8 +79,6 @@ def check(names: Names = None, as_json: AsJson = False) -> None:
 def check_line(report: AccountReport) -> str:
     """`<account> (<platform>): <status>: <reason>[; token expires ...]`."""
     line = f"{report.name} ({report.title}): {report.status}: {report.detail}"
-    if report.status == "missing":
-        line += f" (set PASSSYNC_PROVIDERS__{report.name.upper()}__... or the secrets file)"
     if report.token_expires_at is not None:
         line += f"; token expires {report.token_expires_at.isoformat()}"
     return line

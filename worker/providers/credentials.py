@@ -167,7 +167,8 @@ def _report(account: Account, source: Source, *, check: bool) -> AccountReport:
     client: ClosableProvider | None = None
     try:
         if check and not account.has_credentials:
-            status, detail = "missing", "no credentials set"
+            hint = account.kind.credential_hint.replace("{ACCOUNT}", account.name.upper())
+            status, detail = "missing", f"no credentials: {hint or 'set them'}"
         elif check:
             client = account.build_client()
             status, detail = probe(client.list_templates)

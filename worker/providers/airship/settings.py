@@ -144,6 +144,12 @@ class AirshipSettings(AccountSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("project_id", mode="before")
+    @classmethod
+    def _project_id(cls, value: object) -> object:
+        # Airship's ids are integers; the environment may hand one over as a number.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _scopes(self) -> AirshipSettings:
         if self.auth == "oauth2" and "wpas" not in self.scopes:
