@@ -27,6 +27,7 @@ CHANGES = [
     ["events", "replay", "--dead"],
     ["outbox", "redeliver", "1"],
     ["audit", "purge"],
+    ["retention", "run"],
     ["adoption", "subscribe"],
     ["campaign", "create", "{csv}"],
     ["campaign", "start", "1"],
@@ -49,6 +50,7 @@ READS = [
     ["scans", "list"],
     ["audit"],
     ["audit", "stats"],
+    ["retention", "status"],
     ["campaign", "list"],
     ["adoption"],
 ]
