@@ -81,6 +81,7 @@ celery_app = Celery(
         "worker.tasks.outbox",
         "worker.tasks.scans",
         "worker.tasks.reconcile",
+        "worker.tasks.retention",
         "worker.tasks.observe",
         "worker.tasks.credentials",
     ],
@@ -171,6 +172,13 @@ def configure(settings: Settings) -> Celery:
                 "task": "passsync.reconcile",
                 "schedule": settings.reconcile.interval_seconds,
                 "options": {"queue": BULK_QUEUE, "expires": settings.reconcile.interval_seconds},
+            },
+            # Finished ledger, outbox, adoption and scan rows past their windows (README,
+            # "Retention"); on the bulk queue: realtime work goes first.
+            "purge-retention": {
+                "task": "passsync.purge_retention",
+                "schedule": settings.retention.interval_seconds,
+                "options": {"queue": BULK_QUEUE, "expires": settings.retention.interval_seconds},
             },
             "purge-audit-log": {
                 "task": "passsync.purge_audit",
