@@ -24,6 +24,7 @@ from worker.commands.health import health_app, heartbeat_path
 from worker.commands.mcp import mcp as mcp_command
 from worker.commands.outbox import outbox_app
 from worker.commands.passes import passes_app
+from worker.commands.retention import retention_app
 from worker.commands.rules import rules_app
 from worker.commands.scans import scans_app
 from worker.commands.sources import sources_app
@@ -96,6 +97,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(scans_app, name="scans")
 app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
+app.add_typer(retention_app, name="retention")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
 console = Console(stderr=True)
@@ -406,8 +408,9 @@ def worker(
 
 @app.command()
 def beat() -> None:
-    """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
-    audit purge (production process; run exactly one)."""
+    """The scheduler of every periodic job: the pending-event and scan sweepers, campaign
+    dispatch and scheduled starts, outbound deliveries, the drift reconcile, the purges
+    (production process; run exactly one)."""
     from worker.private import private_dir
     from worker.tasks.app import configure, declare_amqp_topology
     from worker.tasks.observe import HEARTBEAT_CONF_KEY

@@ -355,6 +355,45 @@ class AuditSettings(_Strict):
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
+# A sender may resend an event (a callback, a scan) for days: Stripe retries for three days,
+# most others for hours. A dedup ledger row is never purged sooner than this.
+RETENTION_MIN_DEDUP_DAYS = 3
+
+
+class RetentionSettings(_Strict):
+    """How long finished rows are kept (days; 0 keeps them forever) and how beat purges them.
+
+    Only finished rows go: handled or ignored ledger events, outbox events delivered to every
+    destination, adoption callbacks, and accepted, rejected or unknown scans. The dedup
+    ledgers (inbound events, adoption callbacks, scans) answer a resent id as a duplicate only
+    while its row exists, so their windows are at least RETENTION_MIN_DEDUP_DAYS (README,
+    "Retention").
+    """
+
+    enabled: bool = True
+    inbound_days: int = Field(default=30, ge=0)
+    outbox_days: int = Field(default=30, ge=0)
+    adoption_days: int = Field(default=90, ge=0)
+    scans_days: int = Field(default=90, ge=0)
+    # Rows per DELETE, each its own short transaction, and the pause after each one (the
+    # receiver's commits and the workers' writes get the database in between).
+    batch_size: int = Field(default=2_000, ge=1, le=50_000)
+    pause_seconds: float = Field(default=0.05, ge=0, le=60)
+    # How often beat starts a purge, and how long one may run (the rest waits for the next).
+    interval_seconds: float = Field(default=3600.0, gt=0)
+    max_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("inbound_days", "adoption_days", "scans_days")
+    @classmethod
+    def _dedup_floor(cls, days: int) -> int:
+        if 0 < days < RETENTION_MIN_DEDUP_DAYS:
+            raise ValueError(
+                f"must be 0 (keep forever) or at least {RETENTION_MIN_DEDUP_DAYS} days: a "
+                "purged row no longer answers a resent id as a duplicate"
+            )
+        return days
+
+
 OUTBOUND_EVENT_TYPES = (
     "pass.issued",
     "pass.updated",
@@ -567,6 +606,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     celery: CelerySettings = CelerySettings()
     audit: AuditSettings = AuditSettings()
+    retention: RetentionSettings = RetentionSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
     campaigns: CampaignSettings = CampaignSettings()
     mcp: McpSettings = McpSettings()

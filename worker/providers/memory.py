@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.providers.errors import AlreadyExistsError, NotFoundError, ProviderError
-from worker.providers.port import ProviderPass, ProviderTemplate
+from worker.providers.port import ProviderPass, ProviderTemplate, TemplateField
 
 
 @dataclass
@@ -35,6 +35,8 @@ class MemoryProvider:
     templates: dict[str, str] = field(
         default_factory=lambda: {"tpl-loyalty": "Loyalty Card", "tpl-welcome": "Welcome Discount"}
     )
+    # Template id -> the field names its passes take (`template_fields`); none listed: none.
+    fields: dict[str, list[str]] = field(default_factory=dict)
     passes: dict[str, StoredPass] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     pushes: list[tuple[str, str]] = field(default_factory=list)
@@ -111,6 +113,11 @@ class MemoryProvider:
         with self._lock:
             self._enter("list_templates")
             return [ProviderTemplate(template_id=k, name=v) for k, v in self.templates.items()]
+
+    def template_fields(self, template_id: str) -> list[TemplateField]:
+        with self._lock:
+            self._enter("template_fields")
+            return [TemplateField(name=name) for name in self.fields.get(template_id, [])]
 
     def set_voided(self, pass_id: str, voided: bool) -> ProviderPass:
         with self._lock:

@@ -66,8 +66,13 @@ class TemplateField(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
+    # The value's type; "pass" marks a key of the pass itself that a rule may set (e.g.
+    # Passcreator's barcodeValue), not one of the template's own fields.
     type: str = "text"
     required: bool = False
+    # The platform's own id of the field, where a rule may name it by id instead (Passcreator's
+    # property ids); None: by name only.
+    id: str | None = None
 
 
 class PassProvider(Protocol):
@@ -344,8 +349,13 @@ class ProviderKind:
     catalog: Callable[[Any, TakeSlot | None], PassCatalog] | None = None
     # The agent/CLI action catalogue: name -> worker.actions.Action (lazy: a callable).
     actions: Callable[[], Mapping[str, Any]] | None = None
-    # A template's field schema, by template id (for `rules check`).
+    # A template's field schema, (client from build_client, template id) -> the fields a pass
+    # of it takes; checked against every field a rule sets by `passsync rules check
+    # --provider`, `passsync doctor` and at worker start. None: the platform lists none.
     template_fields: Callable[[Any, str], list[TemplateField]] | None = None
+    # Whether a field name the template does not list is still taken (PassKit keeps any
+    # other name as a metaData entry); by default only listed names (or ids) are.
+    takes_unlisted_field: Callable[[str], bool] = lambda name: False
     sandbox: SandboxKit | None = None
     # Lines for `passsync doctor` / error messages: how to set this kind's credentials.
     credential_hint: str = ""

@@ -30,6 +30,7 @@ class Scan(Base):
         UniqueConstraint("source", "scan_id", name="uq_scans_source_scan_id"),
         Index("ix_scans_status", "status", "id"),
         Index("ix_scans_mapping_id", "mapping_id"),
+        Index("ix_scans_status_received_at", "status", "received_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)

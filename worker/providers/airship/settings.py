@@ -6,6 +6,7 @@ likely behaviour as its default; docs/airship.md lists them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -73,6 +74,9 @@ class AirshipSandboxSettings(AirshipSandboxBehaviour):
     project_id: int = 12345
     # Template names; their ids are integers from 1000 on, in this order.
     templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
+    # A JSON file that keeps the passes and the callback target across restarts (`passsync
+    # run` puts it beside its database); none keeps everything in memory.
+    store_path: Path | None = None
 
 
 class AirshipSettings(AccountSettings):
@@ -143,6 +147,12 @@ class AirshipSettings(AccountSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("project_id", mode="before")
+    @classmethod
+    def _project_id(cls, value: object) -> object:
+        # Airship's ids are integers; the environment may hand one over as a number.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _scopes(self) -> AirshipSettings:

@@ -51,7 +51,7 @@ from worker.providers.passcreator.models import (
 from worker.providers.passcreator.query import Operator, PassQuery
 from worker.providers.passcreator.settings import PasscreatorSettings
 from worker.providers.paths import path_segment
-from worker.providers.port import ProviderPass, ProviderTemplate
+from worker.providers.port import ProviderPass, ProviderTemplate, TemplateField
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +68,9 @@ DEFAULT_PATHS: dict[str, str] = {
     "send_push": "/api/pass/{id}/sendpushnotification",
     "list_templates": "/api/pass-template",
     "get_template": "/api/v2/pass-template/{id}/describe",
+    # The documented (deprecated) describe: its dynamicFields.additionalProperties name the
+    # properties a pass of the template takes; the v2 describe's answer is unconfirmed (§5).
+    "template_fields": "/api/pass-template/{id}",
     "create_template": "/api/v2/pass-template",
     "update_template": "/api/v2/pass-template/{id}",
     "publish_template": "/api/v2/pass-template/{id}/publish",
@@ -116,12 +119,12 @@ __all__ = ["CallRecord", "Outcome", "PasscreatorClient", "parse_retry_after"]
 class PasscreatorClient:
     """PassProvider for Passcreator plus its other actions; raises only providers.errors types.
 
-    The thirteen actions (their CallRecord action names in brackets): pass_exists
+    The fourteen actions (their CallRecord action names in brackets): pass_exists
     [pass_exists], list_passes [list_passes], search_passes [search_passes], query_passes
     [query_passes], list_templates [list_templates], create_pass [create_pass], update_pass
     [update_pass], delete_pass [delete_pass], get_pass [get_pass], get_template
-    [get_template], create_template [create_template], update_template [update_template],
-    delete_template [delete_template].
+    [get_template], template_fields [template_fields], create_template [create_template],
+    update_template [update_template], delete_template [delete_template].
     """
 
     name = "passcreator"
@@ -434,6 +437,13 @@ class PasscreatorClient:
         """The template's description (v2 describe by default; path configurable)."""
         spec = _Spec("get_template", "GET", "get_template", path_id=template_id)
         return self._call(spec, _model(TemplateDetails, "get_template"))
+
+    def template_fields(self, template_id: str) -> list[TemplateField]:
+        """What a pass of the template takes: each additional property (by name, with its
+        property id) from the documented `GET /api/pass-template/{id}` (§5), plus the v3
+        create keys that are not properties (barcodeValue, groupingIdentifier; §3.4)."""
+        spec = _Spec("template_fields", "GET", "template_fields", path_id=template_id)
+        return self._call(spec, parse_template_fields)
 
     def create_template(self, template: TemplateCreate) -> TemplateWriteResult:
         """v2 create; not retried after an unanswered attempt (it could make a twin)."""
@@ -778,6 +788,31 @@ def parse_templates(body: Any) -> list[ProviderTemplate]:
         for item in body
         if isinstance(item, dict) and item.get("identifier")
     ]
+
+
+# Keys of a v3 create `data` object that a rule may set besides the template's properties
+# (§3.4, V); the keys passsync sets itself (templateId, userProvidedId, ...) are not fields.
+PASS_FIELD_KEYS = ("barcodeValue", "groupingIdentifier")
+
+
+def parse_template_fields(body: Any) -> list[TemplateField]:
+    """The documented describe answer (§5): a bare object (an envelope is tolerated) whose
+    `dynamicFields.additionalProperties` maps property name -> property id. An empty map may
+    come as `[]` (a PHP empty array); any other shape is an unreadable answer."""
+    data = _unwrap(body)
+    dynamic = data.get("dynamicFields") if isinstance(data, dict) else None
+    found = dynamic.get("additionalProperties") if isinstance(dynamic, dict) else None
+    if found == []:
+        found = {}
+    if not isinstance(found, dict):
+        raise _InvalidBodyError(
+            "template_fields: the response has no dynamicFields.additionalProperties object"
+        )
+    fields = [
+        TemplateField(name=str(name), id=str(prop_id) if prop_id not in (None, "") else None)
+        for name, prop_id in found.items()
+    ]
+    return fields + [TemplateField(name=key, type="pass") for key in PASS_FIELD_KEYS]
 
 
 def parse_v1_pass(body: Any) -> PassDetails:

@@ -14,6 +14,7 @@ from worker.providers.port import (
     PassCatalog,
     ProviderKind,
     TakeSlot,
+    TemplateField,
 )
 
 
@@ -40,6 +41,11 @@ def _catalog(client: Any, take_slot: TakeSlot | None) -> PassCatalog:
     return PasscreatorCatalog(client, take_slot)
 
 
+def _template_fields(client: Any, template_id: str) -> list[TemplateField]:
+    """The client's `template_fields` (GET /api/pass-template/{id}, docs/passcreator.md)."""
+    return list(client.template_fields(template_id))
+
+
 def has_credentials(settings: Any) -> bool:
     return _settings(settings).api_key is not None
 
@@ -64,6 +70,7 @@ KIND = ProviderKind(
     has_credentials=has_credentials,
     actions=_actions,
     catalog=_catalog,
+    template_fields=_template_fields,
     parse_callback=callbacks.parse_callback,
     callback_events=callbacks.SUBSCRIBED,
     subscribe_callbacks=callbacks.subscribe,

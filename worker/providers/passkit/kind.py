@@ -44,9 +44,16 @@ def _catalog(client: Any, take_slot: TakeSlot | None) -> PassCatalog:
 
 
 def _template_fields(client: Any, template_id: str) -> list[TemplateField]:
-    from worker.providers.passkit.models import template_fields  # noqa: PLC0415
+    from worker.providers.passkit.models import PERSON_FIELDS, template_fields  # noqa: PLC0415
 
-    return [TemplateField(name=n, type=t) for n, t in template_fields()]
+    listed = [TemplateField(name=n, type=t) for n, t in template_fields()]
+    return listed + [TemplateField(name=f"person.{n}") for n in sorted(PERSON_FIELDS)]
+
+
+def _takes_unlisted_field(name: str) -> bool:
+    """Any other name becomes a metaData entry; only an unknown `person.` field is refused
+    (protojson knows Person's fields)."""
+    return not name.startswith("person.")
 
 
 def has_credentials(settings: Any) -> bool:
@@ -103,6 +110,7 @@ KIND = ProviderKind(
     actions=_actions,
     catalog=_catalog,
     template_fields=_template_fields,
+    takes_unlisted_field=_takes_unlisted_field,
     parse_callback=callbacks.parse_callback,
     callback_methods=callbacks.METHODS,
     callback_events=callbacks.SUBSCRIBED,
