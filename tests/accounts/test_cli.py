@@ -228,3 +228,23 @@ def test_rotate_without_a_shared_redis_says_what_to_do(
     result = CliRunner().invoke(app, ["accounts", "rotate", "--no-check"])
     assert isinstance(result.exception, ConfigError)
     assert "send SIGHUP to each passsync process" in str(result.exception)
+
+
+def test_check_of_an_account_without_credentials_says_which_settings_to_set(
+    accounts: Accounts,
+) -> None:
+    # Given brand_b (PassKit) has no credentials (and no base URL: the local sandbox)
+    accounts.config.write_text(
+        "providers:\n"
+        f"  brand_a: {{kind: passcreator, base_url: '{accounts.pc_url}'}}\n"
+        "  brand_b: {kind: passkit}\n"
+    )
+    accounts.write_secrets({"PASSSYNC_PROVIDERS__BRAND_A__API_KEY": PC_KEY})
+    result = CliRunner().invoke(app, ["accounts", "check"])
+    assert result.output.splitlines()[1] == (
+        "brand_b (PassKit): missing: no credentials: set PASSSYNC_PROVIDERS__BRAND_B__API_KEY "
+        "and __SECRET (PassKit portal: developer tools, REST credentials), or `auth: "
+        "long_lived_token` with the token in __API_KEY, and `region` (pub1 or pub2); leave them "
+        "unset to use the local PassKit sandbox under `passsync run`"
+    )
+    assert result.exit_code == 1
