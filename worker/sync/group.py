@@ -41,7 +41,9 @@ from worker.inbound.status import MAX_ERROR_CHARS, UNFINISHED
 from worker.sync.engine import (
     MAX_COALESCED,
     ClaimLostError,
+    EventNotFoundError,
     EventResult,
+    PassBusyError,
     SyncContext,
     _emit,
     _Job,
@@ -74,13 +76,26 @@ class HandedOn:
     event_id: int
     reason: str
     wait: float = 0.0  # seconds (paced: until the window's end; busy: the claim's expiry)
-    error: BaseException | None = None
+    error: BaseException | None = None  # busy: PassBusyError; failed: what the calls raised
 
 
 @dataclass
 class GroupResult:
     applied: dict[int, EventResult] = field(default_factory=dict)  # applied or already handled
     handed_on: list[HandedOn] = field(default_factory=list)
+
+    def only(self, event_id: int) -> EventResult | float:
+        """A group of one, as `process_event` answers: its result, or the seconds its pacer
+        says to wait; raises EventNotFoundError, PassBusyError or what its calls raised."""
+        if event_id in self.applied:
+            return self.applied[event_id]
+        [handed] = [h for h in self.handed_on if h.event_id == event_id]
+        if handed.reason == HandOn.PACED:
+            return handed.wait
+        if handed.reason == HandOn.MISSING:
+            raise EventNotFoundError(f"inbound event {event_id} does not exist")
+        assert handed.error is not None  # busy and failed carry their error
+        raise handed.error
 
 
 # The provider calls of one event run inside this (the edge attributes them: audit actor).
@@ -129,6 +144,13 @@ def process_group(
     with ctx.leases.renewing(lease):
         _call_all(entries, ctx, lease, scope, concurrency)
     _record(session, entries, out)
+    carried = {i for result in out.applied.values() for i in result.coalesced}
+    # A newer event of a customer in the group that rode along needs no task of its own.
+    out.handed_on = [
+        h
+        for h in out.handed_on
+        if not (h.reason in (HandOn.LATER, HandOn.PACED) and h.event_id in carried)
+    ]
     errors = [e.error for e in entries if e.error and not isinstance(e.error, Exception)]
     if errors:
         raise errors[0]  # KeyboardInterrupt, SystemExit: after the record, as process_event
@@ -183,9 +205,11 @@ def _claim(
             job = _plan_job(mapping, entry.members, key, entry.result, account)
             if job is not None:
                 entry.jobs.append(job)
-        wait = max((_claimed_for(by_id[job.mapping_id], now) for job in entry.jobs), default=0.0)
+        waits = [(_claimed_for(by_id[job.mapping_id], now), job.pass_key) for job in entry.jobs]
+        wait, key = max(waits, default=(0.0, ""))
         if wait > 0:
-            out.handed_on.append(HandedOn(entry.row.id, HandOn.BUSY, wait))
+            busy = PassBusyError(f"pass {key!r} is being synced", retry_after=wait)
+            out.handed_on.append(HandedOn(entry.row.id, HandOn.BUSY, wait, busy))
         elif entry.jobs:
             claimed.append(entry)
         else:
@@ -225,7 +249,9 @@ def _claimed_for(row: PassMapping, now: datetime) -> float:
 def _leaders(
     pending: list[InboundEvent], out: GroupResult, pace: Pace | None
 ) -> list[InboundEvent]:
-    """The events to apply now: those the pacer lets run, one per customer."""
+    """The events to apply now: those the pacer lets run, one per customer, its oldest in
+    the group (the newer ones can then ride along with it)."""
+    pending = sorted(pending, key=lambda row: _order_key(row.occurred_at, row.event_id))
     waits = pace([row.customer_id for row in pending]) if pace and pending else []
     leaders: list[InboundEvent] = []
     customers: set[str] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -12,14 +13,12 @@ from worker.inbound.status import (
     record_failure,
     stale_pending_ids,
     touch,
-    unfinished_customer,
 )
 from worker.observability import logs, metrics, tracing
 from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
-from worker.ratelimit.pacing import Pacer, delays
+from worker.ratelimit.pacing import delays
 from worker.sync.engine import EventNotFoundError, EventResult, PassBusyError
-from worker.sync.engine import process_event as apply_event
 from worker.sync.group import HandedOn, HandOn
 from worker.sync.group import process_group as apply_events
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task
@@ -65,21 +64,25 @@ def process_event(self: Any, event_id: int, paced: bool = False, waiting: bool =
     logs.bind(
         event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.default_account
     )
-    if not paced and runtime.pacer is not None:
-        wait = _pace(runtime.pacer, event_id)
-        if wait > 0:
-            raise self.retry(countdown=wait, max_retries=None, kwargs={"paced": True})
     with tracing.span(
         "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
     ):
-        return _process(self, runtime, event_id, waiting=waiting)
+        return _process(self, runtime, event_id, waiting=waiting, paced=paced)
 
 
-def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> str:
+def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool, paced: bool) -> str:
     try:
-        # The audit scope is outside the session: its rows are written after commit/rollback.
-        with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
-            result = apply_event(session, event_id, runtime.sync)
+        # A group of one (worker.sync.group): the pacer is asked inside the claim
+        # transaction, and the audit rows are written after the record commits.
+        with runtime.holding_audit(), runtime.db.session() as session:
+            outcome = apply_events(
+                session,
+                [event_id],
+                runtime.sync,
+                pace=None if paced else _pacing(runtime),
+                scope=lambda i: runtime.audited(Actor.event(i)),
+            )
+        result = outcome.only(event_id)
     except EventNotFoundError:
         log.warning("event %s is not in the ledger; dropping the message", event_id)
         metrics.event_attempt("missing")
@@ -109,6 +112,8 @@ def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> st
         return _retry_or_fail(
             self, event_id, TransientError(type(exc).__name__), type(exc).__name__
         )
+    if isinstance(result, float):  # its customer was applied less than a window ago
+        raise self.retry(countdown=result, max_retries=None, kwargs={"paced": True})
     return _finished(event_id, result)
 
 
@@ -123,10 +128,12 @@ def _finished(event_id: int, result: EventResult) -> str:
     return summary
 
 
-def _pace(pacer: Pacer, event_id: int) -> float:
-    with get_runtime().db.session() as session:
-        customer = unfinished_customer(session, event_id)
-    return 0.0 if customer is None else pacer.delay(customer)
+def _pacing(runtime: Runtime) -> Callable[[list[str]], list[float]] | None:
+    """The group engine's pace: the fleet's pacer, asked for a whole group at once."""
+    pacer = runtime.pacer
+    if pacer is None:
+        return None
+    return lambda customers: delays(pacer, customers)
 
 
 def trace_parent(request: Any) -> dict[str, str] | None:
@@ -286,14 +293,13 @@ def dispatch_events_task(ids: list[int], traces: dict[str, dict[str, str]] | Non
 def apply_group(ids: list[int]) -> int:
     """Apply `ids` as one group; how many were applied (or found already handled) here."""
     runtime = get_runtime()
-    pacer = runtime.pacer
     try:
         with runtime.holding_audit(), runtime.db.session() as session:
             result = apply_events(
                 session,
                 ids,
                 runtime.sync,
-                pace=(lambda customers: delays(pacer, customers)) if pacer else None,
+                pace=_pacing(runtime),
                 scope=lambda event_id: runtime.audited(Actor.event(event_id)),
                 concurrency=1 if runtime.db.is_sqlite else runtime.settings.sync.group_concurrency,
             )
