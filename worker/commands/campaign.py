@@ -87,6 +87,7 @@ def create_command(
             _counting(rows),
             batch_rows=settings.campaigns.import_batch_rows,
             on_batch=session.commit,
+            overlap=True,  # the next batch is parsed while the database takes this one
         )
         if start:
             _guard(lambda: service.start(session, campaign.id))

@@ -45,7 +45,7 @@ def delays(pacer: Pacer, customer_ids: list[str]) -> list[float]:
     """`pacer.delay` for each customer's event in turn; one Redis round trip when the pacer
     can batch (`delay_many`)."""
     many = getattr(pacer, "delay_many", None)
-    if many is not None:
+    if many is not None and len(customer_ids) > 1:  # one customer: one script call
         return list(many(customer_ids))
     return [pacer.delay(customer) for customer in customer_ids]
 

@@ -15,6 +15,10 @@ write lock) is open while the provider is called:
    claims released, the event handled. If a call fails, the passes already done are recorded
    and every claim is released (committed here) before the error propagates.
 
+A commit group's events go through the same steps together, set-based, in
+worker/sync/group.py (the task path); this module applies one event (campaigns, and the
+building blocks the group reuses).
+
 Ordering: an event older (by occurred_at, then event id) than what a pass reflects changes
 nothing on it. Coalescing (sync.coalesce_window_ms > 0): newer unfinished events of the same
 customer whose plans are upserts only ride along in the same calls (their fields merged in
