@@ -41,7 +41,21 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def need_service(name: str, host: str, port: int) -> None:
+DEFAULT_PORTS = {"postgresql": 5432, "redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671}
+
+
+def service_address(url: str) -> tuple[str, int]:
+    """The host and port a service URL points at (the scheme's default port when none)."""
+    where = urlsplit(url)
+    scheme = where.scheme.split("+", 1)[0]
+    return where.hostname or "127.0.0.1", where.port or DEFAULT_PORTS[scheme]
+
+
+def need_service(name: str, url_or_host: str, port: int | None = None) -> None:
+    """Skip (or fail, when services are required) unless the service answers where the test
+    will really connect: give its URL (`need_service("Redis", REDIS_TEST_URL)`), or a host
+    and port."""
+    host, port = service_address(url_or_host) if port is None else (url_or_host, port)
     if _port_open(host, port):
         return
     message = f"{name} is not running on {host}:{port}"
@@ -76,7 +90,7 @@ def cli_admin_token(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh Postgres database for this test session, migrated to head."""
-    need_service("PostgreSQL", "127.0.0.1", 5432)
+    need_service("PostgreSQL", PG_ADMIN_URL)
     name = f"passsync_t_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -124,8 +138,7 @@ def db(db_url: str) -> Iterator[Database]:
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """The machine's Redis, on a test database index that is flushed before and after."""
-    where = urlsplit(REDIS_TEST_URL)
-    need_service("Redis", where.hostname or "127.0.0.1", where.port or 6379)
+    need_service("Redis", REDIS_TEST_URL)
     import redis
 
     client = redis.Redis.from_url(REDIS_TEST_URL)

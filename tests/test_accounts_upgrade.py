@@ -44,7 +44,7 @@ def legacy_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
-    need_service("PostgreSQL", "127.0.0.1", 5432)
+    need_service("PostgreSQL", PG_ADMIN_URL)
     name = f"passsync_up_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

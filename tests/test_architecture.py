@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "worker"
-DOMAIN = ("inbound", "sync", "campaigns", "scans", "adoption")
+DOMAIN = ("inbound", "sync", "campaigns", "scans", "adoption", "retention")
 CONCRETE_CLIENTS = (
     "worker.providers.passcreator",
     "worker.providers.passkit",

@@ -17,8 +17,10 @@ import httpx
 import psutil
 import pytest
 
+from worker.cli import run_banner
+from worker.config import load_settings
 from worker.inbound.signatures import sign
-from worker.stack import free_port
+from worker.stack import Stack, free_port
 
 
 def read_secrets(path: Path) -> dict[str, str]:
@@ -150,10 +152,32 @@ def test_invalid_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / ".passsync").exists()
 
 
+def test_the_banner_lists_each_source_at_its_one_real_url(tmp_path: Path) -> None:
+    # Given a standard events source, a standard scans source and a sender's webhooks that
+    # become scans
+    settings = load_settings(
+        sources={
+            "crm": {},
+            "pos": {"target": "scans"},
+            "till": {"kind": "square", "target": "scans", "public_url": "https://h.test/w"},
+        }
+    )
+    stack = Stack(settings=settings, data_dir=tmp_path, api_port=8123)
+    # When the banner is printed
+    lines = [line for line in run_banner(stack, settings) if "source " in line]
+    # Then each source shows exactly the URL its sender posts to
+    api = "http://127.0.0.1:8123"
+    assert [" ".join(line.split()) for line in lines] == [
+        f"source crm POST {api}/webhooks/crm (events)",
+        f"source pos POST {api}/scans/pos (scans)",
+        f"source till POST {api}/webhooks/till (square webhooks)",
+    ]
+
+
 CONFIG = """
 sources:
   crm: {}
-  pos: {}
+  pos: {target: scans}
 admin_tokens:
   ops: {scopes: [read, write]}
   dashboard: {scopes: [read]}
@@ -207,8 +231,9 @@ def test_run_explains_itself_keeps_sandbox_state_and_the_cli_finds_it(tmp_path: 
         # Then the banner names every real URL and where the secrets are, and no source
         # starts without a secret
         banner = log.read_text()
-        assert f"POST {api}/webhooks/crm (events), POST {api}/scans/crm (scans)" in banner
-        assert f"POST {api}/webhooks/pos (events), POST {api}/scans/pos (scans)" in banner
+        assert f"{'source crm':<22} POST {api}/webhooks/crm (events)\n" in banner
+        assert f"{'source pos':<22} POST {api}/scans/pos (scans)\n" in banner
+        assert f"{api}/scans/crm" not in banner and f"{api}/webhooks/pos" not in banner
         assert f"{api}/dashboard" in banner and f"{api}/docs" in banner
         assert str((data / "secrets.env").resolve()) in banner
         assert "no secret" not in banner

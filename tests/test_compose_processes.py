@@ -164,7 +164,7 @@ class Layout:
 
 @pytest.fixture
 def layout(pg_url: str, tmp_path: Path) -> Iterator[tuple[Layout, Any, Database]]:
-    need_service("Redis", "127.0.0.1", 6379)
+    need_service("Redis", FLEET_REDIS_URL)
     client = redis.Redis.from_url(FLEET_REDIS_URL)
     client.flushdb()
     sandbox_settings = SandboxSettings(host="127.0.0.1", port=0, api_key=SecretStr(SANDBOX_KEY))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 import respx
 import yaml
+from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -20,8 +23,14 @@ from worker.commands.rules import check_templates_at_start
 from worker.config import Settings, load_settings
 from worker.db import Database, utcnow
 from worker.migrate import upgrade
+from worker.providers import registry
 from worker.providers.errors import TransientError
 from worker.providers.memory import MemoryProvider
+from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
+from worker.providers.passcreator.settings import SandboxSettings
+from worker.providers.passkit.sandbox.server import running_sandbox as passkit_sandbox
+from worker.providers.passkit.settings import PassKitSandboxSettings
+from worker.stack import free_port
 from worker.sync.models import PassMapping
 from worker.sync.rules import RulesError, content_hash
 
@@ -112,9 +121,128 @@ def test_check_with_provider_reports_templates_the_provider_lacks(
         "rule 'card': template 'Loyalty Card' not found at provider (known: Welcome Discount)"
     )
     provider.templates["tpl-2"] = "Loyalty Card"
+    provider.fields["tpl-2"] = ["tier"]
     result = invoke("rules", "check", "--provider", str(tmp_path / "c.yaml"))
     assert result.exit_code == 0
     assert result.output.strip() == "3 rules OK: card, tier_message, expire"
+
+
+# The shipped rules' templates as the strict simulator had them: no couponCode on the
+# Welcome Discount, no event on the Event Ticket, no visits on the Loyalty Card.
+LACKING = {
+    "Loyalty Card": ["firstName", "lastName", "email", "tier", "points"],
+    "Welcome Discount": ["firstName"],
+    "Event Ticket": ["firstName", "lastName", "seat"],
+}
+SANDBOX_KEY = "rules-check-key-5d1"
+
+
+@contextmanager
+def passcreator_sandbox(
+    monkeypatch: pytest.MonkeyPatch, templates: dict[str, list[str]] | None = None
+) -> Iterator[SandboxHandle]:
+    """A Passcreator sandbox (its templates: `templates`, else the seeds) that the
+    Passcreator account points at."""
+    extra: dict[str, Any] = {} if templates is None else {"templates": templates}
+    settings = SandboxSettings(port=0, api_key=SecretStr(SANDBOX_KEY), **extra)
+    with running_sandbox(settings) as handle:
+        monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL", handle.base_url)
+        monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSCREATOR__API_KEY", SANDBOX_KEY)
+        yield handle
+
+
+def test_check_with_provider_names_each_field_its_template_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # When the shipped rules are checked against templates that lack three of their fields
+    with passcreator_sandbox(monkeypatch, LACKING):
+        result = invoke("rules", "check", "--provider", str(SHIPPED))
+    # Then each wrong field is one line (rule, field, template), and the exit code is 1
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "rule 'ticket_issued': field 'event' is not a field of template 'Event Ticket' "
+        "(its fields: firstName, lastName, seat)",
+        "usage rule 'loyalty' (visit): field 'visits' is not a field of template "
+        "'Loyalty Card' (its fields: email, firstName, lastName, points, tier)",
+        "rule 'first_order_welcome_discount': field 'couponCode' is not a field of template "
+        "'Welcome Discount' (its fields: firstName)",
+    ]
+
+
+def test_the_shipped_rules_pass_against_the_seeded_passcreator_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with passcreator_sandbox(monkeypatch):
+        result = invoke("rules", "check", "--provider", str(SHIPPED))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("9 rules OK: ")
+
+
+def test_the_shipped_rules_pass_against_the_seeded_passkit_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the shipped rules on a PassKit account served by the PassKit sandbox
+    kit = registry.get_kind("passkit").sandbox
+    assert kit is not None
+    settings = PassKitSandboxSettings(port=0)
+    with passkit_sandbox(settings) as handle:
+        monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSKIT__KIND", "passkit")
+        for key, value in kit.account_overrides(settings, handle.base_url).items():
+            monkeypatch.setenv(f"PASSSYNC_PROVIDERS__PASSKIT__{key.upper()}", value)
+        monkeypatch.setenv("PASSSYNC_SYNC__DEFAULT_ACCOUNT", "passkit")
+        # When they are checked at the provider
+        result = invoke("rules", "check", "--provider", str(SHIPPED))
+    # Then every template and field is there
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("9 rules OK: ")
+
+
+def test_a_person_field_passkit_lacks_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    kit = registry.get_kind("passkit").sandbox
+    assert kit is not None
+    settings = PassKitSandboxSettings(port=0)
+    card = {"upsert": "loyalty", "template": "Loyalty Card"}
+    rules = [
+        {
+            "name": "card",
+            "on": ["customer.created"],
+            "actions": [card | {"fields": {"person.nickname": "customer.first_name"}}],
+        }
+    ]
+    with passkit_sandbox(settings) as handle:
+        monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSKIT__KIND", "passkit")
+        for key, value in kit.account_overrides(settings, handle.base_url).items():
+            monkeypatch.setenv(f"PASSSYNC_PROVIDERS__PASSKIT__{key.upper()}", value)
+        monkeypatch.setenv("PASSSYNC_SYNC__DEFAULT_ACCOUNT", "passkit")
+        monkeypatch.setenv("PASSSYNC_SYNC__RULES", json.dumps(rules))
+        monkeypatch.setenv("PASSSYNC_USAGE__RULES", "[]")
+        result = invoke("rules", "check", "--provider")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "rule 'card': field 'person.nickname' is not a field of template 'Loyalty Card'"
+    )
+
+
+def test_worker_start_refuses_a_wrong_field_but_not_an_unreachable_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the shipped config against templates lacking three of its fields
+    monkeypatch.setenv("PASSSYNC_CONFIG", str(SHIPPED))
+    monkeypatch.setenv("PASSSYNC_DATABASE_URL", f"sqlite:///{tmp_path / 'start.db'}")
+    # When a worker starts, then it refuses, naming each wrong field
+    with passcreator_sandbox(monkeypatch, LACKING), pytest.raises(RulesError) as refused:
+        check_templates_at_start(load_settings())
+    assert [line.split(": ")[1] for line in refused.value.problems] == [
+        "field 'event' is not a field of template 'Event Ticket' (its fields",
+        "field 'visits' is not a field of template 'Loyalty Card' (its fields",
+        "field 'couponCode' is not a field of template 'Welcome Discount' (its fields",
+    ]
+    # And with the provider out of reach it starts, with one warning
+    gone = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL", gone)
+    monkeypatch.setenv("PASSSYNC_PROVIDERS__PASSCREATOR__MAX_ATTEMPTS", "1")
+    check_templates_at_start(load_settings())
+    assert "could not check the rules' templates and fields at start" in caplog.text
 
 
 def test_invalid_rules_stop_a_process_at_start(
@@ -142,7 +270,10 @@ def test_worker_start_refuses_unknown_templates_but_not_an_unreachable_provider(
         check_templates_at_start(settings)
     provider.fail_next["list_templates"] = [TransientError("connection refused")]
     check_templates_at_start(settings)  # logged, not fatal: events wait and retry
-    assert "could not check the rules' templates at start: connection refused" in caplog.text
+    assert (
+        "could not check the rules' templates and fields at start: connection refused"
+        in caplog.text
+    )
 
 
 def test_worker_start_check_is_audited_as_a_system_call(tmp_path: Path) -> None:
@@ -158,15 +289,19 @@ def test_worker_start_check_is_audited_as_a_system_call(tmp_path: Path) -> None:
         mock.get("https://pc.test/api/pass-template").respond(
             200, json=[{"identifier": "tpl-1", "name": "Loyalty Card"}]
         )
-        # When the worker's start-up check runs
-        check_templates_at_start(settings)
-    # Then its one provider call is on record, as the system's
+        mock.get("https://pc.test/api/pass-template/tpl-1").respond(
+            200, json={"identifier": "tpl-1", "dynamicFields": {"additionalProperties": {}}}
+        )
+        # When the worker's start-up check runs (the rule sets tier, which the template lacks)
+        with pytest.raises(RulesError, match="field 'tier' is not a field of template"):
+            check_templates_at_start(settings)
+    # Then its provider calls are on record, as the system's
     database = Database(url)
     with database.session() as session:
         entries = session.scalars(select(AuditEntry)).all()
         recorded = [(e.action, e.actor_kind, e.status) for e in entries]
     database.dispose()
-    assert recorded == [("list_templates", "system", 200)]
+    assert recorded == [("list_templates", "system", 200), ("template_fields", "system", 200)]
 
 
 def test_explain_without_a_database_plans_a_create_and_a_push(tmp_path: Path) -> None:

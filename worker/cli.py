@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from worker.commands.accounts import accounts_app
 from worker.commands.adoption import adoption_app
 from worker.commands.audit import audit_app
 from worker.commands.campaign import campaign_app
@@ -23,12 +24,13 @@ from worker.commands.health import health_app, heartbeat_path
 from worker.commands.mcp import mcp as mcp_command
 from worker.commands.outbox import outbox_app
 from worker.commands.passes import passes_app
+from worker.commands.retention import retention_app
 from worker.commands.rules import rules_app
 from worker.commands.scans import scans_app
 from worker.commands.sources import sources_app
 from worker.commands.templates import templates_app
 from worker.commands.tools import tools_app
-from worker.config import ConfigError, Settings, load_settings
+from worker.config import ConfigError, Settings, SourceSettings, load_settings
 from worker.providers import registry
 
 if TYPE_CHECKING:
@@ -84,6 +86,7 @@ def _root(
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(adoption_app, name="adoption")
 app.add_typer(audit_app, name="audit")
 app.add_typer(campaign_app, name="campaign")
@@ -94,6 +97,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(scans_app, name="scans")
 app.add_typer(sources_app, name="sources")
 app.add_typer(passes_app, name="passes")
+app.add_typer(retention_app, name="retention")
 app.add_typer(templates_app, name="templates")
 app.add_typer(tools_app, name="tools")
 console = Console(stderr=True)
@@ -162,6 +166,7 @@ def run(
     stopping = _install_stop_handlers()
     try:
         stack.start()
+        _reload_on_sighup(stack)
     except BaseException:
         stack.stop()  # what did start; a setup problem is then one line (see main)
         raise
@@ -195,9 +200,19 @@ def _install_stop_handlers() -> list[int]:
     def handler(signum: int, _frame: FrameType | None) -> None:
         stopping.append(signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the stack is up: see _reload_on_sighup
     return stopping
+
+
+def _reload_on_sighup(stack: Stack) -> None:
+    """SIGHUP to `passsync run`: every process of the stack reloads its credentials (the
+    shared generation in the stack's Redis), as `passsync accounts rotate --no-check` does."""
+    from worker.providers.rotation import install_sighup
+
+    broker = stack.env.get("PASSSYNC_BROKER_URL", stack.settings.broker_url)
+    install_sighup(stack.settings.model_copy(update={"broker_url": broker}))
 
 
 def refuse_wrong_keys(settings: Settings) -> None:
@@ -234,6 +249,17 @@ def _print_run_banner(stack: Stack, settings: Settings) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
+def source_url(base: str, name: str, source: SourceSettings) -> str:
+    """The one URL a source's sender posts to: a standard source with `target: scans` takes
+    scans at /scans/{name}; every other source (a sender's own webhooks too, even when they
+    become scans) posts to /webhooks/{name}."""
+    if source.kind == "standard":
+        if source.target == "scans":
+            return f"POST {base}/scans/{name} (scans)"
+        return f"POST {base}/webhooks/{name} (events)"
+    return f"POST {base}/webhooks/{name} ({source.kind} webhooks)"
+
+
 def run_banner(stack: Stack, settings: Settings) -> list[str]:
     """What `passsync run` prints once it is up: every URL a user needs, no secret."""
     from worker.stack import SECRETS_FILE
@@ -250,14 +276,7 @@ def run_banner(stack: Stack, settings: Settings) -> list[str]:
         label = f"account {account.name}"
         lines.append(f"  {label:<22} {account.kind.title}: {where}")
     for name, source in settings.sources.items():
-        label = f"source {name}"
-        if source.kind == "standard":
-            lines.append(
-                f"  {label:<22} POST {base}/webhooks/{name} (events),"
-                f" POST {base}/scans/{name} (scans)"
-            )
-        else:
-            lines.append(f"  {label:<22} POST {base}/webhooks/{name} ({source.kind} webhooks)")
+        lines.append(f"  {f'source {name}':<22} {source_url(base, name, source)}")
     lines += [
         f"  dashboard              {base}/dashboard  (`passsync dashboard` prints a login link)",
         f"  API docs               {base}/docs",
@@ -299,6 +318,8 @@ def api(
         # Several processes behind one port: /metrics must add up all of them.
         _multiprocess_metrics(settings, "api")
     raise_open_files_limit()
+    if count == 1:
+        _api_sighup(settings)  # more processes: uvicorn's supervisor restarts them on SIGHUP
     # Connection limits and timeouts (issue 16, M1); logging stays ours (no log_level).
     common: dict[str, Any] = uvicorn_options(settings.api)
     if count == 1:
@@ -307,6 +328,13 @@ def api(
         # Each worker process builds its own app (and its own group-commit queue) from the
         # same settings; uvicorn needs an import string to do that.
         uvicorn.run("worker.cli:api_app", factory=True, workers=count, **common)
+
+
+def _api_sighup(settings: Settings) -> None:
+    """SIGHUP to an API process reloads the credentials (instead of ending it)."""
+    from worker.providers.rotation import install_sighup
+
+    install_sighup(settings)
 
 
 def _client_host(host: str) -> str:
@@ -325,6 +353,7 @@ def api_app(settings: Settings | None = None) -> Any:
     if settings is None:  # a uvicorn worker process, started by import string
         settings = _settings()
         _logging(settings)
+        _api_sighup(settings)
     configure_server(settings.api)  # the header timeout, in this (worker) process too
     configure(settings)
     declare_amqp_topology(settings.broker_url)
@@ -379,8 +408,9 @@ def worker(
 
 @app.command()
 def beat() -> None:
-    """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
-    audit purge (production process; run exactly one)."""
+    """The scheduler of every periodic job: the pending-event and scan sweepers, campaign
+    dispatch and scheduled starts, outbound deliveries, the drift reconcile, the purges
+    (production process; run exactly one)."""
     from worker.private import private_dir
     from worker.tasks.app import configure, declare_amqp_topology
     from worker.tasks.observe import HEARTBEAT_CONF_KEY

@@ -1,7 +1,9 @@
 """Settings: defaults < config.yaml < environment (prefix PASSSYNC_, nesting with __).
 
 Secrets (source secrets, admin token secrets, provider API keys) are accepted only from the
-environment; a secret written into config.yaml stops start-up with a clear message.
+environment, provider credentials also from the secrets file (`credentials.secrets_file`, which
+wins over the environment); a secret written into config.yaml stops start-up with a clear
+message.
 """
 
 from __future__ import annotations
@@ -353,6 +355,45 @@ class AuditSettings(_Strict):
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
+# A sender may resend an event (a callback, a scan) for days: Stripe retries for three days,
+# most others for hours. A dedup ledger row is never purged sooner than this.
+RETENTION_MIN_DEDUP_DAYS = 3
+
+
+class RetentionSettings(_Strict):
+    """How long finished rows are kept (days; 0 keeps them forever) and how beat purges them.
+
+    Only finished rows go: handled or ignored ledger events, outbox events delivered to every
+    destination, adoption callbacks, and accepted, rejected or unknown scans. The dedup
+    ledgers (inbound events, adoption callbacks, scans) answer a resent id as a duplicate only
+    while its row exists, so their windows are at least RETENTION_MIN_DEDUP_DAYS (README,
+    "Retention").
+    """
+
+    enabled: bool = True
+    inbound_days: int = Field(default=30, ge=0)
+    outbox_days: int = Field(default=30, ge=0)
+    adoption_days: int = Field(default=90, ge=0)
+    scans_days: int = Field(default=90, ge=0)
+    # Rows per DELETE, each its own short transaction, and the pause after each one (the
+    # receiver's commits and the workers' writes get the database in between).
+    batch_size: int = Field(default=2_000, ge=1, le=50_000)
+    pause_seconds: float = Field(default=0.05, ge=0, le=60)
+    # How often beat starts a purge, and how long one may run (the rest waits for the next).
+    interval_seconds: float = Field(default=3600.0, gt=0)
+    max_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("inbound_days", "adoption_days", "scans_days")
+    @classmethod
+    def _dedup_floor(cls, days: int) -> int:
+        if 0 < days < RETENTION_MIN_DEDUP_DAYS:
+            raise ValueError(
+                f"must be 0 (keep forever) or at least {RETENTION_MIN_DEDUP_DAYS} days: a "
+                "purged row no longer answers a resent id as a duplicate"
+            )
+        return days
+
+
 OUTBOUND_EVENT_TYPES = (
     "pass.issued",
     "pass.updated",
@@ -474,6 +515,25 @@ class CallbackSettings(_Strict):
     events: list[str] = []
 
 
+class CredentialSettings(_Strict):
+    """Provider credentials besides the environment, and how a rotation reaches every process
+    (see README, "Accounts and credentials")."""
+
+    # A file of `PASSSYNC_PROVIDERS__<ACCOUNT>__<FIELD>=value` lines (the accounts' secret
+    # fields only), mode 0600 or stricter; its values win over the environment's, and
+    # `passsync accounts rotate` (or SIGHUP) makes every process read it again.
+    secrets_file: Path | None = None
+    # How often a process looks at the fleet's credential generation (in the shared Redis).
+    reload_check_seconds: float = Field(default=2.0, gt=0, le=300)
+    # After the provider refuses an account's credential (401/403), this process makes no
+    # call on that account for this long unless a rotation comes first (no 401 storm).
+    refused_hold_seconds: float = Field(default=5.0, ge=0, le=600)
+    # A client replaced by a rotation is closed this long after (its calls have ended).
+    retire_after_seconds: float = Field(default=300.0, ge=0)
+    # The Redis key of the generation counter (the Redis of ratelimit.redis_url or the broker).
+    generation_key: str = "passsync:credentials:generation"
+
+
 class ReconcileSettings(_Strict):
     """The scheduled comparison of the provider's passes with the pass mappings."""
 
@@ -546,6 +606,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     celery: CelerySettings = CelerySettings()
     audit: AuditSettings = AuditSettings()
+    retention: RetentionSettings = RetentionSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
     campaigns: CampaignSettings = CampaignSettings()
     mcp: McpSettings = McpSettings()
@@ -553,6 +614,7 @@ class Settings(BaseSettings):
     usage: UsageSettings = UsageSettings()
     callbacks: CallbackSettings = CallbackSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    credentials: CredentialSettings = CredentialSettings()
     # Before named accounts: the sandbox of the (only) account of the first registered kind.
     # Still read (PASSSYNC_SANDBOX__*), and merged over that account's `sandbox:`.
     sandbox: dict[str, Any] = {}
@@ -658,7 +720,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls))
+        # The secrets file wins over the environment: it is what can change under running
+        # processes (`passsync accounts rotate`), their environment cannot.
+        return (
+            init_settings,
+            _SecretsFileSource(settings_cls),
+            env_settings,
+            _YamlSource(settings_cls),
+        )
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -669,6 +738,81 @@ class _YamlSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return read_config_file(config_path())
+
+
+class _SecretsFileSource(PydanticBaseSettingsSource):
+    """The provider credentials in `credentials.secrets_file`, above the environment."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ is used instead
+
+    def __call__(self) -> dict[str, Any]:
+        path = secrets_file_path()
+        if path is None:
+            return {}
+        accounts: dict[str, dict[str, str]] = {}
+        for (account, name), value in read_secrets_file(path).items():
+            accounts.setdefault(account, {})[name] = value
+        return {"providers": accounts}
+
+
+SECRETS_FILE_ENV = ENV_PREFIX + "CREDENTIALS__SECRETS_FILE"
+_SECRET_LINE = re.compile(r"^PASSSYNC_PROVIDERS__([A-Z0-9_]+?)__([A-Z0-9_]+)$")
+
+
+def secrets_file_path() -> Path | None:
+    """`credentials.secrets_file`: from the environment, else from the config file."""
+    for key, value in os.environ.items():
+        if key.upper() == SECRETS_FILE_ENV and value:
+            return Path(value)
+    section = read_config_file(config_path()).get("credentials")
+    named = section.get("secrets_file") if isinstance(section, dict) else None
+    return Path(str(named)) if named else None
+
+
+def read_secrets_file(path: Path) -> dict[tuple[str, str], str]:
+    """(account, field) -> value from a secrets file; ConfigError (one line, never a value)
+    when it is missing, readable by others than its owner, or has a line that is not
+    `PASSSYNC_PROVIDERS__<ACCOUNT>__<FIELD>=value` for a secret field of some platform."""
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise ConfigError(
+                f"secrets file {path} has mode {mode & 0o777:04o}: it must be readable by its "
+                f"owner only (chmod 600 {path})"
+            )
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"secrets file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"secrets file {path}: not UTF-8 text") from None
+    allowed = {f for kind in registry.kinds() for f in registry.get_kind(kind).secret_fields}
+    found: dict[tuple[str, str], str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        match = _SECRET_LINE.match(key.strip().upper())
+        where = f"secrets file {path} line {number}"
+        if not sep or match is None:
+            raise ConfigError(
+                f"{where}: expected PASSSYNC_PROVIDERS__<ACCOUNT>__<FIELD>=value "
+                f"(<FIELD> one of {', '.join(sorted(f.upper() for f in allowed))})"
+            )
+        account, name = match.group(1).lower(), match.group(2).lower()
+        if name not in allowed:
+            raise ConfigError(
+                f"{where}: {name.upper()} is not a secret setting; the file holds only "
+                f"{', '.join(sorted(f.upper() for f in allowed))} (other settings: config.yaml)"
+            )
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if value:  # an empty value is as if the line were absent
+            found[(account, name)] = value
+    return found
 
 
 def config_path() -> Path | None:
@@ -703,9 +847,10 @@ def _refuse_secrets(node: Any, path: Path, trail: tuple[str, ...]) -> None:
             here = (*trail, str(key))
             if str(key).lower() in SECRET_KEYS and value not in (None, ""):
                 env = ENV_PREFIX + "__".join(part.upper() for part in here)
+                where = " (or a line of the secrets file)" if here[0] == "providers" else ""
                 raise ConfigError(
                     f"{'.'.join(here)} in {path}: secrets come only from the environment; "
-                    f"set {env} instead"
+                    f"set {env} instead{where}"
                 )
             _refuse_secrets(value, path, here)
 
@@ -777,17 +922,19 @@ def _walk(model: type[BaseModel], trail: tuple[str, ...], instance: Any, rows: l
             # A list of structures (sync.rules) is documented in its own README section.
             rows.append((".".join(here), "(see README)", _env_name(here), ""))
         else:
-            rows.append((".".join(here), _show(name, value), _env_name(here), ""))
+            rows.append((".".join(here), _show(name, value, here), _env_name(here), ""))
 
 
 def _is_model(kind: Any) -> bool:
     return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
-def _show(name: str, value: Any) -> str:
+def _show(name: str, value: Any, trail: tuple[str, ...] = ()) -> str:
     if isinstance(value, SecretStr):  # a built-in default is public (the sandbox's key)
         return value.get_secret_value()
     if name in SECRET_KEYS:
+        if trail[:1] == ("providers",):
+            return "(secret: environment or secrets file)"
         return "(secret, environment only)"
     if value is PydanticUndefined:
         return "(required)"

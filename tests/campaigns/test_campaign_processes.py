@@ -116,7 +116,7 @@ def _sandbox() -> Iterator[SandboxHandle]:
 def fleet_redis() -> Iterator[str]:
     """A Redis database of its own: a flush by another suite's fixture would also drop the
     broker's queue bindings under these long-running processes."""
-    need_service("Redis", "127.0.0.1", 6379)
+    need_service("Redis", FLEET_REDIS_URL)
     client = redis.Redis.from_url(FLEET_REDIS_URL)
     client.flushdb()
     yield FLEET_REDIS_URL

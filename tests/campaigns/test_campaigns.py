@@ -24,6 +24,7 @@ from worker.campaigns.service import (
 from worker.config import Settings
 from worker.db import Database, utcnow
 from worker.inbound.models import InboundEvent
+from worker.providers.credentials import CredentialRefusedError
 from worker.providers.errors import RateLimitedError, RejectedError
 from worker.providers.memory import MemoryProvider
 from worker.sync.engine import SyncContext
@@ -194,6 +195,24 @@ def test_a_rate_limit_keeps_the_chunk_queued_for_a_retry_without_failing_anyone(
     assert set(states(db, campaign_id).values()) == {"done"}
     with db.sessions() as session:
         assert set(session.scalars(select(InboundEvent.attempts))) == {1}
+
+
+def test_a_refused_credential_keeps_the_chunk_queued_like_a_rate_limit(
+    db: Database, ctx: SyncContext, provider: MemoryProvider
+) -> None:
+    # Given the account's credential is refused (held until a rotation, issue 14)
+    campaign_id = new_campaign(db, ctx, csv_of(3))
+    (chunk,) = dispatch(db, SETTINGS.model_copy(update={"max_queued_chunks": 1}))
+    provider.fail_next["create"] = [CredentialRefusedError("memory", 401, retry_after=4)]
+    # When the chunk runs
+    result = run(db, ctx, chunk)
+    # Then it waits the hold out, nobody failed, no attempt used; the retry finishes them
+    assert result.retry_after == 4
+    assert set(states(db, campaign_id).values()) == {"queued"}
+    assert run(db, ctx, chunk).finished == 3
+    with db.sessions() as session:
+        assert set(session.scalars(select(InboundEvent.attempts))) == {1}
+        assert list(session.scalars(select(InboundEvent.status).distinct())) == ["handled"]
 
 
 def test_a_refused_recipient_fails_with_the_reason_and_the_rest_go_on(

@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 
 from tests.actions.fixtures import Provider, unmigrated_url
 from worker.cli import app
+from worker.providers import registry
+from worker.providers.passkit.sandbox.server import running_sandbox as passkit_sandbox
+from worker.providers.passkit.settings import PassKitSandboxSettings
 from worker.providers.port import TemplateField
 from worker.stack import free_port
 
@@ -46,12 +49,13 @@ def test_every_check_passes_when_everything_is_in_place() -> None:
         "broker": "ok",
         "provider passcreator": "ok",
         "templates": "ok",
-        "fields": "skip",
+        "fields": "ok",
         "outbound crm": "ok",
         "clock crm": "ok",
     }
     assert checks["provider passcreator"][1].startswith("Passcreator: credential accepted (")
     assert checks["templates"][1] == "every rule's template exists at the provider"
+    assert checks["fields"][1] == "every field the rules set is a field of its template"
     # And the table form is one line per check
     table = CliRunner().invoke(app, ["doctor"])
     assert table.exit_code == 0 and len(table.stdout.splitlines()) == 9
@@ -112,6 +116,87 @@ def test_a_field_the_template_lacks_fails_where_the_platform_lists_fields(
     status, detail = checks["fields"]
     assert status == "fail"
     assert detail == "; ".join(
-        f"rule 'loyalty_card': field {name!r} is not a field of template 'Loyalty Card'"
+        f"rule 'loyalty_card': field {name!r} is not a field of template 'Loyalty Card' "
+        "(its fields: email, firstName)"
         for name in ("lastName", "tier", "points")
     )
+
+
+@pytest.mark.usefixtures("ready")
+def test_a_field_the_passcreator_template_lacks_fails_the_fields_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a rule that sets couponCode on the sandbox's Loyalty Card (read from its describe)
+    rule = {
+        "name": "coupon_on_card",
+        "on": ["customer.created"],
+        "actions": [
+            {
+                "upsert": "loyalty",
+                "template": "Loyalty Card",
+                "fields": {"firstName": "customer.first_name", "couponCode": "data.code"},
+            }
+        ],
+    }
+    monkeypatch.setenv("PASSSYNC_SYNC__RULES", json.dumps([rule]))
+    # When doctor runs
+    code, checks = doctor()
+    # Then the fields check fails naming the rule, the field and the template
+    assert code == 1
+    assert checks["templates"][0] == "ok"
+    assert checks["fields"] == (
+        "fail",
+        "rule 'coupon_on_card': field 'couponCode' is not a field of template 'Loyalty Card' "
+        "(its fields: email, firstName, lastName, points, tier, visits)",
+    )
+
+
+@pytest.mark.usefixtures("ready")
+def test_the_fields_check_covers_every_account_and_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a second account on PassKit (its sandbox) whose rule sets a Person field PassKit lacks
+    kit = registry.get_kind("passkit").sandbox
+    assert kit is not None
+    settings = PassKitSandboxSettings(port=0)
+    rules = [
+        {
+            "name": "card",
+            "on": ["customer.created"],
+            "actions": [
+                {
+                    "upsert": "loyalty",
+                    "template": "Loyalty Card",
+                    "fields": {"firstName": "customer.first_name"},
+                }
+            ],
+        },
+        {
+            "name": "member",
+            "on": ["customer.created"],
+            "actions": [
+                {
+                    "upsert": "member",
+                    "account": "loyalty",
+                    "template": "Loyalty Card",
+                    "fields": {"person.nickname": "customer.first_name"},
+                }
+            ],
+        },
+    ]
+    with passkit_sandbox(settings) as handle:
+        monkeypatch.setenv("PASSSYNC_PROVIDERS__LOYALTY__KIND", "passkit")
+        for key, value in kit.account_overrides(settings, handle.base_url).items():
+            monkeypatch.setenv(f"PASSSYNC_PROVIDERS__LOYALTY__{key.upper()}", value)
+        monkeypatch.setenv("PASSSYNC_SYNC__DEFAULT_ACCOUNT", "passcreator")
+        monkeypatch.setenv("PASSSYNC_SYNC__RULES", json.dumps(rules))
+        # When doctor runs
+        code, checks = doctor()
+    # Then both accounts' templates are found, and the PassKit rule's wrong field is named
+    assert code == 1
+    assert checks["provider loyalty"][0] == "ok"
+    assert checks["templates"][0] == "ok"
+    status, detail = checks["fields"]
+    assert status == "fail"
+    assert detail.startswith(
+        "rule 'member': field 'person.nickname' is not a field of template 'Loyalty Card' ("
+    )
+    assert detail.endswith("(account 'loyalty')")

@@ -22,6 +22,7 @@ from tests.faults.helpers import (
     handled_count,
     start_ready_worker,
     wait_converged,
+    wait_handled,
 )
 from tests.faults.workload import Workload, bodies, generate
 from tests.tasks.harness import Harness
@@ -100,7 +101,7 @@ def test_provider_answers_503_in_bursts(harness: Harness) -> None:
     # When the workload is delivered
     try:
         deliver(harness.client(), bodies(load.events, random.Random(4)), pace=PACE)
-        harness.wait_for(lambda: handled_count(harness) >= EVENTS // 2, "half handled")
+        wait_handled(harness, EVENTS // 2, "half handled")
     finally:
         stop.set()
         burster.join()
@@ -150,7 +151,7 @@ def test_broker_flushed_mid_run_and_the_sweeper_recovers(harness: Harness) -> No
     client = harness.client(enqueue=partial(enqueue_events, countdown=0))
     half = len(load.events) // 2
     deliver(client, bodies(load.events[:half], random.Random(6)))
-    harness.wait_for(lambda: handled_count(harness) >= EVENTS // 20, "the first events handled")
+    wait_handled(harness, EVENTS // 20, "the first events handled")
     # When the broker's data is flushed (queued and unacked messages, bindings: all gone)
     broker = redis_client(harness.settings.broker_url)
     destroyed = broker_backlog(harness)["waiting"]

@@ -13,9 +13,9 @@ from tests.outbox.receiver import Receiver
 from worker.config import Settings
 from worker.db import Database
 from worker.inbound.models import EventStatus, InboundEvent
-from worker.inbound.status import record_failure
 from worker.outbox.emit import EMITTED_KEY, emit
 from worker.outbox.models import OutboxDelivery, OutboxEvent
+from worker.sync.failures import record_failure
 
 
 def outbox_count(db: Database) -> int:

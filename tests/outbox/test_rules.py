@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from worker.config import ConfigError, OutboundSettings, load_settings, read_config_file
-from worker.outbox.passes import pass_event_types
 from worker.outbox.store import SendResult, classify, next_wait
 from worker.outbox.transport import check_destinations, retry_after
+from worker.sync.outbound import pass_event_types
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

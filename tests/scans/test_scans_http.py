@@ -115,7 +115,15 @@ def test_a_retried_scan_repeats_its_stored_effect_and_counts_the_visit_once(
     assert provider.passes[pass_id].fields == {"visits": 1, "scanPoints": 0.0}
     assert provider.calls["update"] == 2
     assert [(r.status, r.effect) for r in scans(db)] == [
-        ("accepted", {"void": False, "fields": {"visits": 1, "scanPoints": 0.0}, "push": None})
+        (
+            "accepted",
+            {
+                "void": False,
+                "fields": {"visits": 1, "scanPoints": 0.0},
+                "push": None,
+                "counted": {"uses": 1, "visits": 1, "points": 0.0},
+            },
+        )
     ]
 
 

@@ -15,7 +15,11 @@ from worker.config import Settings
 from worker.db import Database, utcnow
 from worker.providers.passcreator.client import PasscreatorClient
 from worker.providers.passcreator.sandbox.server import SandboxHandle, running_sandbox
-from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
+from worker.providers.passcreator.settings import (
+    SEEDED_PROPERTIES,
+    PasscreatorSettings,
+    SandboxSettings,
+)
 from worker.scans.ledger import pending_scan_ids
 from worker.scans.usage import UsageContext, process_scan
 from worker.sync.models import PassMapping, PassStatus
@@ -25,7 +29,11 @@ KEY = "scans-sandbox-key"
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxHandle]:
-    with running_sandbox(SandboxSettings(port=0, api_key=SecretStr(KEY))) as handle:
+    # The Loyalty Card also has the property the visit rule counts scan points into.
+    card = [*SEEDED_PROPERTIES["Loyalty Card"], "scanPoints"]
+    templates = SEEDED_PROPERTIES | {"Loyalty Card": card}
+    settings = SandboxSettings(port=0, api_key=SecretStr(KEY), templates=templates)
+    with running_sandbox(settings) as handle:
         yield handle
 
 

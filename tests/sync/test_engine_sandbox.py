@@ -114,7 +114,8 @@ def test_a_template_recreated_under_its_name_heals_the_cache_at_once(
     # And the template is deleted and created again under the same name (a new id)
     with httpx.Client(base_url=_sandbox.base_url, headers={"Authorization": KEY}) as http:
         assert http.delete(f"/api/pass-template/{old_id}").status_code == 200
-        created = http.post("/api/v2/pass-template", json={"name": "Loyalty Card"})
+        body = {"name": "Loyalty Card", "additionalProperties": ["firstName", "tier"]}
+        created = http.post("/api/v2/pass-template", json=body)
         assert created.status_code == 200
     new_id = created.json()["data"]["identifier"]
     assert new_id != old_id

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pytest
 from pydantic import SecretStr
@@ -72,9 +75,6 @@ def harness(
         # of its own keeps this test's budget apart from any other run on the same Redis.
         "PASSSYNC_RATELIMIT__PER_MINUTE": "60000",
         "PASSSYNC_RATELIMIT__BURST": "100",
-        # Known gap: a countdown (the pacer's trailing-edge wait) is not delivered back on
-        # RabbitMQ yet, so these scenarios run without coalescing; see the README.
-        "PASSSYNC_SYNC__COALESCE_WINDOW_MS": "0",
         "PASSSYNC_RATELIMIT__KEY_PREFIX": f"passsync:ratelimit:{uuid.uuid4().hex[:8]}",
     }
     for key, value in env.items():
@@ -99,22 +99,63 @@ def harness(
 
 
 RABBITMQ_URL = os.environ.get("PASSSYNC_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """The RabbitMQ URL for this session: a virtual host of its own on the machine's broker.
+
+    Durable quorum queues (and messages waiting in Celery's delayed-delivery queues) outlive
+    a run; in a vhost created here (`rabbitmqctl add_vhost`) and deleted at the end, nothing
+    of an earlier run or another suite can reach these tests. A remote broker (or no
+    rabbitmqctl) keeps the URL's own vhost; each test empties its queues either way.
+    """
+    need_service("RabbitMQ", RABBITMQ_URL)
+    where = urlsplit(RABBITMQ_URL)
+    vhost = f"passsync_t_{uuid.uuid4().hex[:10]}"
+    if where.hostname not in LOCAL_HOSTS or not _rabbitmqctl("add_vhost", vhost):
+        yield RABBITMQ_URL
+        return
+    try:
+        user = unquote(where.username or "guest")
+        if not _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*"):
+            pytest.fail(f"rabbitmqctl could not give {user} the vhost {vhost}", pytrace=False)
+        yield urlunsplit(where._replace(path="/" + quote(vhost, safe="")))
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def _rabbitmqctl(*args: str) -> bool:
+    """Run rabbitmqctl on the local node; False when it is not there or refuses."""
+    if shutil.which("rabbitmqctl") is None:
+        return False
+    try:
+        done = subprocess.run(
+            ["rabbitmqctl", "-q", *args], capture_output=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 @pytest.fixture
 def rabbit_harness(
+    *,
     pg_url: str,
     redis_url: str,
+    rabbitmq_url: str,
     tmp_path: Path,
     sandbox: SandboxHandle,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Harness]:
-    """Postgres, RabbitMQ as the broker (quorum queues), Redis for the limiter only."""
-    need_service("RabbitMQ", "127.0.0.1", 5672)
-    _fresh_queues(RABBITMQ_URL)
+    """Postgres, RabbitMQ as the broker (quorum queues), Redis for the limiter and the
+    coalescing pacer (`sync.coalesce_window_ms` at its default, so paced events wait in
+    RabbitMQ's delayed delivery)."""
+    _empty_queues(rabbitmq_url)
     env = {
         "PASSSYNC_DATABASE_URL": pg_url,
-        "PASSSYNC_BROKER_URL": RABBITMQ_URL,
+        "PASSSYNC_BROKER_URL": rabbitmq_url,
         "PASSSYNC_RATELIMIT__REDIS_URL": redis_url,
         "PASSSYNC_DATA_DIR": str(tmp_path / "data"),
         "PASSSYNC_SOURCES__CRM__SECRET": SECRET,
@@ -125,16 +166,13 @@ def rabbit_harness(
         "PASSSYNC_SYNC__RETRY_MAX_SECONDS": "2",
         "PASSSYNC_RATELIMIT__PER_MINUTE": "60000",
         "PASSSYNC_RATELIMIT__BURST": "100",
-        # Known gap: a countdown (the pacer's trailing-edge wait) is not delivered back on
-        # RabbitMQ yet, so these scenarios run without coalescing; see the README.
-        "PASSSYNC_SYNC__COALESCE_WINDOW_MS": "0",
         "PASSSYNC_RATELIMIT__KEY_PREFIX": f"passsync:ratelimit:{uuid.uuid4().hex[:8]}",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
     configure(settings)
-    declare_amqp_topology(RABBITMQ_URL)  # as `passsync api` does at start
+    declare_amqp_topology(rabbitmq_url)  # as `passsync api` does at start
     reset_runtime()
     db = Database(pg_url)
     _clean(db)
@@ -147,18 +185,23 @@ def rabbit_harness(
         harness.stop_all()
         reset_runtime()
         db.dispose()
-        _fresh_queues(RABBITMQ_URL)
+        _empty_queues(rabbitmq_url)
 
 
-def _fresh_queues(url: str) -> None:
-    """Delete the passsync queues: a run starts empty (and declares them quorum again)."""
+def _empty_queues(url: str) -> None:
+    """Purge the passsync queues and Celery's delayed-delivery queues: no message of an
+    earlier test (a retry still waiting out its countdown) reaches the next one, whose
+    ledger ids start at 1 again."""
     from kombu import Connection
+    from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
+    names = [REALTIME_QUEUE, BULK_QUEUE, *(level_name(n) for n in range(MAX_LEVEL + 1))]
     with Connection(url, connect_timeout=5) as conn:
-        for queue in (REALTIME_QUEUE, BULK_QUEUE):
+        for name in names:
+            # A channel each: the broker closes a channel whose queue does not exist.
             channel = conn.channel()
             try:
-                channel.queue_delete(queue)
+                channel.queue_purge(name)
             except conn.channel_errors:
                 pass
             finally:

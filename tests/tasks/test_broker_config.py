@@ -4,12 +4,13 @@ queues on a topic exchange, whole-second countdowns, the limiter on Redis)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from worker.config import ConfigError, Settings
-from worker.tasks.app import PasssyncTask, celery_app, configure, is_amqp
+from worker.tasks.app import PasssyncTask, celery_app, configure, forget_topology, is_amqp
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 
@@ -33,6 +34,7 @@ def restore() -> Iterator[None]:
     saved = {key: celery_app.conf.get(key) for key in KEYS}
     yield
     celery_app.conf.update(saved)
+    forget_topology()
 
 
 def test_an_amqp_broker_needs_a_redis_for_the_limiter(
@@ -88,3 +90,97 @@ def test_countdowns_are_whole_seconds_under_rabbitmq(
     task = celery_app.tasks["passsync.process_event"]
     task.apply_async(args=[1], countdown=given)
     assert seen["countdown"] == sent
+
+
+@pytest.mark.usefixtures("restore")
+@pytest.mark.parametrize(
+    ("ahead", "form", "sent"),
+    [
+        (2.2, "aware", 3),
+        # A naive ETA is UTC, as everywhere in the app (enable_utc); an ISO string is parsed.
+        (4.5, "naive", 5),
+        (0.6, "iso", 1),
+        (-5.0, "aware", None),  # already due: sent at once
+    ],
+)
+def test_an_eta_is_sent_as_a_whole_second_countdown_under_rabbitmq(
+    monkeypatch: pytest.MonkeyPatch, ahead: float, form: str, sent: int | None
+) -> None:
+    # Given RabbitMQ's delayed delivery, which takes whole seconds and rounds an ETA down
+    seen: dict[str, Any] = {}
+
+    def capture(_self: Any, *_args: Any, **options: Any) -> None:
+        seen.update(options)
+
+    monkeypatch.setattr(PasssyncTask.__mro__[1], "apply_async", capture)
+    celery_app.conf.update(passsync_whole_second_countdowns=True)
+    # When a task is sent with an ETA
+    at = datetime.now(UTC) + timedelta(seconds=ahead)
+    eta: Any = {"aware": at, "naive": at.replace(tzinfo=None), "iso": at.isoformat()}[form]
+    celery_app.tasks["passsync.process_event"].apply_async(args=[1], eta=eta)
+    # Then it goes as a countdown rounded up: it never arrives before its ETA
+    assert "eta" not in seen
+    assert seen["countdown"] == sent
+
+
+@pytest.mark.usefixtures("restore")
+def test_an_eta_is_left_alone_under_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def capture(_self: Any, *_args: Any, **options: Any) -> None:
+        seen.update(options)
+
+    monkeypatch.setattr(PasssyncTask.__mro__[1], "apply_async", capture)
+    celery_app.conf.update(passsync_whole_second_countdowns=False)
+    eta = datetime.now(UTC) + timedelta(seconds=2.2)
+    celery_app.tasks["passsync.process_event"].apply_async(args=[1], eta=eta)
+    assert seen["eta"] == eta and "countdown" not in seen
+
+
+@pytest.mark.usefixtures("restore")
+def test_configuring_another_broker_forgets_the_queues_celery_had_computed(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Given a process that configured Redis and published (Celery computed its queues: a
+    # classic `realtime` queue on a direct exchange, and the routes and sender using it)
+    configure(make_settings(broker_url="redis://127.0.0.1:6379/0"))
+    assert celery_app.amqp.queues["realtime"].exchange.type == "direct"
+    assert celery_app.amqp.router is not None and celery_app.amqp.send_task_message
+    # When it is configured for RabbitMQ
+    configure(make_settings(broker_url=AMQP, ratelimit={"redis_url": "redis://x:6379/0"}))
+    # Then it publishes to the quorum queue on the topic exchange (a stale classic queue was
+    # re-declared on each publish, which RabbitMQ refused: PRECONDITION_FAILED)
+    queue = celery_app.amqp.queues["realtime"]
+    assert queue.queue_arguments == {"x-queue-type": "quorum"}
+    assert (queue.exchange.name, queue.exchange.type) == ("passsync", "topic")
+    assert celery_app.amqp.router.queues["realtime"] is queue
+    assert celery_app.amqp.default_exchange.name == "passsync"
+    # And back to Redis: no quorum queue left over
+    configure(make_settings(broker_url="redis://127.0.0.1:6379/0"))
+    assert celery_app.amqp.queues["realtime"].queue_arguments is None
+
+
+@pytest.mark.usefixtures("restore")
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_resent_message_loses_the_dead_letter_headers_rabbitmq_put_on_it(
+    monkeypatch: pytest.MonkeyPatch, whole: bool
+) -> None:
+    # Given a task sent again with the headers of a message that waited in a delay queue
+    seen: dict[str, Any] = {}
+
+    def capture(_self: Any, *_args: Any, **options: Any) -> None:
+        seen.update(options)
+
+    monkeypatch.setattr(PasssyncTask.__mro__[1], "apply_async", capture)
+    celery_app.conf.update(passsync_whole_second_countdowns=whole)
+    headers = {
+        "x-death": [{"count": 1, "queue": "celery_delayed_0", "reason": "expired"}],
+        "x-first-death-queue": "celery_delayed_0",
+        "x-last-death-reason": "expired",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    celery_app.tasks["passsync.process_event"].apply_async(args=[1], countdown=3, headers=headers)
+    # Then RabbitMQ's dead-letter headers are dropped (before 4.0.1 it drops a message that
+    # re-enters a queue its x-death lists), the others kept, the caller's dict untouched
+    assert seen["headers"] == {"traceparent": headers["traceparent"]}
+    assert "x-death" in headers

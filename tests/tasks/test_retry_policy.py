@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from worker.db import Database
 from worker.inbound.models import EventStatus, InboundEvent
-from worker.inbound.status import record_failure
 from worker.providers.errors import RateLimitedError, TransientError
+from worker.sync.failures import record_failure
 from worker.tasks.jobs import retry_countdown
 
 

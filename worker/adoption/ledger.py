@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 from worker.adoption.models import AdoptionEvent, Kind, PassAdoption
 from worker.db import utcnow
 from worker.outbox.emit import emit
-from worker.outbox.passes import pass_view
 from worker.providers.port import CallbackFact
 from worker.sync.models import PassMapping
+from worker.sync.outbound import pass_view
 
 # A callback as the platform's parser gives it (worker.providers.port.CallbackFact).
 Callback = CallbackFact

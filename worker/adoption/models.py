@@ -34,6 +34,7 @@ class AdoptionEvent(Base):
     __table_args__ = (
         UniqueConstraint("provider", "callback_id", name="uq_adoption_events_provider_callback"),
         Index("ix_adoption_events_pass", "provider_pass_id", "id"),
+        Index("ix_adoption_events_received_at", "received_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)

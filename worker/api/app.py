@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client.registry import Collector
 
 from worker.api import (
+    accounts,
     admin,
     adoption,
     audit,
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    app.include_router(accounts.router)
     app.include_router(campaigns.router)
     app.include_router(outbox.router)
     app.include_router(passes.router)
@@ -173,10 +175,10 @@ async def _intake_unavailable(_request: Request, exc: Exception) -> Response:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    # The type only: driver messages can carry SQL parameters (customer data).
-    log.warning(
-        "database unavailable on %s %s (%s)", request.method, request.url.path, type(exc).__name__
-    )
+    # The type only: driver messages can carry SQL parameters (customer data); the route's
+    # template, not the path, which may carry a callback token.
+    route = getattr(request.scope.get("route"), "path", None) or request.url.path
+    log.warning("database unavailable on %s %s (%s)", request.method, route, type(exc).__name__)
     return JSONResponse(
         {"detail": "database unavailable"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -45,6 +45,7 @@ DESCRIPTIONS = {
     401: "No valid credentials",
     403: "The token lacks the scope this route needs",
     404: "Unknown resource",
+    405: "This method is not allowed here (the Allow header lists the ones that are)",
     409: "The resource is in a state that does not allow this",
     413: "The body is larger than the limit",
     422: "The request does not validate",

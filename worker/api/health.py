@@ -13,6 +13,7 @@ import anyio
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
+from worker.api.accounts import reloader_of
 from worker.api.context import ApiContext, Context
 from worker.db import Database
 from worker.migrate import current_revisions, head_revisions
@@ -78,19 +79,36 @@ def _ping_migrated(db: Database) -> None:
     _migrated.add(db)
 
 
-# Per app: one cached credential check per account that has credentials.
-_credential_checks: dict[int, dict[str, CachedCredentialCheck]] = {}
+# Per app: one cached credential check per account that has credentials, with the account
+# settings it was built from (a rotation replaces them: the check is built again).
+_credential_checks: dict[int, dict[str, tuple[object, CachedCredentialCheck]]] = {}
 
 
 def _accounts_checks(ctx: ApiContext) -> dict[str, CachedCredentialCheck]:
-    checks = _credential_checks.get(id(ctx))
-    if checks is None:
-        checks = {}
-        for name, account in registry.accounts(ctx.settings).items():
-            if account.has_credentials:
-                checks[name] = CachedCredentialCheck(account.build_client().list_templates)
-        _credential_checks[id(ctx)] = checks
-    return checks
+    reloader_of(ctx)  # a rotation reaches this process's settings
+    checks = _credential_checks.setdefault(id(ctx), {})
+    for name, account in registry.accounts(ctx.settings).items():
+        built = checks.get(name)
+        if built is not None and built[0] is account.settings:
+            continue
+        if account.has_credentials:
+            checks[name] = (account.settings, CachedCredentialCheck(_probe(account)))
+        else:
+            checks.pop(name, None)
+    return {name: check for name, (_conf, check) in checks.items()}
+
+
+def _probe(account: registry.Account) -> Callable[[], object]:
+    """One template listing with a client built for it and closed after it."""
+
+    def probe() -> object:
+        client = account.build_client()
+        try:
+            return client.list_templates()
+        finally:
+            client.close()
+
+    return probe
 
 
 async def _provider(ctx: ApiContext) -> str:

@@ -1,6 +1,6 @@
 """Pull instead of push: each customer's passes with their status and links (read scope).
 
-The objects are the same as in the outbound `pass.*` events (worker.outbox.passes.pass_view).
+The objects are the same as in the outbound `pass.*` events (worker.sync.outbound.pass_view).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from worker.api.auth import ReadAccess
 from worker.api.context import Context
 from worker.api.params import Limit, Offset
-from worker.outbox.passes import list_pass_views
+from worker.sync.outbound import list_pass_views
 
 router = APIRouter(prefix="/api/passes", tags=["passes"])
 

@@ -30,9 +30,10 @@ from worker.db import Database, utcnow
 from worker.inbound.ledger import record_events
 from worker.inbound.models import InboundEvent
 from worker.inbound.schema import CanonicalEvent, Customer
-from worker.inbound.status import record_failure
+from worker.providers.credentials import CredentialRefusedError
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.sync.engine import EventResult, Outcome, PassBusyError, SyncContext, process_event
+from worker.sync.failures import record_failure
 from worker.sync.models import PassMapping, PassStatus
 from worker.sync.rules import Verb, content_hash, plan_event
 
@@ -140,7 +141,9 @@ def _run_one(
     except PassBusyError as exc:
         # Another attempt holds the pass (its claim expires): wait a little, not hot-loop.
         return Wait(min(max(exc.retry_after, BUSY_MIN_WAIT), BUSY_MAX_WAIT), busy=True)
-    except RateLimitedError as exc:
+    except (RateLimitedError, CredentialRefusedError) as exc:
+        # The provider paces us, or refuses the account's credential until a rotation: the
+        # chunk waits (no attempt used), as the rest of the fleet does.
         _ledger_failure(db, begun, exc.message, count=False, final=False)
         return Wait(max(exc.retry_after, 0.0), busy=False)
     except TransientError as exc:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -20,7 +22,9 @@ from worker.audit import Actor, acting_as
 from worker.commands.admin_token import require_token
 from worker.commands.audited import SetupError, audited_client, catalogue_of
 from worker.config import ConfigError, load_settings
+from worker.providers import registry
 from worker.providers.errors import ProviderError, RateLimitedError
+from worker.providers.port import PassProvider
 
 PASS_COLUMNS = ("pass_id", "user_provided_id", "template_id", "voided", "modified_on")
 JsonOption = typer.Option("--json", help="Print JSON (for scripts).")
@@ -40,15 +44,36 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+@dataclass(frozen=True)
+class PortCall:
+    """What a command does through the port when the account's platform has no action of
+    that name (the command's options its platform action alone understands must be unset)."""
+
+    call: Callable[[PassProvider], BaseModel]
+    writes: bool
+    platform_only: Mapping[str, bool] = field(default_factory=dict)  # option -> it is set
+    required: Mapping[str, bool] = field(default_factory=dict)  # option -> it is set
+
+
 def invoke(
-    name: str, arguments: dict[str, Any], *, as_json: bool, account: str | None = None
+    name: str,
+    arguments: dict[str, Any],
+    *,
+    as_json: bool,
+    account: str | None = None,
+    port: PortCall | None = None,
 ) -> BaseModel:
     """Validate `arguments`, run the account's action as the CLI user (audited with the
-    account), print the result and return it."""
+    account), print the result and return it. Without such an action on the account's
+    platform, `port` (if given) does the same through the neutral port."""
     try:
         settings = load_settings()
         action = get_action(catalogue_of(settings, account), name)
-    except (SetupError, ConfigError, UnknownActionError) as exc:
+    except UnknownActionError as exc:
+        if port is None:
+            fail(str(exc))
+        return _invoke_port(settings, name, port, as_json=as_json, account=account)
+    except (SetupError, ConfigError) as exc:
         fail(str(exc))
     if action.writes:
         require_token(settings)
@@ -57,6 +82,31 @@ def invoke(
         with audited_client(settings, account) as client, acting_as(Actor.cli()):
             output: BaseModel = action.call(client, parsed)
     except (InvalidArgumentsError, SetupError, ConfigError) as exc:
+        fail(str(exc))
+    except RateLimitedError as exc:
+        fail(f"{exc.message} (retry in {exc.retry_after:g}s)", 1)
+    except ProviderError as exc:
+        fail(exc.message, 1)
+    show(output, as_json=as_json)
+    return output
+
+
+def _invoke_port(
+    settings: Any, name: str, port: PortCall, *, as_json: bool, account: str | None
+) -> BaseModel:
+    title = registry.account(settings, account).kind.title
+    used = [option for option, given in port.platform_only.items() if given]
+    if used:
+        fail(f"{', '.join(used)}: not available on a {title} account (no {name!r} action)")
+    missing = [option for option, given in port.required.items() if not given]
+    if missing:
+        fail(f"{', '.join(missing)}: required on a {title} account")
+    if port.writes:
+        require_token(settings)
+    try:
+        with audited_client(settings, account) as client, acting_as(Actor.cli()):
+            output = port.call(client)
+    except (SetupError, ConfigError) as exc:
         fail(str(exc))
     except RateLimitedError as exc:
         fail(f"{exc.message} (retry in {exc.retry_after:g}s)", 1)

@@ -2,8 +2,9 @@
 
 Checks, in order: the configuration and rules, the secrets every source and admin token
 needs, the database (reachable, migrated), the broker, the provider (the credential is
-accepted, every rule's template exists), each outbound destination (its secret, and that it
-answers), and the clock (against the database server and the destinations' Date headers).
+accepted, every rule's template exists and takes every field the rules set), each outbound
+destination (its secret, and that it answers), and the clock (against the database server
+and the destinations' Date headers).
 Nothing is changed and nothing is sent but reads.
 """
 
@@ -176,10 +177,7 @@ def _providers(settings: Settings, migrated: bool) -> Iterator[Check]:
         yield Check(
             label, "ok", f"{account.kind.title}: credential accepted ({len(names)} templates)"
         )
-    templates = _rule_templates(settings, migrated)
-    yield templates
-    if templates.status == "ok":
-        yield _rule_fields(settings, migrated)
+    yield from _rules_at_provider(settings, migrated)
 
 
 def _templates(account: Any, on_attempt: Callable[[Any], None] | None) -> list[str]:
@@ -190,66 +188,37 @@ def _templates(account: Any, on_attempt: Callable[[Any], None] | None) -> list[s
         client.close()
 
 
-def _rule_templates(settings: Settings, migrated: bool) -> Check:
-    from worker.commands.rules import templates_problems  # noqa: PLC0415
-    from worker.providers.errors import ProviderError  # noqa: PLC0415
+def _rules_at_provider(settings: Settings, migrated: bool) -> Iterator[Check]:
+    """Every rule's template exists at its account, and takes every field the rules (and a
+    visit's counters) set, on every platform that lists template fields."""
+    from worker.commands.rules import ProviderCheck, provider_check  # noqa: PLC0415
     from worker.sync.rules import compile_rules  # noqa: PLC0415
 
-    try:
-        problems = _with_audit(
-            settings,
-            migrated,
-            lambda on: templates_problems(
-                settings, compile_rules(settings.sync, registry.capabilities(settings)), on
-            ),
-        )
-    except (ProviderError, ConfigError) as exc:
-        return Check("templates", "skip", f"not checked: {getattr(exc, 'message', str(exc))}")
-    except Exception as exc:
-        return Check("templates", "skip", f"not checked: {explain(exc) or type(exc).__name__}")
-    if problems:
-        return Check("templates", "fail", "; ".join(problems))
-    return Check("templates", "ok", "every rule's template exists at the provider")
+    found: list[ProviderCheck] = []
 
-
-def _rule_fields(settings: Settings, migrated: bool) -> Check:
-    """Every field a rule sets is one its template accepts, where the platform lists them."""
-    from worker.sync.rules import compile_rules  # noqa: PLC0415
-
-    account = registry.account(settings)
-    lister = account.kind.template_fields
-    if lister is None:
-        return Check("fields", "skip", f"{account.kind.title} does not list template fields")
-    rules = compile_rules(settings.sync)
-
-    def problems(on_attempt: Callable[[Any], None] | None) -> list[str]:
-        client = account.build_client(on_attempt)
-        try:
-            ids = {t.name: t.template_id for t in client.list_templates()}
-            found = []
-            for rule in rules.rules:
-                for action in rule.actions:
-                    if action.template is None or action.template not in ids:
-                        continue
-                    accepted = {f.name for f in lister(client, ids[action.template])}
-                    found += [
-                        f"rule {rule.name!r}: field {name!r} is not a field of template "
-                        f"{action.template!r}"
-                        for name, _ in action.fields
-                        if name not in accepted
-                    ]
-            return found
-        finally:
-            client.close()
+    def call(on_attempt: Callable[[Any], None] | None) -> list[str]:
+        rules = compile_rules(settings.sync, registry.capabilities(settings))
+        found.append(provider_check(settings, rules, on_attempt))
+        return found[-1].problems
 
     try:
-        missing = _with_audit(settings, migrated, problems, account.name)
-    except Exception as exc:
-        detail = getattr(exc, "message", None) or explain(exc) or type(exc).__name__
-        return Check("fields", "skip", f"not checked: {detail}")
-    if missing:
-        return Check("fields", "fail", "; ".join(missing))
-    return Check("fields", "ok", "every field the rules set exists in its template")
+        _with_audit(settings, migrated, call)
+    except Exception as exc:  # ProviderError, ConfigError and friends: not checked
+        detail = getattr(exc, "message", None) or explain(exc) or str(exc) or type(exc).__name__
+        yield Check("templates", "skip", f"not checked: {detail}")
+        yield Check("fields", "skip", f"not checked: {detail}")
+        return
+    result = found[-1]
+    if result.templates:
+        yield Check("templates", "fail", "; ".join(result.templates))
+    else:
+        yield Check("templates", "ok", "every rule's template exists at the provider")
+    if result.fields:
+        yield Check("fields", "fail", "; ".join(result.fields))
+    elif result.unchecked:
+        yield Check("fields", "skip", "; ".join(result.unchecked))
+    else:
+        yield Check("fields", "ok", "every field the rules set is a field of its template")
 
 
 def _with_audit(

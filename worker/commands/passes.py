@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import typer
+from pydantic import BaseModel
 
 from worker.commands.actions_cli import (
     AccountOpt,
     JsonOption,
+    PortCall,
     confirm_or_exit,
     fail,
     invoke,
@@ -17,6 +20,7 @@ from worker.commands.actions_cli import (
     one_of,
     pairs,
 )
+from worker.providers.port import PassProvider
 
 passes_app = typer.Typer(
     rich_markup_mode=None,
@@ -35,6 +39,19 @@ FieldOption = Annotated[
 FieldsJson = Annotated[
     str | None, typer.Option("--fields-json", help='A JSON object, e.g. {"points": 10}.')
 ]
+
+
+class Deleted(BaseModel):
+    pass_id: str
+    deleted: bool = True
+
+
+def _deleted(pass_id: str) -> Callable[[PassProvider], BaseModel]:
+    def call(client: PassProvider) -> BaseModel:
+        client.delete_pass(pass_id)
+        return Deleted(pass_id=pass_id)
+
+    return call
 
 
 def _fields(field: list[str] | None, fields_json: str | None) -> dict[str, Any]:
@@ -68,7 +85,12 @@ def get(
 ) -> None:
     """One pass's details."""
     arguments = {"identifier": identifier, "include_field_mapping": field_mapping}
-    invoke("get_pass", arguments, as_json=as_json, account=account)
+    port = PortCall(
+        lambda client: client.get_pass(identifier),
+        writes=False,
+        platform_only={"--field-mapping": field_mapping},
+    )
+    invoke("get_pass", arguments, as_json=as_json, account=account, port=port)
 
 
 @passes_app.command("list")
@@ -183,7 +205,16 @@ def create(
         "grouping_identifier": group,
         "enforce_unique": enforce_unique,
     }
-    invoke("create_pass", arguments, as_json=as_json, account=account)
+    upid = user_provided_id or ""
+    port = PortCall(
+        lambda client: client.create_pass(
+            template_id=template, user_provided_id=upid, fields=fields
+        ),
+        writes=True,
+        platform_only={"--barcode": barcode is not None, "--group": group is not None},
+        required={"--user-provided-id": bool(upid)},
+    )
+    invoke("create_pass", arguments, as_json=as_json, account=account, port=port)
 
 
 @passes_app.command("update")
@@ -201,7 +232,12 @@ def update(
     """Change a pass's fields (merged unless --replace)."""
     fields = _fields(field, fields_json)
     arguments = {"pass_id": pass_id, "fields": fields, "replace": replace}
-    invoke("update_pass", arguments, as_json=as_json, account=account)
+    port = PortCall(
+        lambda client: client.update_pass(pass_id, fields),
+        writes=True,
+        platform_only={"--replace": replace},
+    )
+    invoke("update_pass", arguments, as_json=as_json, account=account, port=port)
 
 
 @passes_app.command("delete")
@@ -219,6 +255,7 @@ def delete(
         {"pass_id": pass_id, "missing_ok": missing_ok},
         as_json=as_json,
         account=account,
+        port=PortCall(_deleted(pass_id), writes=True, platform_only={"--missing-ok": missing_ok}),
     )
 
 
@@ -230,6 +267,11 @@ def void(
     account: AccountOpt = None,
 ) -> None:
     """Void a pass (--unvoid reverses it)."""
+    port = PortCall(lambda client: client.set_voided(pass_id, not unvoid), writes=True)
     invoke(
-        "void_pass", {"pass_id": pass_id, "voided": not unvoid}, as_json=as_json, account=account
+        "void_pass",
+        {"pass_id": pass_id, "voided": not unvoid},
+        as_json=as_json,
+        account=account,
+        port=port,
     )

@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,12 +16,13 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from worker.audit import AuditRecorder
-from worker.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from worker.config import ENV_PREFIX, ConfigError, Settings, UsageRule, load_settings
 from worker.db import Database
 from worker.inbound.schema import CanonicalEvent
 from worker.providers import registry
 from worker.providers.credentials import CredentialStatus, is_refused_key
 from worker.providers.errors import ProviderError
+from worker.providers.port import TemplateField
 from worker.providers.registry import build_provider
 from worker.sync.explain import Explanation, explain, load_states
 from worker.sync.rules import RulesError, RuleSet, compile_rules, missing_templates
@@ -74,10 +75,15 @@ def check(
         Path | None, typer.Argument(help="Config file (default: the one in force).")
     ] = None,
     provider: Annotated[
-        bool, typer.Option("--provider", help="Also look the templates up at the provider.")
+        bool,
+        typer.Option(
+            "--provider",
+            help="Also look the templates and every field the rules set up at the provider.",
+        ),
     ] = False,
 ) -> None:
-    """Validate the rules: syntax, event fields, pass keys and (--provider) template names."""
+    """Validate the rules: syntax, event fields, pass keys and (--provider) that each template
+    exists and takes every field a rule (or a visit's counter) sets."""
     try:
         settings, rules = _load(file)
     except RulesError as exc:
@@ -87,48 +93,132 @@ def check(
         _fail([str(exc)])
         return
     if provider:
-        _fail_on_missing_templates(settings, rules)
+        _fail_on_provider_problems(settings, rules)
     names = ", ".join(rule.name for rule in rules.rules) or "none"
     typer.echo(f"{len(rules.rules)} rules OK: {names}")
 
 
-def _fail_on_missing_templates(settings: Settings, rules: RuleSet) -> None:
+def _fail_on_provider_problems(settings: Settings, rules: RuleSet) -> None:
     try:
-        problems = templates_problems(settings, rules)
+        found = provider_check(settings, rules)
     except ProviderError as exc:
-        _fail([f"could not list the provider's templates: {exc.message}"])
+        _fail([f"could not read the provider's templates: {exc.message}"])
         return
-    if problems:
-        _fail(problems)
+    for line in found.unchecked:
+        typer.echo(line, err=True)
+    if found.problems:
+        _fail(found.problems)
 
 
-def templates_problems(
+# A wrong field's line names at most this many of the template's fields.
+SHOWN_FIELDS = 12
+
+
+@dataclass(frozen=True)
+class ProviderCheck:
+    """What the provider says of the rules: one line per problem, and what was not checked."""
+
+    templates: list[str] = field(default_factory=list)  # templates the account lacks
+    fields: list[str] = field(default_factory=list)  # fields a template does not take
+    unchecked: list[str] = field(default_factory=list)  # accounts whose fields nobody lists
+
+    @property
+    def problems(self) -> list[str]:
+        return self.templates + self.fields
+
+
+def provider_check(
     settings: Settings, rules: RuleSet, on_attempt: Callable[[Any], None] | None = None
-) -> list[str]:
-    """One line per rule whose template its account's platform does not list (ProviderError
-    if a list cannot be read); each account is asked for its own templates."""
-    problems: list[str] = []
-    for account in rules.templates_by_account():
+) -> ProviderCheck:
+    """Each account is asked for its own templates (one list) and, where its platform lists
+    them, each used template's fields (one call per template). ProviderError when the
+    provider cannot be read."""
+    result = ProviderCheck()
+    many = len(settings.providers) > 1
+    for account, used in rules.templates_by_account().items():
+        suffix = f" (account {account!r})" if many else ""
+        kind = registry.account(settings, account).kind
         client = build_provider(settings, account, on_attempt=on_attempt)
         try:
             listed = client.list_templates()
+            found = missing_templates(rules, listed, account=account)
+            result.templates.extend(line + suffix for line in found)
+            if kind.template_fields is None:
+                result.unchecked.append(
+                    f"fields not checked{suffix}: {kind.title} does not list template fields"
+                )
+                continue
+            ids = {t.name: t.template_id for t in listed}
+            for name in sorted(set(used) & set(ids)):
+                accepted = kind.template_fields(client, ids[name])
+                lines = unknown_fields(
+                    rules,
+                    settings.usage.rules,
+                    account=account,
+                    template=name,
+                    accepted=accepted,
+                    takes_unlisted=kind.takes_unlisted_field,
+                )
+                result.fields.extend(line + suffix for line in lines)
         finally:
             client.close()
-        found = missing_templates(rules, listed, account=account)
-        suffix = f" (account {account!r})" if len(settings.providers) > 1 else ""
-        problems += [line + suffix for line in found]
-    return problems
+    return result
+
+
+def unknown_fields(
+    rules: RuleSet,
+    usage: list[UsageRule],
+    *,
+    account: str,
+    template: str,
+    accepted: list[TemplateField],
+    takes_unlisted: Callable[[str], bool],
+) -> list[str]:
+    """One line per field an upsert (or a visit's counter) on `template` sets that the
+    template does not take, by name or by the platform's field id."""
+    known = {f.name for f in accepted} | {f.id for f in accepted if f.id}
+    own = sorted(f.name for f in accepted if f.type != "pass")  # not the pass's own keys
+    shown = ", ".join(own[:SHOWN_FIELDS]) + (", ..." if len(own) > SHOWN_FIELDS else "")
+    shown = shown or "none"
+
+    def wrong(name: str) -> bool:
+        return name not in known and not takes_unlisted(name)
+
+    lines = []
+    for rule in rules.rules:
+        for action in rule.actions:
+            if action.template != template or rules.account_of(action.pass_key) != account:
+                continue
+            lines += [
+                f"rule {rule.name!r}: field {name!r} is not a field of template "
+                f"{template!r} (its fields: {shown})"
+                for name, _ in action.fields
+                if wrong(name)
+            ]
+    for use in usage:
+        if use.mode != "visit" or rules.templates.get(use.pass_key) != template:
+            continue
+        if rules.account_of(use.pass_key) != account:
+            continue
+        lines += [
+            f"usage rule {use.pass_key!r} (visit): field {name!r} is not a field of template "
+            f"{template!r} (its fields: {shown})"
+            for name in (use.visits_field, use.points_field)
+            if name and wrong(name)
+        ]
+    return lines
 
 
 def check_templates_at_start(settings: Settings) -> None:
-    """At worker start: unknown templates stop it (RulesError); an unreachable provider is
-    only logged, since the events wait and retry until it answers."""
+    """At worker start: a template the account lacks, or a field a template does not take,
+    stops it (RulesError, one line each) before any event dead-letters on it; an unreachable
+    provider is only logged, since the events wait and retry until it answers."""
     rules = compile_rules(settings.sync, registry.capabilities(settings))
     database = Database(settings.database_url, pool_size=1)
     # Audited like every provider call (actor: system); written at once, no transaction open.
     recorder = AuditRecorder(database, provider=registry.account(settings).name)
     try:
-        problems = templates_problems(settings, rules, recorder.on_attempt)
+        found = provider_check(settings, rules, recorder.on_attempt)
     except ProviderError as exc:
         if is_refused_key(exc):
             name = registry.account(settings).name
@@ -136,12 +226,14 @@ def check_templates_at_start(settings: Settings) -> None:
                 f"{CredentialStatus.REFUSED.value} (account {name!r}): check "
                 f"PASSSYNC_PROVIDERS__{name.upper()}__API_KEY"
             ) from None
-        log.warning("could not check the rules' templates at start: %s", exc.message)
+        log.warning("could not check the rules' templates and fields at start: %s", exc.message)
         return
     finally:
         database.dispose()
-    if problems:
-        raise RulesError(problems)
+    for line in found.unchecked:
+        log.info("%s", line)
+    if found.problems:
+        raise RulesError(found.problems)
 
 
 @rules_app.command("explain")

@@ -222,7 +222,7 @@ def _source_rows(settings: Settings) -> list[dict[str, Any]]:
     rows = []
     for name, config in settings.sources.items():
         if config.kind == "standard":
-            row = _row(name, "standard", "standard-webhooks", "events", [])
+            row = _row(name, "standard", "standard-webhooks", config.target or "events", [])
         else:
             adapter = _build(name, config)
             row = _row(name, config.kind, _auth(adapter.spec), adapter.target, adapter.routes)

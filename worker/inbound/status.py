@@ -1,4 +1,4 @@
-"""Ledger status changes made by the worker: failed attempts, the dead letter, the sweeper."""
+"""Ledger status the worker reads and the sweeper changes (a failed attempt: sync.failures)."""
 
 from __future__ import annotations
 
@@ -9,31 +9,11 @@ from sqlalchemy.orm import Session
 
 from worker.db import utcnow
 from worker.inbound.models import EventStatus, InboundEvent
-from worker.outbox.passes import emit_event_failed
 
 MAX_ERROR_CHARS = 2000
 UNFINISHED = (EventStatus.PENDING.value, EventStatus.FAILED.value)
 # The sweeper waits stale_after * 2**sweeps after its own last publish, up to this power.
 MAX_SWEEP_BACKOFF = 6
-
-
-def record_failure(
-    session: Session, event_id: int, error: str, *, final: bool, count: bool = True
-) -> int:
-    """Record a failed attempt (`count` adds it to the attempts): the event is `failed` (a
-    retry is scheduled), or with `final` `dead` (the dead letter). Returns the attempts."""
-    row = session.get(InboundEvent, event_id, with_for_update=True)
-    if row is None:
-        return 0  # nothing to record: the task drops the message
-    if row.status in (EventStatus.HANDLED, EventStatus.DEAD):
-        return row.attempts  # another delivery finished it meanwhile
-    if count:
-        row.attempts += 1
-    row.last_error = error[:MAX_ERROR_CHARS]
-    row.status = EventStatus.DEAD if final else EventStatus.FAILED
-    if final:  # outbox: the CRM hears of the dead letter, in this same transaction
-        emit_event_failed(session, row, row.last_error)
-    return row.attempts
 
 
 def stale_pending_ids(

@@ -140,6 +140,13 @@ OUTBOX_DELIVERIES = Counter(
     ["status"],
 )
 
+# -- retention -------------------------------------------------------------------------------
+RETENTION_PURGED = Counter(
+    "passsync_retention_purged_rows",
+    "Finished rows deleted past their retention window, by table (inbound, outbox, ...).",
+    ["table"],
+)
+
 NAMES: dict[str, str] = {}  # filled below: metric family name -> its type
 
 
@@ -271,6 +278,12 @@ def limiter_hold() -> None:
 def limiter_rate(rate_per_second: float) -> None:
     if _state["enabled"]:
         LIMITER_RATE.set(rate_per_second)
+
+
+def retention_purged(table: str, rows: int) -> None:
+    if not _state["enabled"] or rows <= 0:
+        return
+    _child(RETENTION_PURGED, table).inc(rows)
 
 
 def outbox_delivered(verdicts: Iterable[str]) -> None:

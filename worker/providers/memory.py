@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.providers.errors import AlreadyExistsError, NotFoundError, ProviderError
-from worker.providers.port import ProviderPass, ProviderTemplate
+from worker.providers.port import ProviderPass, ProviderTemplate, TemplateField
 
 
 @dataclass
@@ -35,9 +35,13 @@ class MemoryProvider:
     templates: dict[str, str] = field(
         default_factory=lambda: {"tpl-loyalty": "Loyalty Card", "tpl-welcome": "Welcome Discount"}
     )
+    # Template id -> the field names its passes take (`template_fields`); none listed: none.
+    fields: dict[str, list[str]] = field(default_factory=dict)
     passes: dict[str, StoredPass] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     pushes: list[tuple[str, str]] = field(default_factory=list)
+    # (identifier, template_id) of every get_pass: what a lookup was told
+    lookups: list[tuple[str, str | None]] = field(default_factory=list)
     fail_next: dict[str, list[ProviderError]] = field(default_factory=dict)
     fail_after_next: dict[str, list[ProviderError]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -96,9 +100,10 @@ class MemoryProvider:
     def close(self) -> None:
         """Nothing to release (the real clients close their HTTP pools)."""
 
-    def get_pass(self, identifier: str) -> ProviderPass:
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
         with self._lock:
             self._enter("get")
+            self.lookups.append((identifier, template_id))
             for stored in self.live():
                 if identifier in (stored.pass_id, stored.user_provided_id):
                     return self._view(stored)
@@ -108,6 +113,11 @@ class MemoryProvider:
         with self._lock:
             self._enter("list_templates")
             return [ProviderTemplate(template_id=k, name=v) for k, v in self.templates.items()]
+
+    def template_fields(self, template_id: str) -> list[TemplateField]:
+        with self._lock:
+            self._enter("template_fields")
+            return [TemplateField(name=name) for name in self.fields.get(template_id, [])]
 
     def set_voided(self, pass_id: str, voided: bool) -> ProviderPass:
         with self._lock:

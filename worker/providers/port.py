@@ -66,8 +66,13 @@ class TemplateField(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
+    # The value's type; "pass" marks a key of the pass itself that a rule may set (e.g.
+    # Passcreator's barcodeValue), not one of the template's own fields.
     type: str = "text"
     required: bool = False
+    # The platform's own id of the field, where a rule may name it by id instead (Passcreator's
+    # property ids); None: by name only.
+    id: str | None = None
 
 
 class PassProvider(Protocol):
@@ -75,7 +80,8 @@ class PassProvider(Protocol):
 
     `user_provided_id` is the neutral external id passsync gives a pass (sync.external_id_prefix
     + pass key + customer id): one pass per external id, a second create raises
-    AlreadyExistsError (the engine then adopts the pass by `get_pass(external id)`).
+    AlreadyExistsError (the engine then adopts the pass by `get_pass(external id,
+    template_id=...)`, one lookup where external ids are unique per template or program).
     A method for a capability the kind lacks raises RejectedError.
     """
 
@@ -91,8 +97,12 @@ class PassProvider(Protocol):
         """Merge `fields` into the pass; NotFoundError if it is gone."""
         ...
 
-    def get_pass(self, identifier: str) -> ProviderPass:
-        """By provider pass id or user-provided id; NotFoundError if unknown."""
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
+        """By provider pass id or user-provided id; NotFoundError if unknown.
+
+        `template_id`, when the caller knows it (the template the pass was created from),
+        lets a platform whose external ids are unique per template or program look there
+        only, in one call; a platform with account-wide ids ignores it."""
         ...
 
     def list_templates(self) -> list[ProviderTemplate]: ...
@@ -147,11 +157,14 @@ FactKind = Literal["created", "installed", "removed", "voided", "scanned"]
 
 @dataclass(frozen=True)
 class CallbackRequest:
-    """One POST to /providers/{account}/callbacks, already authenticated by the core."""
+    """One request to /providers/{account}/callbacks[/path], already authenticated by the core
+    (its method is one of the kind's `callback_methods`, its path matches `callback_path`)."""
 
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lower-case names
     body: bytes
+    method: str = "POST"
+    path: str = ""  # what follows /callbacks ("" or e.g. "/v1/pass/install")
 
 
 @dataclass(frozen=True)
@@ -273,6 +286,30 @@ class SandboxKit:
     simulate_device: Callable[[str, str, str, str], bool] | None = None
 
 
+# -- credentials: what can be said of an account's credential without showing it -------------
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    """An account's credential described for people (`passsync accounts`, /api/accounts):
+    never the secret itself, nor any part or digest of it."""
+
+    # How the account authenticates, in the platform's words: "api_key" (a static key in a
+    # header), "jwt" (a token signed per request), "long_lived_token", "basic",
+    # "oauth2_client_credentials", ...
+    auth_scheme: str
+    # The platform region the account lives in; None: the platform has no regions.
+    region: str | None = None
+    # When the token in use expires (UTC); None: the credential does not expire, or no token
+    # has been fetched yet (a kind with expiring tokens reports it once its client has one).
+    token_expires_at: datetime | None = None
+
+
+def static_api_key(settings: Any, client: Any) -> CredentialInfo:
+    """The default description: a static API key, no region, no expiry."""
+    return CredentialInfo(auth_scheme="api_key")
+
+
 # -- the descriptor --------------------------------------------------------------------------
 
 
@@ -298,6 +335,11 @@ class ProviderKind:
     budget_identity: Callable[[Any], str] = lambda settings: ""
     # Provider callbacks -> neutral facts (an empty list: an event passsync does not track).
     parse_callback: Callable[[CallbackRequest], list[CallbackFact]] | None = None
+    # The HTTP methods the platform calls back with (others: 405 with this Allow), and the
+    # paths it appends to the callbacks URL: a regular expression the path after /callbacks
+    # must match in full (None: the callbacks URL itself only).
+    callback_methods: frozenset[str] = frozenset({"POST"})
+    callback_path: str | None = None
     # The events passsync subscribes callbacks for (when callbacks.events is empty), and
     # how: (client, callback URL of the account, token, events) -> the events newly added;
     # idempotent. None: callbacks are set up in the platform's own console.
@@ -307,11 +349,23 @@ class ProviderKind:
     catalog: Callable[[Any, TakeSlot | None], PassCatalog] | None = None
     # The agent/CLI action catalogue: name -> worker.actions.Action (lazy: a callable).
     actions: Callable[[], Mapping[str, Any]] | None = None
-    # A template's field schema, by template id (for `rules check`).
+    # A template's field schema, (client from build_client, template id) -> the fields a pass
+    # of it takes; checked against every field a rule sets by `passsync rules check
+    # --provider`, `passsync doctor` and at worker start. None: the platform lists none.
     template_fields: Callable[[Any, str], list[TemplateField]] | None = None
+    # Whether a field name the template does not list is still taken (PassKit keeps any
+    # other name as a metaData entry); by default only listed names (or ids) are.
+    takes_unlisted_field: Callable[[str], bool] = lambda name: False
     sandbox: SandboxKit | None = None
     # Lines for `passsync doctor` / error messages: how to set this kind's credentials.
     credential_hint: str = ""
+    # (account settings, a client from build_client or None) -> the credential described
+    # without its secret (`passsync accounts`, /api/accounts). With a client that has made a
+    # call (the check), a kind with expiring tokens reports the current token's expiry.
+    describe_credential: Callable[[Any, Any], CredentialInfo] = static_api_key
+    # The account settings that hold secrets: never shown, accepted from the environment or
+    # the secrets file (`credentials.secrets_file`), reloaded by `passsync accounts rotate`.
+    secret_fields: tuple[str, ...] = ("api_key", "secret")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def supports(self, capability: Capability) -> bool:

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from worker.providers.port import AccountSettings, ClosableProvider, ProviderKind
+from worker.providers.port import (
+    AccountSettings,
+    ClosableProvider,
+    CredentialInfo,
+    ProviderKind,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from worker.config import Settings
@@ -29,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 KINDS: dict[str, str] = {
     "passcreator": "worker.providers.passcreator.kind",
     "passkit": "worker.providers.passkit.kind",
+    "airship": "worker.providers.airship.kind",
 }
 
 
@@ -73,6 +79,16 @@ def get_kind(kind: str) -> ProviderKind:
     return descriptor
 
 
+def callback_methods() -> list[str]:
+    """Every HTTP method some registered kind calls back with (the callbacks route's methods)."""
+    found: set[str] = set()
+    for kind in KINDS:
+        descriptor = get_kind(kind)
+        if descriptor.parse_callback is not None:
+            found |= descriptor.callback_methods
+    return sorted(found or {"POST"})
+
+
 def settings_model(kind: str) -> type[AccountSettings]:
     return get_kind(kind).settings_model
 
@@ -91,6 +107,11 @@ class Account:
     @property
     def has_credentials(self) -> bool:
         return self.kind.has_credentials(self.settings)
+
+    def describe_credential(self, client: Any = None) -> CredentialInfo:
+        """Auth scheme, region and token expiry of this account's credential (no secret);
+        `client`: one built by build_client that has made a call, for a token's expiry."""
+        return self.kind.describe_credential(self.settings, client)
 
     def pointed_at(self, overrides: Mapping[str, Any]) -> AccountSettings:
         """This account's settings with `overrides` applied and validated (e.g. a sandbox's

@@ -45,8 +45,8 @@ class LimitedProvider:
     def update_pass(self, pass_id: str, fields: dict[str, Any]) -> ProviderPass:
         return self._call(lambda: self.inner.update_pass(pass_id, fields))
 
-    def get_pass(self, identifier: str) -> ProviderPass:
-        return self._call(lambda: self.inner.get_pass(identifier))
+    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
+        return self._call(lambda: self.inner.get_pass(identifier, template_id=template_id))
 
     def list_templates(self) -> list[ProviderTemplate]:
         return self._call(self.inner.list_templates)

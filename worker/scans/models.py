@@ -20,7 +20,8 @@ class ScanStatus(StrEnum):
     ACCEPTED = "accepted"  # a valid use, its effect applied
     REJECTED = "rejected"  # e.g. a second scan of a redeemed coupon: nothing changed
     UNKNOWN = "unknown"  # no pass we know matches the scan
-    FAILED = "failed"  # the provider refused the effect
+    REFUSED = "refused"  # the provider refused the effect: counters and coupon taken back
+    FAILED = "failed"  # before `refused`: the provider refused the effect (counters kept)
 
 
 class Scan(Base):
@@ -29,6 +30,7 @@ class Scan(Base):
         UniqueConstraint("source", "scan_id", name="uq_scans_source_scan_id"),
         Index("ix_scans_status", "status", "id"),
         Index("ix_scans_mapping_id", "mapping_id"),
+        Index("ix_scans_status_received_at", "status", "received_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)

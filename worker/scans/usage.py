@@ -1,34 +1,61 @@
-"""Apply one recorded scan as pass usage, in three steps like the sync engine.
+"""Apply one recorded scan as pass usage, under the same claim on the pass as the sync engine.
 
-1. **Decide** (short transaction, committed here): resolve the pass, apply the usage rule to
-   the local counters (a coupon is redeemed by its first valid scan only), and store the
-   effect on the scan row. A retry repeats the stored effect, never decides again, so a
-   visit is counted once however often the task runs.
-2. **Call** the provider with no transaction open: void, set fields, push.
-3. **Record** (the caller's transaction): the scan accepted, the mapping voided, pass.used
-   emitted to the outbox.
+Like the engine (worker/sync/engine.py), this module owns short transactions of its own, so
+no transaction is open while the provider is called:
+
+1. **Claim** (short transaction, committed here): lock the scan and the pass mapping. If
+   another attempt (an event or another scan) holds the pass's claim, nothing changes and
+   PassBusyError says when to try again. The first attempt decides: the usage rule updates
+   the local counters (a coupon is redeemed by its first valid scan only) and the effect is
+   stored on the scan with what it counted. Then the scan claims the pass (token and expiry;
+   "unconfirmed" when the effect voids it) and commits. A retry never decides again: it
+   repeats the stored effect, with the counter fields as they stand now (never an older value
+   than another scan already sent), so a visit is counted once however often the task runs.
+2. **Call** the provider with no transaction open, under a lease the process's heartbeat
+   renews (worker/sync/lease.py); each call only while the lease holds.
+3. **Record** (the caller's transaction): fenced by the claim token, the scan accepted, the
+   mapping voided, the claim released, pass.used emitted to the outbox.
+
+A refused effect (4xx, 404) rolls the counters and the coupon back and records the scan as
+`refused` with the provider's reason (committed here). A transient failure (5xx, timeout,
+429) releases the claim, keeps the scan `applying` with its counters, and propagates: the
+task retries with backoff and the retry repeats the stored effect.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from worker.config import Settings, UsageRule
 from worker.db import utcnow
 from worker.outbox.emit import emit
-from worker.outbox.passes import pass_view
-from worker.providers.errors import NotFoundError, ProviderError, RejectedError
+from worker.providers.errors import ProviderError, RejectedError
 from worker.providers.port import PassProvider
 from worker.scans.models import PassUsage, Scan, ScanStatus
+from worker.sync.engine import ClaimLostError, PassBusyError
+from worker.sync.lease import Lease, LeaseKeeper
 from worker.sync.models import PassAdoption, PassMapping, PassStatus
+from worker.sync.outbound import pass_view
 
-FINAL = frozenset({ScanStatus.ACCEPTED, ScanStatus.REJECTED, ScanStatus.UNKNOWN, ScanStatus.FAILED})
+FINAL = frozenset(
+    {
+        ScanStatus.ACCEPTED,
+        ScanStatus.REJECTED,
+        ScanStatus.UNKNOWN,
+        ScanStatus.REFUSED,
+        ScanStatus.FAILED,
+    }
+)
 LIVE = (PassStatus.ACTIVE, PassStatus.VOIDED)
 
 
@@ -42,6 +69,8 @@ class UsageContext:
     provider: PassProvider  # the default account's
     # account -> a context with that account's client (SyncContext.on); None: one account.
     on_account: Callable[[str], Any] | None = None
+    # The engine's lease keeper (SyncContext.leases): one renewal thread per process.
+    leases: LeaseKeeper | None = None
 
     def provider_of(self, account: str) -> PassProvider:
         """The client of the account holding a pass (the mapping's `provider` column)."""
@@ -63,66 +92,158 @@ class ScanResult:
 
 
 def process_scan(session: Session, scan_id: int, ctx: UsageContext) -> ScanResult:
-    """Decide (committed), call the provider, record (the caller commits)."""
-    decided = _decide(session, scan_id, ctx)
-    session.commit()
-    if decided.status is not ScanStatus.APPLYING:
-        return ScanResult(scan_id, decided.status, decided.reason, decided.already_handled)
+    """Claim and decide (committed), call the provider, record (the caller commits).
+
+    Raises PassBusyError while another attempt holds the pass (nothing changed), and
+    ClaimLostError when this attempt's lease ran out (the scan stays applying). A refusal is
+    recorded here (committed); transient provider errors propagate after the claim is freed.
+    """
+    claim = _claim(session, scan_id, ctx)
+    if isinstance(claim, ScanResult):
+        return claim
     try:
-        _call(ctx.provider_of(decided.account), decided.pass_id, decided.effect)
-    except (RejectedError, NotFoundError) as exc:
-        _finish(session, scan_id, ScanStatus.FAILED, f"provider refused: {exc.message}")
-        return ScanResult(scan_id, ScanStatus.FAILED, exc.message)
-    _record(session, scan_id, ctx)
+        with _keeper(ctx).renewing(claim.lease):
+            _call(ctx.provider_of(claim.account), claim, claim.lease)
+    except RejectedError as exc:  # 4xx and 404: the same answer again, so no retry
+        reason = refusal_reason(exc)
+        _release(session, claim, refused=reason)
+        return ScanResult(scan_id, ScanStatus.REFUSED, reason)
+    except BaseException:
+        # Transient, a lost lease, or a bug: the claim is freed if still ours; the pass stays
+        # unconfirmed (a call may have landed) and the scan applying, for the retry.
+        _release(session, claim)
+        raise
+    _record(session, claim, ctx)
     return ScanResult(scan_id, ScanStatus.ACCEPTED)
 
 
+def refusal_reason(exc: ProviderError) -> str:
+    """The provider's refusal in words, with its status and every reason it gave."""
+    extra = [m for m in getattr(exc, "messages", []) if m and m not in exc.message]
+    status = f" (HTTP {exc.status})" if exc.status else ""
+    return f"provider refused{status}: " + "; ".join([exc.message, *extra])
+
+
 @dataclass(frozen=True)
-class _Decision:
-    status: ScanStatus
-    pass_id: str = ""
-    effect: dict[str, Any] | None = None
-    reason: str | None = None
-    already_handled: bool = False
-    account: str = ""  # whose platform holds the pass
+class _Claim:
+    """This attempt's hold on the scan's pass, between the claim and the record."""
+
+    scan_id: int
+    mapping_id: int
+    pass_key: str
+    pass_id: str
+    effect: dict[str, Any]
+    account: str  # whose platform holds the pass
+    token: str
+    marked: bool  # this attempt set the pass unconfirmed (clear it once recorded)
+    lease: Lease
 
 
-def _decide(session: Session, scan_id: int, ctx: UsageContext) -> _Decision:
+@lru_cache(maxsize=8)
+def _lease_keeper(claim_seconds: float) -> LeaseKeeper:
+    return LeaseKeeper(claim_seconds)
+
+
+def _keeper(ctx: UsageContext) -> LeaseKeeper:
+    # The worker passes the engine's keeper (one renewal thread per process for both).
+    return ctx.leases or _lease_keeper(ctx.settings.sync.claim_seconds)
+
+
+def _claim(session: Session, scan_id: int, ctx: UsageContext) -> _Claim | ScanResult:
     scan = session.get(Scan, scan_id, with_for_update=True)
     if scan is None:
         raise ScanNotFoundError(scan_id)
     if scan.status in FINAL:
-        return _Decision(ScanStatus(scan.status), already_handled=True)
+        return ScanResult(scan_id, scan.status, scan.reason, already_handled=True)
     mapping = _resolve(session, scan)
     if mapping is None or mapping.provider_pass_id is None:
-        _set(scan, ScanStatus.UNKNOWN, "no known pass matches this scan")
-        return _Decision(ScanStatus.UNKNOWN, reason=scan.reason)
+        return _unmatched(session, scan)
+    _wait_if_claimed(session, mapping)
+    rule = ctx.rule_for(mapping.pass_key)
     if scan.status == ScanStatus.APPLYING and scan.effect is not None:
-        return _Decision(
-            ScanStatus.APPLYING, mapping.provider_pass_id, scan.effect, account=mapping.provider
+        scan.effect = _as_now(session, scan.effect, mapping, rule)
+    else:
+        scan.mapping_id, scan.customer_id, scan.pass_key = (
+            mapping.id,
+            mapping.customer_id,
+            mapping.pass_key,
         )
-    scan.mapping_id, scan.customer_id, scan.pass_key = (
+        rejection = _apply_rule(session, scan, mapping, rule)
+        if rejection is not None:
+            _set(scan, ScanStatus.REJECTED, rejection)
+            session.commit()
+            return ScanResult(scan_id, ScanStatus.REJECTED, rejection)
+        scan.status = ScanStatus.APPLYING
+    since = time.monotonic()  # before the claim's expiry is computed: the safe side
+    token, marked = _take(mapping, bool(scan.effect and scan.effect.get("void")), ctx)
+    claim = _Claim(
+        scan_id,
         mapping.id,
-        mapping.customer_id,
         mapping.pass_key,
+        mapping.provider_pass_id,
+        dict(scan.effect or {}),
+        mapping.provider,
+        token,
+        marked,
+        _keeper(ctx).start_lease(session.get_bind(), [(mapping.id, token)], since),  # type: ignore[arg-type]
     )
-    rejection = _apply_rule(session, scan, mapping, ctx.rule_for(mapping.pass_key))
-    if rejection is not None:
-        _set(scan, ScanStatus.REJECTED, rejection)
-        return _Decision(ScanStatus.REJECTED, reason=rejection)
-    scan.status = ScanStatus.APPLYING
-    return _Decision(
-        ScanStatus.APPLYING, mapping.provider_pass_id, scan.effect, account=mapping.provider
-    )
+    session.commit()
+    return claim
+
+
+def _unmatched(session: Session, scan: Scan) -> ScanResult:
+    """No live pass: unknown, or (decided earlier, the pass since deleted) refused."""
+    if scan.status == ScanStatus.APPLYING:
+        reason = "the pass was deleted before the scan's effect was applied"
+        _uncount(session, scan)
+        status = ScanStatus.REFUSED
+    else:
+        reason, status = "no known pass matches this scan", ScanStatus.UNKNOWN
+    _set(scan, status, reason)
+    session.commit()
+    return ScanResult(scan.id, status, reason)
+
+
+def _wait_if_claimed(session: Session, mapping: PassMapping) -> None:
+    """PassBusyError (and nothing changed) while another attempt's claim on the pass lasts."""
+    now = utcnow()
+    expires = mapping.claim_expires_at
+    if mapping.claim_token is not None and expires is not None and expires > now:
+        key, wait = mapping.pass_key, (expires - now).total_seconds()
+        session.rollback()
+        raise PassBusyError(f"pass {key!r} is being synced", retry_after=wait)
+
+
+def _take(mapping: PassMapping, voids: bool, ctx: UsageContext) -> tuple[str, bool]:
+    """Claim the pass as the engine does; a void marks it unconfirmed until recorded."""
+    now = utcnow()
+    token = str(uuid.uuid4())
+    mapping.claim_token = token
+    mapping.claim_expires_at = now + timedelta(seconds=ctx.settings.sync.claim_seconds)
+    marked = voids and mapping.unconfirmed_since is None
+    if marked:
+        mapping.unconfirmed_since = now
+    return token, marked
+
+
+def _as_now(
+    session: Session, effect: dict[str, Any], mapping: PassMapping, rule: UsageRule | None
+) -> dict[str, Any]:
+    """The stored effect, its counter fields as they stand now (another scan may have sent
+    newer values meanwhile; sending ours again would set the pass back)."""
+    usage = session.get(PassUsage, mapping.id, with_for_update=True)
+    if usage is None or not effect.get("fields") or rule is None or rule.mode != "visit":
+        return effect
+    return effect | {"fields": _visit_fields(usage, rule)}
 
 
 def _resolve(session: Session, scan: Scan) -> PassMapping | None:
     """The live pass the scan names (of any account), by pass id, customer + key, or barcode
-    value."""
+    value; locked and read afresh."""
     query = select(PassMapping).where(PassMapping.status.in_(LIVE))
     if scan.mapping_id is not None:
-        return session.scalars(query.where(PassMapping.id == scan.mapping_id)).first()
-    if scan.provider_pass_id:
+        query = query.where(PassMapping.id == scan.mapping_id)
+    elif scan.provider_pass_id:
         query = query.where(PassMapping.provider_pass_id == scan.provider_pass_id)
     elif scan.customer_id and scan.pass_key:
         query = query.where(
@@ -136,7 +257,10 @@ def _resolve(session: Session, scan: Scan) -> PassMapping | None:
                 PassMapping.provider_pass_id.in_(_passes_with_barcode(scan.barcode)),
             )
         )
-    return session.scalars(query.with_for_update().limit(1)).first()
+    found = session.scalars(
+        query.with_for_update().limit(1).execution_options(populate_existing=True)
+    )
+    return found.first()
 
 
 def _passes_with_barcode(barcode: str | None) -> Any:
@@ -147,31 +271,36 @@ def _passes_with_barcode(barcode: str | None) -> Any:
 def _apply_rule(
     session: Session, scan: Scan, mapping: PassMapping, rule: UsageRule | None
 ) -> str | None:
-    """Update the counters and store the effect; a rejection reason when the scan is invalid."""
+    """Update the counters and store the effect with what it counted (to roll back a
+    refusal); a rejection reason when the scan is invalid."""
     usage = session.get(PassUsage, mapping.id, with_for_update=True)
     if usage is None:
         usage = PassUsage(mapping_id=mapping.id, uses=0, visits=0, points=0.0)
         session.add(usage)
     effect: dict[str, Any] = {"void": False, "fields": {}, "push": None}
+    counted: dict[str, Any] = {"uses": 1}
     if rule is not None and rule.mode == "redeem":
         if usage.redeemed_scan_id is not None or mapping.status == PassStatus.VOIDED:
             return "coupon already redeemed"
         usage.redeemed_scan_id = scan.id
-        effect["void"] = True
+        effect["void"] = counted["redeemed"] = True
     elif rule is not None and rule.mode == "visit":
-        effect["fields"] = _count_visit(usage, rule, scan.amount)
+        points = (scan.amount or 0.0) * rule.points_per_amount
+        usage.visits += 1
+        usage.points += points
+        counted |= {"visits": 1, "points": points}
+        effect["fields"] = _visit_fields(usage, rule)
     if rule is not None and rule.push:
         effect["push"] = rule.push.replace("{location}", scan.location or "")
     usage.uses += 1
     usage.first_used_at = usage.first_used_at or scan.scanned_at
     usage.last_used_at = scan.scanned_at
-    scan.effect = effect
+    scan.effect = effect | {"counted": counted}
     return None
 
 
-def _count_visit(usage: PassUsage, rule: UsageRule, amount: float | None) -> dict[str, Any]:
-    usage.visits += 1
-    usage.points += (amount or 0.0) * rule.points_per_amount
+def _visit_fields(usage: PassUsage, rule: UsageRule) -> dict[str, Any]:
+    """The pass fields that mirror the counters (absolute values: repeating them is safe)."""
     fields: dict[str, Any] = {}
     if rule.visits_field:
         fields[rule.visits_field] = usage.visits
@@ -180,26 +309,84 @@ def _count_visit(usage: PassUsage, rule: UsageRule, amount: float | None) -> dic
     return fields
 
 
-def _call(provider: PassProvider, pass_id: str, effect: dict[str, Any] | None) -> None:
-    effect = effect or {}
+def _uncount(session: Session, scan: Scan) -> None:
+    """Take back what this scan counted: its use, visit and points, the coupon it redeemed."""
+    if scan.mapping_id is None:
+        return
+    usage = session.get(PassUsage, scan.mapping_id, with_for_update=True)
+    if usage is None:
+        return
+    counted = (scan.effect or {}).get("counted") or {"uses": 1}  # a scan stored before 'counted'
+    usage.uses = max(0, usage.uses - int(counted.get("uses", 0)))
+    usage.visits = max(0, usage.visits - int(counted.get("visits", 0)))
+    usage.points -= float(counted.get("points", 0.0))
+    if usage.redeemed_scan_id == scan.id:
+        usage.redeemed_scan_id = None
+    first, last = session.execute(
+        select(func.min(Scan.scanned_at), func.max(Scan.scanned_at)).where(
+            Scan.mapping_id == scan.mapping_id,
+            Scan.id != scan.id,
+            Scan.status.in_([ScanStatus.ACCEPTED, ScanStatus.APPLYING]),
+        )
+    ).one()
+    usage.first_used_at, usage.last_used_at = first, last
+
+
+def _call(provider: PassProvider, claim: _Claim, lease: Lease) -> None:
+    effect, pass_id = claim.effect, claim.pass_id
     if effect.get("fields"):
+        _hold(lease, claim)
         provider.update_pass(pass_id, dict(effect["fields"]))
     if effect.get("push"):
+        _hold(lease, claim)
         # Before the void: the provider refuses pushes to a voided pass (§3.2). A thank-you
         # that could not be sent does not undo the use.
         with contextlib.suppress(ProviderError):
             provider.send_push(pass_id, str(effect["push"]))
     if effect.get("void"):
+        _hold(lease, claim)
         provider.set_voided(pass_id, True)
 
 
-def _record(session: Session, scan_id: int, ctx: UsageContext) -> None:
-    scan = session.get(Scan, scan_id, with_for_update=True)
-    assert scan is not None and scan.mapping_id is not None
-    mapping = session.get(PassMapping, scan.mapping_id)
-    assert mapping is not None
-    if (scan.effect or {}).get("void"):
+def _hold(lease: Lease, claim: _Claim) -> None:
+    """Call nothing once the lease may have run out (another attempt may hold the pass)."""
+    if not lease.valid():
+        raise ClaimLostError(
+            f"the claim on pass {claim.pass_key!r} could not be renewed", retry_after=0.0
+        )
+
+
+def _locked(session: Session, claim: _Claim) -> tuple[Scan, PassMapping | None]:
+    """The scan and its mapping rows, locked (scan first, as in the claim) and read afresh."""
+    scan = session.execute(
+        select(Scan)
+        .where(Scan.id == claim.scan_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    mapping = session.execute(
+        select(PassMapping)
+        .where(PassMapping.id == claim.mapping_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    return scan, mapping
+
+
+def _record(session: Session, claim: _Claim, ctx: UsageContext) -> None:
+    """The scan accepted and the pass voided if it was, fenced by our claim token."""
+    scan, mapping = _locked(session, claim)
+    if mapping is None or mapping.claim_token != claim.token:
+        session.rollback()
+        raise ClaimLostError(
+            f"the claim on pass {claim.pass_key!r} expired and was taken over", retry_after=0.0
+        )
+    if claim.effect.get("void"):
         mapping.status = PassStatus.VOIDED
+    mapping.claim_token = mapping.claim_expires_at = None
+    if claim.marked:
+        mapping.unconfirmed_since = None
+    scan.effect = claim.effect  # as sent (a retry sends the counters as they stand)
     _set(scan, ScanStatus.ACCEPTED, None)
     rule = ctx.rule_for(mapping.pass_key)
     if rule is None or rule.webhook:
@@ -210,6 +397,21 @@ def _record(session: Session, scan_id: int, ctx: UsageContext) -> None:
             mapping.customer_id,
             f"scan:{scan.id}",
         )
+
+
+def _release(session: Session, claim: _Claim, *, refused: str | None = None) -> None:
+    """After a failure: free the claim if still ours; a refusal also takes the counters back
+    and records the scan refused. Committed here."""
+    session.rollback()
+    scan, mapping = _locked(session, claim)
+    if mapping is not None and mapping.claim_token == claim.token:
+        mapping.claim_token = mapping.claim_expires_at = None
+        if refused is not None and claim.marked:
+            mapping.unconfirmed_since = None  # refused: nothing reached the pass
+    if refused is not None and scan.status == ScanStatus.APPLYING:
+        _uncount(session, scan)
+        _set(scan, ScanStatus.REFUSED, refused)
+    session.commit()
 
 
 def _used_payload(scan: Scan, mapping: PassMapping) -> dict[str, Any]:
@@ -224,12 +426,6 @@ def _used_payload(scan: Scan, mapping: PassMapping) -> dict[str, Any]:
         },
         "effect": scan.effect,
     }
-
-
-def _finish(session: Session, scan_id: int, status: ScanStatus, reason: str) -> None:
-    scan = session.get(Scan, scan_id, with_for_update=True)
-    assert scan is not None
-    _set(scan, status, reason)
 
 
 def _set(scan: Scan, status: ScanStatus, reason: str | None) -> None:

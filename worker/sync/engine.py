@@ -47,12 +47,12 @@ from worker.db import utcnow
 from worker.inbound.models import EventStatus, InboundEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.inbound.status import MAX_ERROR_CHARS, UNFINISHED
-from worker.outbox.passes import emit_pass_changes
 from worker.providers import registry
 from worker.providers.errors import AlreadyExistsError, NotFoundError, RejectedError
 from worker.providers.port import PassProvider, ProviderPass
 from worker.sync.lease import Lease, LeaseKeeper
 from worker.sync.models import PassMapping, PassStatus
+from worker.sync.outbound import emit_pass_changes
 from worker.sync.rules import (
     PassPlan,
     RuleSet,
@@ -479,7 +479,8 @@ def _create_or_adopt(
         created, template_id = _create(state, name, template_id, fields, ctx)
         return Outcome.CREATED, created, template_id
     except AlreadyExistsError:
-        existing = provider.get_pass(state.user_provided_id)
+        # The template names where the external id lives: one lookup, not one per program.
+        existing = provider.get_pass(state.user_provided_id, template_id=template_id)
         # The existing pass may carry older fields (created by an earlier attempt of another
         # event), so bring it up to date; this write happens only on the recovery path.
         updated = provider.update_pass(existing.pass_id, fields)

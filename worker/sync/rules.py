@@ -18,9 +18,7 @@ from typing import Any, get_args
 from pydantic import BaseModel
 
 from worker.config import NAME_RE, ConfigError, PassRule, RuleAction, SyncRule, SyncSettings
-from worker.inbound.schema import EVENT_TYPE_PATTERN, CanonicalEvent
-from worker.providers.port import ProviderTemplate
-from worker.sync.expressions import (
+from worker.expressions import (
     Expr,
     ExpressionError,
     Message,
@@ -30,6 +28,8 @@ from worker.sync.expressions import (
     paths,
     truthy,
 )
+from worker.inbound.schema import EVENT_TYPE_PATTERN, CanonicalEvent
+from worker.providers.port import ProviderTemplate
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from celery import Celery, Task
@@ -25,18 +27,48 @@ AMQP_EXCHANGE = "passsync"
 WHOLE_SECONDS_CONF_KEY = "passsync_whole_second_countdowns"
 
 
+# What RabbitMQ adds to a dead-lettered message, as every delayed message is. Sent again with
+# a countdown, a message carrying them is dropped by RabbitMQ before 4.0.1 as a dead-letter
+# cycle once it re-enters a delay queue it lists (a 3 s countdown after a 1 s one: reproduced
+# on 3.10). Celery's own retry strips them (since 5.7); any other resend does so here.
+DEAD_LETTER_HEADERS = frozenset(
+    {
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+    }
+)
+
+
 class PasssyncTask(Task):  # type: ignore[misc]
     """Celery's Task, with countdowns RabbitMQ's delayed delivery can take.
 
     With quorum queues Celery delays a message in the broker, in whole seconds, and refuses a
     countdown that rounds down to 0; under an AMQP broker a countdown is therefore rounded up
-    to the next whole second (a 0.5 s coalescing window waits 1 s).
+    to the next whole second (a 0.5 s coalescing window waits 1 s). An ETA becomes such a
+    countdown too: Celery would round its remaining time down, and the worker would then
+    hold the early message until the ETA (blocking its one prefetch slot).
     """
 
     def apply_async(self, *args: Any, **options: Any) -> Any:
-        countdown = options.get("countdown")
-        if countdown is not None and self.app.conf.get(WHOLE_SECONDS_CONF_KEY):
-            options["countdown"] = math.ceil(countdown) if countdown > 0 else None
+        headers = options.get("headers")
+        if headers and not DEAD_LETTER_HEADERS.isdisjoint(headers):
+            options["headers"] = {k: v for k, v in headers.items() if k not in DEAD_LETTER_HEADERS}
+        if self.app.conf.get(WHOLE_SECONDS_CONF_KEY):
+            eta = options.pop("eta", None)
+            countdown = options.get("countdown")
+            if eta is not None:
+                if isinstance(eta, str):
+                    eta = datetime.fromisoformat(eta)
+                if eta.tzinfo is None:
+                    eta = eta.replace(tzinfo=UTC)  # the app runs in UTC (enable_utc)
+                countdown = (eta - datetime.now(UTC)).total_seconds()
+            if countdown is not None:
+                options["countdown"] = math.ceil(countdown) if countdown > 0 else None
         return super().apply_async(*args, **options)
 
 
@@ -49,7 +81,9 @@ celery_app = Celery(
         "worker.tasks.outbox",
         "worker.tasks.scans",
         "worker.tasks.reconcile",
+        "worker.tasks.retention",
         "worker.tasks.observe",
+        "worker.tasks.credentials",
     ],
 )
 # Every worker heartbeats the events it holds, so a killed worker's are sent again quickly.
@@ -139,6 +173,13 @@ def configure(settings: Settings) -> Celery:
                 "schedule": settings.reconcile.interval_seconds,
                 "options": {"queue": BULK_QUEUE, "expires": settings.reconcile.interval_seconds},
             },
+            # Finished ledger, outbox, adoption and scan rows past their windows (README,
+            # "Retention"); on the bulk queue: realtime work goes first.
+            "purge-retention": {
+                "task": "passsync.purge_retention",
+                "schedule": settings.retention.interval_seconds,
+                "options": {"queue": BULK_QUEUE, "expires": settings.retention.interval_seconds},
+            },
             "purge-audit-log": {
                 "task": "passsync.purge_audit",
                 "schedule": settings.audit.purge_interval_seconds,
@@ -149,6 +190,7 @@ def configure(settings: Settings) -> Celery:
             },
         },
     )
+    forget_topology()
     return celery_app
 
 
@@ -250,6 +292,26 @@ def queue_depths(broker_url: str) -> dict[str, int]:
                 except conn.channel_errors:
                     depths[queue] = 0  # never declared: nothing was ever published to it
     return depths
+
+
+def forget_topology() -> None:
+    """Make Celery read the queues, exchanges and routes again from the new configuration.
+
+    Celery computes them once per app (cached properties of `app.amqp`: `queues`, `router`,
+    `default_exchange`, the task sender). A process that configured a Redis broker and
+    published, then configured RabbitMQ, kept Redis' classic `realtime` queue on a direct
+    exchange: its publishes re-declared that queue and RabbitMQ refused them
+    (PRECONDITION_FAILED against the quorum queue), and a countdown was not sent through the
+    delayed-delivery exchanges since no quorum queue was seen.
+    """
+    amqp = celery_app.__dict__.get("amqp")
+    if amqp is None:
+        return  # never used: Celery builds it from the current configuration
+    for klass in type(amqp).__mro__:
+        for name, attr in vars(klass).items():
+            if isinstance(attr, functools.cached_property):
+                amqp.__dict__.pop(name, None)
+    amqp.flush_routes()
 
 
 def _drop_connections() -> None:

@@ -9,16 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 from worker.audit import Actor, purge_expired, retention_cutoff
-from worker.inbound.status import (
-    record_failure,
-    stale_pending_ids,
-    touch,
-)
+from worker.inbound.status import stale_pending_ids, touch
 from worker.observability import logs, metrics, tracing
 from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
 from worker.ratelimit.pacing import delays
 from worker.sync.engine import EventNotFoundError, EventResult, PassBusyError
+from worker.sync.failures import record_failure
 from worker.sync.group import HandedOn, HandOn
 from worker.sync.group import process_group as apply_events
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task

@@ -14,8 +14,8 @@ from worker.config import Settings, load_settings
 from worker.db import Database
 from worker.observability import metrics, tracing
 from worker.providers import registry
-from worker.providers.port import PassProvider
-from worker.providers.registry import build_provider
+from worker.providers.port import AccountSettings, ClosableProvider, PassProvider
+from worker.providers.rotation import CredentialReloader, RotatingProvider
 from worker.ratelimit.pacing import LocalPacer, Pacer, RedisPacer
 from worker.ratelimit.provider import limited
 from worker.sync.engine import SyncContext
@@ -29,6 +29,8 @@ class Runtime:
     sync: SyncContext
     audit: AuditRecorder | None = None
     pacer: Pacer | None = None  # when each customer's event may run (None: coalescing off)
+    # Keeps settings.providers current after `passsync accounts rotate` (None: tests).
+    credentials: CredentialReloader | None = None
 
     @contextmanager
     def holding_audit(self) -> Iterator[None]:
@@ -70,7 +72,8 @@ def get_runtime() -> Runtime:
             db = Database(settings.database_url, pool_size=settings.sync.group_concurrency + 1)
             default = registry.account(settings).name
             audit = AuditRecorder(db, provider=default)
-            connect = _connector(settings, audit)
+            reloader = CredentialReloader(settings)
+            connect = _connector(settings, audit, reloader)
             provider, templates = connect(default)
             runtime = Runtime(
                 settings=settings,
@@ -78,20 +81,30 @@ def get_runtime() -> Runtime:
                 sync=SyncContext(settings, provider, templates, connect=connect, account=default),
                 audit=audit,
                 pacer=build_pacer(settings),
+                credentials=reloader,
             )
             _state.clear()
             _state[pid] = runtime
-        return runtime
+    if runtime.credentials is not None:
+        # Cheap between looks (a clock comparison); keeps settings.providers current for the
+        # code that builds its own clients from the settings (reconciliation).
+        runtime.credentials.refresh()
+    return runtime
 
 
 def _connector(
-    settings: Settings, audit: AuditRecorder
+    settings: Settings, audit: AuditRecorder, reloader: CredentialReloader
 ) -> Callable[[str], tuple[PassProvider, TemplateResolver]]:
     """Builds one account's client (audited with the account, under the account's own budget
-    in the fleet limiter: every call of every task takes a slot) and its own template cache."""
+    in the fleet limiter: every call of every task takes a slot) and its own template cache.
+    The client is rebuilt between calls after a credential rotation (worker.providers.rotation)."""
 
     def connect(account: str) -> tuple[PassProvider, TemplateResolver]:
-        client = build_provider(settings, account, on_attempt=audit.hook(account))
+        def build(conf: AccountSettings) -> ClosableProvider:
+            chosen = registry.Account(account, registry.get_kind(conf.kind), conf)
+            return chosen.build_client(audit.hook(account))
+
+        client = RotatingProvider(reloader, account, build)
         provider = limited(settings, client, account)
         cache = settings.sync.template_cache_seconds
         return provider, TemplateResolver(provider, max_age_seconds=cache)

@@ -33,7 +33,7 @@ from worker.providers.passcreator.models import PassDetails, PassWriteResult
 from worker.providers.passcreator.sandbox.server import SandboxHandle
 from worker.providers.passcreator.sandbox.store import template_id_for
 from worker.providers.passcreator.settings import PasscreatorSettings
-from worker.providers.port import PassProvider, ProviderTemplate
+from worker.providers.port import PassProvider, ProviderTemplate, TemplateField
 
 BASE = "https://passcreator.test"
 KEY = "pc-live-key-9c1e77"
@@ -278,6 +278,85 @@ def test_list_templates(
     ]
     assert route.calls.last.request.headers["Authorization"] == KEY
     assert outcomes(records) == [(1, 200, "ok")]
+
+
+# The documented (deprecated) describe answer (reference §5), as Passcreator's docs show it.
+DESCRIBED = {
+    "identifier": "t1",
+    "name": "Loyalty Card",
+    "numberOfCreatedPasses": 12,
+    "createPassUrl": "https://app.passcreator.com/api/pass?passtemplate=t1",
+    "dynamicFields": {
+        "passFrontFields": ["Name"],
+        "passBackFields": [],
+        "additionalProperties": {
+            "firstName": "5b3f2f9f66a228.52093670",
+            "tier": "5b3f2f9f66a228.52093671",
+        },
+    },
+    "locations": [],
+}
+
+
+def test_template_fields_read_the_documented_describe(
+    api: respx.MockRouter, client: PasscreatorClient, records: list[CallRecord]
+) -> None:
+    # Given the documented GET /api/pass-template/{id} answer
+    route = api.get("/api/pass-template/t%201").mock(
+        return_value=httpx.Response(200, json=DESCRIBED)
+    )
+    # When the template's fields are read
+    fields = client.template_fields("t 1")
+    # Then each additional property is a field with its property id, plus the v3 create keys
+    assert fields == [
+        TemplateField(name="firstName", id="5b3f2f9f66a228.52093670"),
+        TemplateField(name="tier", id="5b3f2f9f66a228.52093671"),
+        TemplateField(name="barcodeValue", type="pass"),
+        TemplateField(name="groupingIdentifier", type="pass"),
+    ]
+    request = route.calls.last.request
+    assert (request.method, request.headers["Authorization"]) == ("GET", KEY)
+    assert request.url.raw_path == b"/api/pass-template/t%201"
+    assert [(r.action, r.path) for r in records] == [("template_fields", "/api/pass-template/{id}")]
+
+
+def test_template_fields_take_an_empty_property_map_as_php_sends_it(
+    api: respx.MockRouter, client: PasscreatorClient
+) -> None:
+    empty = DESCRIBED | {"dynamicFields": {"additionalProperties": []}}
+    api.get("/api/pass-template/t1").mock(return_value=httpx.Response(200, json=empty))
+    assert [f.name for f in client.template_fields("t1")] == ["barcodeValue", "groupingIdentifier"]
+
+
+def test_template_fields_refuse_an_answer_without_the_property_map(
+    api: respx.MockRouter, client: PasscreatorClient, records: list[CallRecord]
+) -> None:
+    api.get("/api/pass-template/t1").mock(
+        return_value=httpx.Response(200, json={"identifier": "t1", "name": "Loyalty Card"})
+    )
+    with pytest.raises(TransientError, match=r"no dynamicFields\.additionalProperties"):
+        client.template_fields("t1")
+    assert [r.outcome for r in records] == ["invalid_body"] * 3
+
+
+def test_template_fields_of_an_unknown_template_is_not_found(
+    api: respx.MockRouter, client: PasscreatorClient
+) -> None:
+    api.get("/api/pass-template/gone").mock(
+        return_value=httpx.Response(404, json=error_body(404, [], "Template not found"))
+    )
+    with pytest.raises(NotFoundError):
+        client.template_fields("gone")
+
+
+def test_template_fields_path_is_configurable(api: respx.MockRouter) -> None:
+    settings = make_settings(paths={"template_fields": "/api/v2/pass-template/{id}/describe"})
+    route = api.get("/api/v2/pass-template/t1/describe").mock(
+        return_value=httpx.Response(200, json={"success": True, "data": DESCRIBED})
+    )
+    with PasscreatorClient(settings) as pc:
+        assert [f.name for f in pc.template_fields("t1")][:2] == ["firstName", "tier"]
+    assert route.call_count == 1
 
 
 # -- rate limiting -----------------------------------------------------------------------------
@@ -696,7 +775,7 @@ def test_sandbox_duplicate_create_is_already_exists(
 ) -> None:
     sandboxed.create_pass(template_id=LOYALTY, user_provided_id="dup", fields={})
     with pytest.raises(AlreadyExistsError):
-        sandboxed.create_pass(template_id=LOYALTY, user_provided_id="dup", fields={"x": 1})
+        sandboxed.create_pass(template_id=LOYALTY, user_provided_id="dup", fields={"points": 1})
     assert [p["userProvidedId"] for p in sandbox_server.passes()] == ["dup"]
     assert sandbox_server.stats()["creates"] == 1
 
@@ -780,11 +859,11 @@ def test_sandbox_commit_then_fail_create_ends_in_already_exists_with_one_pass(
     sandbox_server.configure(commit_then_fail_probability=1.0)
     # when
     with pytest.raises(AlreadyExistsError):
-        sandboxed.create_pass(template_id=LOYALTY, user_provided_id="once", fields={"a": 1})
+        sandboxed.create_pass(template_id=LOYALTY, user_provided_id="once", fields={"points": 1})
     # then the retry met the uniqueness guard: one pass, which the caller can adopt
     assert outcomes(records) == [(1, 500, "server_error"), (2, 400, "already_exists")]
     assert [p["userProvidedId"] for p in sandbox_server.passes()] == ["once"]
-    assert sandboxed.get_pass("once").fields == {"a": 1}
+    assert sandboxed.get_pass("once").fields == {"points": 1}
 
 
 def test_sandbox_non_json_v1_answers_are_transient(

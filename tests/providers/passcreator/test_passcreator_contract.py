@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import services_required
+from tests.providers.live import live_env, needs_sandbox
 from worker.providers.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -57,12 +57,8 @@ class Target:
 
 
 def _live_settings() -> tuple[PasscreatorSettings, str]:
-    if services_required():
-        pytest.skip("live Passcreator contract tests never run in CI")
-    key = os.environ.get("PASSCREATOR_API_KEY")
-    template = os.environ.get("PASSCREATOR_TEMPLATE_ID")
-    if not key or not template:
-        pytest.skip("PASSCREATOR_API_KEY / PASSCREATOR_TEMPLATE_ID not set: live tests skipped")
+    env = live_env("Passcreator", ("PASSCREATOR_API_KEY", "PASSCREATOR_TEMPLATE_ID"))
+    key, template = env["PASSCREATOR_API_KEY"], env["PASSCREATOR_TEMPLATE_ID"]
     base = os.environ.get("PASSCREATOR_BASE_URL", "https://app.passcreator.com")
     return PasscreatorSettings(base_url=base, api_key=SecretStr(key)), template
 
@@ -91,8 +87,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
 
 def sandbox_only(target: Target) -> SandboxHandle:
-    if target.sandbox is None:
-        pytest.skip("needs the sandbox (inspection or fault injection)")
+    needs_sandbox(target.sandbox)
+    assert target.sandbox is not None
     return target.sandbox
 
 
@@ -140,11 +136,31 @@ def test_update_with_replace_drops_fields_not_sent(target: Target) -> None:
     assert sandbox.stats()["calls"]["POST /api/v3/pass/{identifier}"] == 1
 
 
+def test_template_fields_name_each_property_with_its_id(target: Target) -> None:
+    fields = target.client.template_fields(target.template_id)
+    by_name = {f.name: f for f in fields}
+    # the v3 create keys a rule may set are always there; each property carries its id
+    assert {"barcodeValue", "groupingIdentifier"} <= set(by_name)
+    properties = [f for f in fields if f.type != "pass"]
+    assert all(f.id for f in properties)
+    if target.sandbox is not None:
+        assert [f.name for f in properties] == [
+            "firstName",
+            "lastName",
+            "email",
+            "tier",
+            "points",
+            "visits",
+        ]
+    assert target.records[-1].action == "template_fields"
+    assert target.records[-1].path == "/api/pass-template/{id}"
+
+
 def test_list_search_and_query(target: Target) -> None:
     pc = target.client
     # given three passes with a marker only they carry
     marker = target.prefix
-    ids = [target.create(f"q{i}", tier=tier, note=marker) for i, tier in enumerate("abc")]
+    ids = [target.create(f"q{i}", tier=tier, lastName=marker) for i, tier in enumerate("abc")]
     # when / then: list (newest first) holds them
     listed = pc.list_passes(template_id=target.template_id, page_size=2)
     assert [r.pass_id for r in listed if r.pass_id in ids] == ids[::-1]

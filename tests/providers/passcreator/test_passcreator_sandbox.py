@@ -258,19 +258,18 @@ def test_patch_merges_and_post_replaces(sbx: TestClient) -> None:
 def test_v3_paths_take_the_uid_only_unless_configured(
     make_client: Callable[..., TestClient],
 ) -> None:
+    change = {"data": {"points": 1}}
     strict = make_client()
     create(strict, "u1")
-    assert strict.patch("/api/v3/pass/u1", json={"data": {"a": 1}}, headers=AUTH).status_code == 404
+    assert strict.patch("/api/v3/pass/u1", json=change, headers=AUTH).status_code == 404
     lenient = make_client(v3_accepts_user_provided_id=True)
     create(lenient, "u1")
-    assert (
-        lenient.patch("/api/v3/pass/u1", json={"data": {"a": 1}}, headers=AUTH).status_code == 200
-    )
-    assert stored(lenient)[0]["fields"] == {"a": 1}
+    assert lenient.patch("/api/v3/pass/u1", json=change, headers=AUTH).status_code == 200
+    assert stored(lenient)[0]["fields"] == {"points": 1}
 
 
 def test_patch_of_unknown_pass_is_404_envelope(sbx: TestClient) -> None:
-    response = sbx.patch("/api/v3/pass/nope", json={"data": {"a": 1}}, headers=AUTH)
+    response = sbx.patch("/api/v3/pass/nope", json={"data": {"points": 1}}, headers=AUTH)
     assert response.status_code == 404
     assert response.json()["success"] is False
     assert response.json()["description"] == "Pass not found"
@@ -291,7 +290,7 @@ def test_delete_externally_then_patch_is_404(sbx: TestClient) -> None:
     identifier = pass_id(create(sbx, "u1"))
     response = sbx.post(f"/_sandbox/passes/{identifier}/delete-externally")
     assert response.json() == {"identifier": identifier, "deleted": True}
-    patched = sbx.patch(f"/api/v3/pass/{identifier}", json={"data": {"a": 1}}, headers=AUTH)
+    patched = sbx.patch(f"/api/v3/pass/{identifier}", json={"data": {"points": 1}}, headers=AUTH)
     assert patched.status_code == 404
     assert sbx.post(f"/_sandbox/passes/{identifier}/delete-externally").status_code == 404
 
@@ -356,12 +355,82 @@ def test_templates_are_seeded_with_deterministic_ids(
     assert template_id_for("Gym Card") != template_id_for("Coupon")
 
 
+# -- template properties -----------------------------------------------------------------------
+
+
+def test_seeded_templates_describe_their_properties_in_the_documented_shape(
+    sbx: TestClient,
+) -> None:
+    body = sbx.get(f"/api/pass-template/{LOYALTY}", headers=AUTH).json()
+    assert body["dynamicFields"]["passFrontFields"] == []
+    properties = body["dynamicFields"]["additionalProperties"]
+    assert list(properties) == ["firstName", "lastName", "email", "tier", "points", "visits"]
+    assert properties["tier"] == f"{LOYALTY}.tier"
+
+
+def test_an_unknown_property_is_refused_with_the_error_envelope_and_nothing_is_written(
+    sbx: TestClient,
+) -> None:
+    # Given the Loyalty Card, which has no couponCode and no seat
+    # When a pass is created with both
+    response = create(sbx, "u1", firstName="Ada", couponCode="X", seat="12A")
+    # Then a 400 envelope names each unknown property, and no pass exists
+    assert response.status_code == 400
+    assert response.json() == {
+        "success": False,
+        "description": "Invalid data.",
+        "errors": [
+            {
+                "property": name,
+                "message": f"Unknown property {name}: template Loyalty Card has no such property",
+            }
+            for name in ("couponCode", "seat")
+        ],
+        "data": [],
+        "statusCode": 400,
+    }
+    assert stored(sbx) == []
+    # And an update with one is refused too, leaving the pass as it was
+    identifier = pass_id(create(sbx, "u1", firstName="Ada"))
+    patched = sbx.patch(f"/api/v3/pass/{identifier}", json={"data": {"seat": "1"}}, headers=AUTH)
+    assert patched.status_code == 400
+    assert patched.json()["errors"][0]["property"] == "seat"
+    assert stored(sbx)[0]["fields"] == {"firstName": "Ada"}
+
+
+def test_a_property_may_be_named_by_its_id(sbx: TestClient) -> None:
+    response = create(sbx, "u1", **{f"{LOYALTY}.tier": "gold"})
+    assert response.status_code == 200
+    assert stored(sbx)[0]["fields"] == {"tier": "gold"}
+
+
+def test_ignore_accepts_an_unknown_property_and_drops_it(
+    make_client: Callable[..., TestClient],
+) -> None:
+    sbx = make_client(unknown_properties="ignore")
+    response = create(sbx, "u1", firstName="Ada", couponCode="X")
+    assert response.status_code == 200
+    assert stored(sbx)[0]["fields"] == {"firstName": "Ada"}
+    # And the setting can be changed at runtime
+    assert sbx.post("/_sandbox/config", json={"unknown_properties": "reject"}).status_code == 200
+    assert create(sbx, "u2", couponCode="X").status_code == 400
+
+
+def test_templates_may_be_seeded_with_their_properties(
+    make_client: Callable[..., TestClient],
+) -> None:
+    sbx = make_client(templates={"Gym Card": ["visits"]})
+    gym = template_id_for("Gym Card")
+    assert create(sbx, "u1", template=gym, visits=1).status_code == 200
+    assert create(sbx, "u2", template=gym, firstName="Ada").status_code == 400
+
+
 # -- list --------------------------------------------------------------------------------------
 
 
 def _create_many(sbx: TestClient, count: int) -> list[str]:
     """Passes u0..u{count-1}, oldest first (several may share a millisecond)."""
-    return [pass_id(create(sbx, f"u{n}", n=n)) for n in range(count)]
+    return [pass_id(create(sbx, f"u{n}", points=n)) for n in range(count)]
 
 
 def test_list_is_newest_first_and_keyset_paged(sbx: TestClient) -> None:
@@ -434,7 +503,7 @@ def test_list_filters_through_the_query_language(sbx: TestClient) -> None:
     either = {
         "templateId": LOYALTY,
         "groups": [
-            [{"field": "n", "operator": "greaterThanOrEquals", "value": 2}],
+            [{"field": "points", "operator": "greaterThanOrEquals", "value": 2}],
             [{"field": "userProvidedId", "operator": "equals", "value": ["u0", "zz"]}],
         ],
     }
@@ -575,7 +644,7 @@ def test_latency_is_configurable_at_runtime(sbx: TestClient) -> None:
 def test_stats_count_calls_per_endpoint_template(sbx: TestClient) -> None:
     identifier = pass_id(create(sbx, "u1"))
     create(sbx, "u1")  # duplicate: a call, not a write
-    sbx.patch(f"/api/v3/pass/{identifier}", json={"data": {"a": 1}}, headers=AUTH)
+    sbx.patch(f"/api/v3/pass/{identifier}", json={"data": {"points": 1}}, headers=AUTH)
     sbx.get(f"/api/pass/{identifier}", headers=AUTH)
     sbx.get("/api/v3/pass/", headers=AUTH)
     sbx.get("/api/v3/pass", headers=AUTH)

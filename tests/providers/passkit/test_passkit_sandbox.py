@@ -149,6 +149,43 @@ def test_the_duplicate_status_is_configurable(passkit_sandbox: SandboxHandle) ->
     assert call(passkit_sandbox, "POST", "/members/member", body).status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"visits": 1}, "visits"),
+        ({"person": {"forename": "Ada", "nickname": "A"}}, "person.nickname"),
+    ],
+)
+def test_an_unknown_member_or_person_field_is_refused_as_protojson_does(
+    passkit_sandbox: SandboxHandle, extra: dict[str, Any], field: str
+) -> None:
+    # When a member is enrolled with a field Member (or Person) does not have
+    body = {"programId": LOYALTY, "tierId": "base", "externalId": "crm-1", **extra}
+    response = call(passkit_sandbox, "POST", "/members/member", body)
+    # Then grpc-gateway's error body names it, and nothing is stored
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 3,
+        "message": f'proto: unknown field "{field}"',
+        "details": [],
+    }
+    assert passkit_sandbox.members() == []
+    # And an update with it is refused too
+    member = enrol(passkit_sandbox, "crm-2", person={"forename": "Ada"})
+    update = {"id": member, **extra}
+    assert call(passkit_sandbox, "PUT", "/members/member", update).status_code == 400
+
+
+def test_ignore_drops_unknown_fields_and_keeps_the_rest(passkit_sandbox: SandboxHandle) -> None:
+    passkit_sandbox.configure(unknown_properties="ignore")
+    person = {"forename": "Ada", "nickname": "A"}
+    member = enrol(passkit_sandbox, "crm-1", visits=1, person=person, metaData={"tier": "gold"})
+    stored = call(passkit_sandbox, "GET", f"/members/member/id/{member}").json()
+    assert "visits" not in stored
+    assert stored["person"] == {"forename": "Ada"}
+    assert stored["metaData"] == {"tier": "gold"}
+
+
 def test_the_same_external_id_may_live_in_another_program(passkit_sandbox: SandboxHandle) -> None:
     enrol(passkit_sandbox, "crm-1")
     body = {"programId": WELCOME, "tierId": "base", "externalId": "crm-1"}

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from worker.bounds import JsonBoundsError, check_json
 from worker.config import SourceSettings
+from worker.expressions import truthy
 from worker.inbound.ledger import IgnoredEvent
 from worker.inbound.schema import CanonicalEvent
 from worker.inbound.signatures import SignatureError
@@ -36,7 +37,6 @@ from worker.inbound.sources.presets import spec_for
 from worker.inbound.sources.spec import AdapterSpec, FieldSpec, MapSpec, RouteSpec
 from worker.inbound.sources.verify import Checked, RequestParts, Verifier, header
 from worker.scans.schema import ScanIn
-from worker.sync.expressions import truthy
 
 MAX_ID_CHARS = 255
 MAX_TYPE_CHARS = 128

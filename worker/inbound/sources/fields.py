@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.inbound.sources.spec import FieldSpec
-from worker.sync.expressions import (
+from worker.expressions import (
     COMPARISONS,
     Binary,
     Expr,
@@ -25,6 +24,7 @@ from worker.sync.expressions import (
     show,
     truthy,
 )
+from worker.inbound.sources.spec import FieldSpec
 
 Doc = dict[str, Any]
 Getter = Callable[[Any], Any]

@@ -5,7 +5,7 @@ writes the same keys in config.yaml, and any key set on a preset source replaces
 preset's. Semantics (expressions, templates, which checks need a secret) are checked when
 the adapter is built (worker/inbound/sources/adapter.py), which names the source in errors.
 
-Expressions use the rule language (worker/sync/expressions.py) over one document per event:
+Expressions use the rule language (worker/expressions.py) over one document per event:
 `event` (the split item, or the whole body), `body` (the whole decoded body), `headers`
 (lower case, `-` written `_`: `headers.x_shopify_topic`), `query`, `config` (the source's
 `params`) and `sender_type` (what `event_type` gave).

@@ -1,1 +1,1 @@
-"""Airship Wallet client (not built yet)."""
+"""Airship Wallet (formerly Urban Airship Wallet): the third platform (docs/airship.md)."""

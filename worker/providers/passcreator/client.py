@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import logging
-import math
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from itertools import islice
 from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
 
 from worker.config import ConfigError
+from worker.providers.common.http import (
+    Call,
+    CallRecord,
+    HttpCaller,
+    InvalidBodyError,
+    Outcome,
+    RetryPolicy,
+    http_client,
+    parse_retry_after,
+    snippet,
+)
 from worker.providers.errors import (
     AlreadyExistsError,
     NotFoundError,
-    ProviderError,
     RateLimitedError,
     RejectedError,
     TemplateNotFoundError,
@@ -52,7 +51,7 @@ from worker.providers.passcreator.models import (
 from worker.providers.passcreator.query import Operator, PassQuery
 from worker.providers.passcreator.settings import PasscreatorSettings
 from worker.providers.paths import path_segment
-from worker.providers.port import ProviderPass, ProviderTemplate
+from worker.providers.port import ProviderPass, ProviderTemplate, TemplateField
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,19 +59,6 @@ M = TypeVar("M", bound=BaseModel)
 IdentifierKind = Literal["user_provided_id", "pass_id", "barcode"]
 TimeFrame = Literal["day", "week", "month", "year"]
 
-Outcome = Literal[
-    "ok",
-    "already_exists",
-    "not_found",
-    "rejected",
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "network_error",
-    "invalid_body",
-]
-
-SNIPPET_CHARS = 160
 # The default path of each endpoint, by route key; `providers.passcreator.paths` overrides any
 # of them, because several are known only from client code (docs/passcreator.md).
 DEFAULT_PATHS: dict[str, str] = {
@@ -82,6 +68,9 @@ DEFAULT_PATHS: dict[str, str] = {
     "send_push": "/api/pass/{id}/sendpushnotification",
     "list_templates": "/api/pass-template",
     "get_template": "/api/v2/pass-template/{id}/describe",
+    # The documented (deprecated) describe: its dynamicFields.additionalProperties name the
+    # properties a pass of the template takes; the v2 describe's answer is unconfirmed (§5).
+    "template_fields": "/api/pass-template/{id}",
     "create_template": "/api/v2/pass-template",
     "update_template": "/api/v2/pass-template/{id}",
     "publish_template": "/api/v2/pass-template/{id}/publish",
@@ -94,21 +83,6 @@ DEFAULT_PATHS: dict[str, str] = {
 }
 # Keys the create body sets itself; a caller's field of the same name must not override them.
 _RESERVED_CREATE_KEYS = frozenset({"templateId", "userProvidedId", "enforceUniqueUserProvidedId"})
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One HTTP attempt, for the audit trail; holds no headers and never the API key."""
-
-    action: str
-    method: str
-    path: str
-    status: int | None
-    duration_ms: float
-    attempt: int
-    outcome: Outcome
-    # The pass id or userProvidedId the call is about (never a body); None for other calls.
-    pass_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,23 +112,19 @@ class _Spec:
     url: str | None = None
 
 
-class _InvalidBodyError(TransientError):
-    """A success status whose body is not the JSON we expect (HTML, null, garbage)."""
-
-
-class _NotSentError(TransientError):
-    """The connection never carried the request, so even a non-idempotent call may repeat."""
+_InvalidBodyError = InvalidBodyError
+__all__ = ["CallRecord", "Outcome", "PasscreatorClient", "parse_retry_after"]
 
 
 class PasscreatorClient:
     """PassProvider for Passcreator plus its other actions; raises only providers.errors types.
 
-    The thirteen actions (their CallRecord action names in brackets): pass_exists
+    The fourteen actions (their CallRecord action names in brackets): pass_exists
     [pass_exists], list_passes [list_passes], search_passes [search_passes], query_passes
     [query_passes], list_templates [list_templates], create_pass [create_pass], update_pass
     [update_pass], delete_pass [delete_pass], get_pass [get_pass], get_template
-    [get_template], create_template [create_template], update_template [update_template],
-    delete_template [delete_template].
+    [get_template], template_fields [template_fields], create_template [create_template],
+    update_template [update_template], delete_template [delete_template].
     """
 
     name = "passcreator"
@@ -172,23 +142,17 @@ class PasscreatorClient:
                 "(PASSSYNC_PROVIDERS__<ACCOUNT>__API_KEY): not set"
             )
         self._settings = settings
-        self._on_attempt = on_attempt
         self._duplicate = re.compile(settings.duplicate_pattern)
         self._unknown_template_re = re.compile(settings.unknown_template_pattern)
         self._paths = {**DEFAULT_PATHS, **settings.paths}
         self._base = httpx.URL(settings.base_url)
-        self._http = httpx.Client(
-            base_url=settings.base_url,
+        self._caller = HttpCaller(RetryPolicy.of(settings), on_attempt=on_attempt)
+        self._http = http_client(
+            settings.base_url,
+            timeout_seconds=settings.timeout_seconds,
+            connect_timeout_seconds=settings.connect_timeout_seconds,
             transport=transport,
-            timeout=httpx.Timeout(
-                settings.timeout_seconds,
-                connect=min(settings.connect_timeout_seconds, settings.timeout_seconds),
-            ),
-            headers={
-                "Authorization": settings.api_key.get_secret_value(),
-                "Accept": "application/json",
-            },
-            follow_redirects=False,
+            headers={"Authorization": settings.api_key.get_secret_value()},
         )
 
     # -- passes ----------------------------------------------------------------------------
@@ -263,7 +227,13 @@ class PasscreatorClient:
         )
         return self._call(spec, parse)
 
-    def get_pass(self, identifier: str, *, include_field_mapping: bool = False) -> PassDetails:
+    def get_pass(
+        self,
+        identifier: str,
+        *,
+        include_field_mapping: bool = False,
+        template_id: str | None = None,  # unused: a userProvidedId is looked up account-wide
+    ) -> PassDetails:
         """v1 details by pass uid, userProvidedId or barcode value; NotFoundError if unknown."""
         params = {"includeFieldMapping": "true"} if include_field_mapping else None
         spec = _Spec(
@@ -468,6 +438,13 @@ class PasscreatorClient:
         spec = _Spec("get_template", "GET", "get_template", path_id=template_id)
         return self._call(spec, _model(TemplateDetails, "get_template"))
 
+    def template_fields(self, template_id: str) -> list[TemplateField]:
+        """What a pass of the template takes: each additional property (by name, with its
+        property id) from the documented `GET /api/pass-template/{id}` (§5), plus the v3
+        create keys that are not properties (barcodeValue, groupingIdentifier; §3.4)."""
+        spec = _Spec("template_fields", "GET", "template_fields", path_id=template_id)
+        return self._call(spec, parse_template_fields)
+
     def create_template(self, template: TemplateCreate) -> TemplateWriteResult:
         """v2 create; not retried after an unanswered attempt (it could make a twin)."""
         spec = _Spec(
@@ -571,74 +548,21 @@ class PasscreatorClient:
             else template.format(id=path_segment(spec.path_id, action=spec.action))
         )
         request = _Request(spec.method, template, spec.url or path, spec.params, spec.body)
-        s = self._settings
-        retrying = Retrying(
-            stop=stop_after_attempt(s.max_attempts),
-            # Jittered exponential backoff, so retrying workers do not hit the API in step.
-            wait=wait_exponential(multiplier=s.backoff_seconds, max=s.backoff_max_seconds)
-            + wait_random(0, s.backoff_seconds),
-            retry=retry_if_exception(_retry_rule(spec.idempotent)),
-            reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                try:
-                    return self._attempt(spec, request, number, parse)
-                except NotFoundError:
-                    if spec.gone_after_retry_is_success and number > 1:
-                        return parse(None)
-                    raise
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    def _attempt(self, spec: _Spec, request: _Request, number: int, parse: Callable[[Any], T]) -> T:
-        started = time.perf_counter()
-        status: int | None = None
-        outcome: Outcome = "ok"
-        action = spec.action
-        try:
-            response = self._http.request(
+        def send() -> httpx.Response:
+            return self._http.request(
                 request.method, request.path, params=request.params, json=request.body
             )
-            status = response.status_code
-            return parse(self._interpret(action, response))
-        except ProviderError as exc:
-            outcome = _outcome_of(exc)
-            raise
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
-            # `from None`: httpx errors carry the request, whose headers hold the API key.
-            raise _NotSentError(f"{action}: {_transport_failure(exc)}") from None
-        except httpx.TimeoutException as exc:
-            outcome = "timeout"
-            raise TransientError(f"{action}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            outcome = "network_error"
-            raise TransientError(f"{action}: network error ({type(exc).__name__})") from None
-        finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            self._record(
-                CallRecord(
-                    action,
-                    request.method,
-                    request.template,
-                    status,
-                    elapsed,
-                    number,
-                    outcome,
-                    spec.pass_ref,
-                )
-            )
 
-    def _record(self, record: CallRecord) -> None:
-        if self._on_attempt is None:
-            return
-        try:
-            self._on_attempt(record)
-        except Exception:
-            # The provider call has happened; a broken audit hook must not turn its real
-            # outcome into a foreign exception the sync engine cannot classify.
-            log.exception("on_attempt hook failed for %s attempt %d", record.action, record.attempt)
+        call = Call(
+            spec.action,
+            request.method,
+            request.template,
+            spec.pass_ref,
+            idempotent=spec.idempotent,
+            gone_after_retry_is_success=spec.gone_after_retry_is_success,
+        )
+        return self._caller.call(call, send, lambda r: self._interpret(spec.action, r), parse)
 
     def _interpret(self, action: str, response: httpx.Response) -> Any:
         status = response.status_code
@@ -698,22 +622,6 @@ class PasscreatorClient:
 # -- parsing helpers (pure) ----------------------------------------------------------------
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError) and not isinstance(exc, RateLimitedError)
-
-
-def _retry_rule(idempotent: bool) -> Callable[[BaseException], bool]:
-    """Idempotent calls retry any transient failure; others only a request never sent."""
-    if idempotent:
-        return _is_retryable
-    return lambda exc: isinstance(exc, _NotSentError)
-
-
-def _transport_failure(exc: httpx.TransportError) -> str:
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "network error"
-    return f"{kind} ({type(exc).__name__})"
-
-
 def _existence(
     identifier: str,
     by: IdentifierKind,
@@ -755,43 +663,10 @@ def _model(model: type[M], action: str) -> Callable[[Any], M]:
     return parse
 
 
-def _outcome_of(exc: ProviderError) -> Outcome:
-    if isinstance(exc, RateLimitedError):
-        return "rate_limited"
-    if isinstance(exc, _InvalidBodyError):
-        return "invalid_body"
-    if isinstance(exc, TransientError):
-        return "server_error"
-    if isinstance(exc, AlreadyExistsError):
-        return "already_exists"
-    if isinstance(exc, NotFoundError):
-        return "not_found"
-    return "rejected"
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After value (delta-seconds or HTTP-date); None if unusable."""
-    if value is None or not value.strip():
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
-
-
 def envelope_messages(body: Any) -> list[str]:
     """Reasons from an error envelope; `errors` items may be {property, message} or strings."""
     if not isinstance(body, dict):
-        return [] if body is None else [_snippet(str(body))]
+        return [] if body is None else [snippet(str(body))]
     messages: list[str] = []
     errors = body.get("errors")
     for item in errors if isinstance(errors, list) else []:
@@ -814,21 +689,16 @@ def _json_body(action: str, response: httpx.Response) -> Any:
         kind = response.headers.get("content-type", "unknown content type")
         raise _InvalidBodyError(
             f"{action}: expected JSON but got {kind} (status {response.status_code}): "
-            f"{_snippet(response.text)!r}",
+            f"{snippet(response.text)!r}",
             status=response.status_code,
         ) from None
-
-
-def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= SNIPPET_CHARS else flat[:SNIPPET_CHARS] + "…"
 
 
 def _error_messages(response: httpx.Response) -> list[str]:
     try:
         return envelope_messages(response.json())
     except ValueError:
-        text = _snippet(response.text)
+        text = snippet(response.text)
         return [text] if text else []
 
 
@@ -836,7 +706,7 @@ def _detail(response: httpx.Response) -> str:
     try:
         messages = envelope_messages(response.json())
     except ValueError:
-        text = _snippet(response.text)
+        text = snippet(response.text)
         return f": {text!r}" if text else ""
     return f": {'; '.join(messages)}" if messages else ""
 
@@ -918,6 +788,31 @@ def parse_templates(body: Any) -> list[ProviderTemplate]:
         for item in body
         if isinstance(item, dict) and item.get("identifier")
     ]
+
+
+# Keys of a v3 create `data` object that a rule may set besides the template's properties
+# (§3.4, V); the keys passsync sets itself (templateId, userProvidedId, ...) are not fields.
+PASS_FIELD_KEYS = ("barcodeValue", "groupingIdentifier")
+
+
+def parse_template_fields(body: Any) -> list[TemplateField]:
+    """The documented describe answer (§5): a bare object (an envelope is tolerated) whose
+    `dynamicFields.additionalProperties` maps property name -> property id. An empty map may
+    come as `[]` (a PHP empty array); any other shape is an unreadable answer."""
+    data = _unwrap(body)
+    dynamic = data.get("dynamicFields") if isinstance(data, dict) else None
+    found = dynamic.get("additionalProperties") if isinstance(dynamic, dict) else None
+    if found == []:
+        found = {}
+    if not isinstance(found, dict):
+        raise _InvalidBodyError(
+            "template_fields: the response has no dynamicFields.additionalProperties object"
+        )
+    fields = [
+        TemplateField(name=str(name), id=str(prop_id) if prop_id not in (None, "") else None)
+        for name, prop_id in found.items()
+    ]
+    return fields + [TemplateField(name=key, type="pass") for key in PASS_FIELD_KEYS]
 
 
 def parse_v1_pass(body: Any) -> PassDetails:

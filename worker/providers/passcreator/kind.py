@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
+from worker.providers.common.kind import sandbox_kit
 from worker.providers.passcreator import callbacks
 from worker.providers.passcreator.settings import PasscreatorSettings, SandboxSettings
 from worker.providers.port import (
@@ -13,9 +13,8 @@ from worker.providers.port import (
     OnAttempt,
     PassCatalog,
     ProviderKind,
-    RunningSandbox,
-    SandboxKit,
     TakeSlot,
+    TemplateField,
 )
 
 
@@ -42,6 +41,11 @@ def _catalog(client: Any, take_slot: TakeSlot | None) -> PassCatalog:
     return PasscreatorCatalog(client, take_slot)
 
 
+def _template_fields(client: Any, template_id: str) -> list[TemplateField]:
+    """The client's `template_fields` (GET /api/pass-template/{id}, docs/passcreator.md)."""
+    return list(client.template_fields(template_id))
+
+
 def has_credentials(settings: Any) -> bool:
     return _settings(settings).api_key is not None
 
@@ -58,29 +62,6 @@ def _overrides(settings: Any, base_url: str) -> dict[str, str]:
     return {"base_url": base_url, "api_key": settings.api_key.get_secret_value()}
 
 
-@contextmanager
-def _running(settings: Any) -> Iterator[RunningSandbox]:
-    from worker.providers.passcreator.sandbox.server import running_sandbox  # noqa: PLC0415
-
-    assert isinstance(settings, SandboxSettings)
-    with running_sandbox(settings) as handle:
-        yield handle
-
-
-def _attach(base_url: str, settings: Any) -> RunningSandbox:
-    from worker.providers.passcreator.sandbox.server import SandboxHandle  # noqa: PLC0415
-
-    assert isinstance(settings, SandboxSettings)
-    return SandboxHandle(base_url, settings.api_key.get_secret_value())
-
-
-def _serve(settings: Any) -> None:
-    from worker.providers.passcreator.sandbox.server import serve  # noqa: PLC0415
-
-    assert isinstance(settings, SandboxSettings)
-    serve(settings)
-
-
 KIND = ProviderKind(
     kind="passcreator",
     title="Passcreator",
@@ -89,16 +70,15 @@ KIND = ProviderKind(
     has_credentials=has_credentials,
     actions=_actions,
     catalog=_catalog,
+    template_fields=_template_fields,
     parse_callback=callbacks.parse_callback,
     callback_events=callbacks.SUBSCRIBED,
     subscribe_callbacks=callbacks.subscribe,
     budget_identity=budget_identity,
-    sandbox=SandboxKit(
-        settings_model=SandboxSettings,
-        account_overrides=_overrides,
-        running=_running,
-        serve=_serve,
-        attach=_attach,
+    sandbox=sandbox_kit(
+        "worker.providers.passcreator.sandbox.server",
+        SandboxSettings,
+        _overrides,
         simulate_device=callbacks.simulate_device,
     ),
     credential_hint=(

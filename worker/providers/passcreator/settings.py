@@ -40,17 +40,38 @@ class SandboxBehaviour(_Strict):
     # A slow answer: the request is held `slow_ms` before it is handled (past a client timeout).
     slow_probability: float = Field(default=0.0, ge=0, le=1)
     slow_ms: float = Field(default=2000.0, ge=0)
+    # A pass property its template does not have (by name or property id): `reject` answers
+    # 400 "Invalid data." naming each one in `errors` (nothing is written); `ignore` drops it
+    # and writes the rest. Whether Passcreator refuses or drops one is unconfirmed (U).
+    unknown_properties: Literal["reject", "ignore"] = "reject"
     seed: int = 0
+
+
+# The properties of the templates the sandbox seeds by default: every field the shipped
+# config.yaml's rules and usage rules set on them.
+SEEDED_PROPERTIES: dict[str, list[str]] = {
+    "Loyalty Card": ["firstName", "lastName", "email", "tier", "points", "visits"],
+    "Welcome Discount": ["firstName", "couponCode"],
+    "Event Ticket": ["firstName", "lastName", "event", "seat"],
+}
 
 
 class SandboxSettings(SandboxBehaviour):
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=0, le=65535)
     api_key: SecretStr = SecretStr("sandbox-key")
-    templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
+    # The seeded templates: name -> its additional properties (a list of names gives each
+    # one its properties from SEEDED_PROPERTIES, none for another name).
+    templates: dict[str, list[str]] | list[str] = list(SEEDED_PROPERTIES)
     # A SQLite file that keeps the sandbox's passes, templates and hooks across restarts;
     # none keeps everything in memory.
     store_path: Path | None = None
+
+    def seeded_templates(self) -> dict[str, list[str]]:
+        """Template name -> its properties, as seeded."""
+        if isinstance(self.templates, dict):
+            return {name: list(props) for name, props in self.templates.items()}
+        return {name: list(SEEDED_PROPERTIES.get(name, [])) for name in self.templates}
 
 
 class PasscreatorSettings(AccountSettings):

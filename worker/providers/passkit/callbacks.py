@@ -31,6 +31,9 @@ EVENTS: dict[str, FactKind] = {
     "PASS_EVENT_UNINSTALLED": "removed",
     "PASS_EVENT_INVALIDATED": "voided",
 }
+# created = POST, installed/uninstalled = PUT, "POST, PUT or DELETE ... depending on the type"
+# (V: help.passkit.com/en/articles/4739416): the receiver accepts all three.
+METHODS = frozenset({"POST", "PUT", "DELETE"})
 # What passsync subscribes by default (one sink per program, these events).
 SUBSCRIBED = (
     "PASS_EVENT_RECORD_CREATED",

@@ -18,14 +18,23 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from worker.providers.common.http import (
+    Call,
+    CallRecord,
+    HttpCaller,
+    InvalidBodyError,
+    Outcome,
+    RetryPolicy,
+    http_client,
+    parse_retry_after,
+    snippet,
+)
 from worker.providers.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -53,19 +62,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
-Outcome = Literal[
-    "ok",
-    "already_exists",
-    "not_found",
-    "rejected",
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "network_error",
-    "invalid_body",
-]
-
-SNIPPET_CHARS = 160
 # Member fields PassKit sets itself: left out of a full-record update.
 READ_ONLY_MEMBER_KEYS = frozenset({"created", "updated"})
 # How many external ids' programs a client remembers for adopting after a duplicate enrol.
@@ -95,21 +91,6 @@ DEFAULT_PATHS: dict[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One HTTP attempt, for the audit trail; holds no header, no body, no credential."""
-
-    action: str
-    method: str
-    path: str
-    status: int | None
-    duration_ms: float
-    attempt: int
-    outcome: Outcome
-    # The member id or externalId the call is about; None for other calls.
-    pass_ref: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Spec:
     """One logical call: its route, path parameters and body."""
 
@@ -126,12 +107,8 @@ class _Spec:
     stream: bool = False
 
 
-class _InvalidBodyError(TransientError):
-    """A success status whose body is not the JSON we expect."""
-
-
-class _NotSentError(TransientError):
-    """The connection never carried the request, so even a non-idempotent call may repeat."""
+_InvalidBodyError = InvalidBodyError
+__all__ = ["CallRecord", "Outcome", "PassKitClient", "parse_retry_after"]
 
 
 class PassKitClient:
@@ -154,8 +131,6 @@ class PassKitClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
-        self._sleep = sleep
-        self._on_attempt = on_attempt
         self._clock = clock
         self._duplicate = re.compile(settings.duplicate_pattern)
         self._paths = {**DEFAULT_PATHS, **settings.paths}
@@ -163,16 +138,17 @@ class PassKitClient:
         # externalId -> programId of the enrols this client sent, to adopt a duplicate.
         self._programs_of: OrderedDict[str, str] = OrderedDict()
         self._programs_lock = threading.Lock()
-        self._http = httpx.Client(
-            base_url=settings.api_base(),
+        self._caller = HttpCaller(
+            RetryPolicy.of(settings),
+            on_attempt=on_attempt,
+            sleep=sleep,
+        )
+        self._http = http_client(
+            settings.api_base(),
+            timeout_seconds=settings.timeout_seconds,
+            connect_timeout_seconds=settings.connect_timeout_seconds,
             transport=transport,
             auth=PassKitAuth(settings, clock=clock),
-            timeout=httpx.Timeout(
-                settings.timeout_seconds,
-                connect=min(settings.connect_timeout_seconds, settings.timeout_seconds),
-            ),
-            headers={"Accept": "application/json"},
-            follow_redirects=False,
         )
 
     # -- the port ------------------------------------------------------------------------------
@@ -564,68 +540,21 @@ class PassKitClient:
                 for name, value in spec.path_params.items()
             }
         )
-        s = self._settings
-        retrying = Retrying(
-            stop=stop_after_attempt(s.max_attempts),
-            # From the documented 250 ms, growing and jittered so workers do not retry in step.
-            wait=wait_exponential(multiplier=s.backoff_seconds, max=s.backoff_max_seconds)
-            + wait_random(0, s.backoff_seconds),
-            retry=retry_if_exception(_retry_rule(spec.idempotent)),
-            sleep=self._sleep,
-            reraise=True,
+        content = None if spec.body is None else json.dumps(spec.body).encode()
+        headers = {"Content-Type": "application/json"} if content is not None else None
+
+        def send() -> httpx.Response:
+            return self._http.request(spec.method, path, content=content, headers=headers)
+
+        call = Call(
+            spec.action,
+            spec.method,
+            template,
+            spec.pass_ref,
+            idempotent=spec.idempotent,
+            gone_after_retry_is_success=spec.gone_after_retry_is_success,
         )
-        for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                try:
-                    return self._attempt(spec, template, path, number, parse)
-                except NotFoundError:
-                    if spec.gone_after_retry_is_success and number > 1:
-                        return parse(None)
-                    raise
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    def _attempt(
-        self, spec: _Spec, template: str, path: str, number: int, parse: Callable[[Any], T]
-    ) -> T:
-        started = time.perf_counter()
-        status: int | None = None
-        outcome: Outcome = "ok"
-        action = spec.action
-        try:
-            content = None if spec.body is None else json.dumps(spec.body).encode()
-            headers = {"Content-Type": "application/json"} if content is not None else None
-            response = self._http.request(spec.method, path, content=content, headers=headers)
-            status = response.status_code
-            return parse(self._interpret(spec, response))
-        except ProviderError as exc:
-            outcome = _outcome_of(exc)
-            raise
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
-            # `from None`: httpx errors carry the request, whose headers hold the token.
-            raise _NotSentError(f"{action}: {_transport_failure(exc)}") from None
-        except httpx.TimeoutException as exc:
-            outcome = "timeout"
-            raise TransientError(f"{action}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            outcome = "network_error"
-            raise TransientError(f"{action}: network error ({type(exc).__name__})") from None
-        finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            record = CallRecord(
-                action, spec.method, template, status, elapsed, number, outcome, spec.pass_ref
-            )
-            self._record(record)
-
-    def _record(self, record: CallRecord) -> None:
-        if self._on_attempt is None:
-            return
-        try:
-            self._on_attempt(record)
-        except Exception:
-            # The call has happened; a broken audit hook must not hide its real outcome.
-            log.exception("on_attempt hook failed for %s attempt %d", record.action, record.attempt)
+        return self._caller.call(call, send, lambda r: self._interpret(spec, r), parse)
 
     def _interpret(self, spec: _Spec, response: httpx.Response) -> Any:
         action = spec.action
@@ -655,7 +584,7 @@ class PassKitClient:
             kind = response.headers.get("content-type", "unknown content type")
             raise _InvalidBodyError(
                 f"{action}: expected JSON but got {kind} (status {status}): "
-                f"{_snippet(response.text)!r}",
+                f"{snippet(response.text)!r}",
                 status=status,
             ) from None
 
@@ -741,10 +670,10 @@ def error_messages(body: Any) -> list[str]:
     if body is None:
         return []
     if isinstance(body, str):
-        text = _snippet(body)
+        text = snippet(body)
         return [text] if text else []
     if not isinstance(body, dict):
-        return [_snippet(str(body))]
+        return [snippet(str(body))]
     messages: list[str] = []
     for key in ("message", "error"):
         value = body.get(key)
@@ -765,28 +694,6 @@ def _body_or_text(response: httpx.Response) -> Any:
 def _detail(response: httpx.Response) -> str:
     messages = error_messages(_body_or_text(response))
     return f": {'; '.join(messages)}" if messages else ""
-
-
-def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= SNIPPET_CHARS else flat[:SNIPPET_CHARS] + "…"
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After value (delta-seconds or HTTP-date); None if unusable."""
-    if value is None or not value.strip():
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _filters(limit: int, offset: int) -> dict[str, Any]:
@@ -870,33 +777,3 @@ def _identity(body: Any) -> Any:
 
 def _ignore(_body: Any) -> None:
     """For calls whose success body carries nothing we use."""
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError) and not isinstance(exc, RateLimitedError)
-
-
-def _retry_rule(idempotent: bool) -> Callable[[BaseException], bool]:
-    """Idempotent calls retry any transient failure; others only a request never sent."""
-    if idempotent:
-        return _is_retryable
-    return lambda exc: isinstance(exc, _NotSentError)
-
-
-def _transport_failure(exc: httpx.TransportError) -> str:
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "network error"
-    return f"{kind} ({type(exc).__name__})"
-
-
-def _outcome_of(exc: ProviderError) -> Outcome:
-    if isinstance(exc, RateLimitedError):
-        return "rate_limited"
-    if isinstance(exc, _InvalidBodyError):
-        return "invalid_body"
-    if isinstance(exc, TransientError):
-        return "server_error"
-    if isinstance(exc, AlreadyExistsError):
-        return "already_exists"
-    if isinstance(exc, NotFoundError):
-        return "not_found"
-    return "rejected"

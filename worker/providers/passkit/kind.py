@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from worker.providers.common.kind import sandbox_kit
 from worker.providers.passkit import callbacks
 from worker.providers.passkit.settings import PassKitSandboxSettings, PassKitSettings
 from worker.providers.port import (
     ClosableProvider,
+    CredentialInfo,
     OnAttempt,
     PassCatalog,
     ProviderKind,
-    RunningSandbox,
-    SandboxKit,
     TakeSlot,
     TemplateField,
 )
@@ -44,9 +44,16 @@ def _catalog(client: Any, take_slot: TakeSlot | None) -> PassCatalog:
 
 
 def _template_fields(client: Any, template_id: str) -> list[TemplateField]:
-    from worker.providers.passkit.models import template_fields  # noqa: PLC0415
+    from worker.providers.passkit.models import PERSON_FIELDS, template_fields  # noqa: PLC0415
 
-    return [TemplateField(name=n, type=t) for n, t in template_fields()]
+    listed = [TemplateField(name=n, type=t) for n, t in template_fields()]
+    return listed + [TemplateField(name=f"person.{n}") for n in sorted(PERSON_FIELDS)]
+
+
+def _takes_unlisted_field(name: str) -> bool:
+    """Any other name becomes a metaData entry; only an unknown `person.` field is refused
+    (protojson knows Person's fields)."""
+    return not name.startswith("person.")
 
 
 def has_credentials(settings: Any) -> bool:
@@ -60,6 +67,29 @@ def budget_identity(settings: Any) -> str:
     return f"{pk.api_base()}|{key}"
 
 
+def describe_credential(settings: Any, client: Any) -> CredentialInfo:
+    """A fresh JWT per request (no expiry to show), or a long-lived token whose `exp` claim,
+    when it is a JWT that carries one, is its expiry."""
+    pk = _settings(settings)
+    if pk.auth == "jwt":
+        return CredentialInfo(auth_scheme="jwt", region=pk.region)
+    token = pk.api_key.get_secret_value() if pk.api_key is not None else ""
+    return CredentialInfo(
+        auth_scheme="long_lived_token", region=pk.region, token_expires_at=_jwt_expiry(token)
+    )
+
+
+def _jwt_expiry(token: str) -> datetime | None:
+    import jwt  # noqa: PLC0415
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None  # not a JWT: its expiry is not known here
+    exp = claims.get("exp")
+    return datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
+
+
 def _overrides(settings: Any, base_url: str) -> dict[str, str]:
     assert isinstance(settings, PassKitSandboxSettings)
     return {
@@ -68,29 +98,6 @@ def _overrides(settings: Any, base_url: str) -> dict[str, str]:
         "api_key": settings.api_key.get_secret_value(),
         "secret": settings.api_secret.get_secret_value(),
     }
-
-
-@contextmanager
-def _running(settings: Any) -> Iterator[RunningSandbox]:
-    from worker.providers.passkit.sandbox.server import running_sandbox  # noqa: PLC0415
-
-    assert isinstance(settings, PassKitSandboxSettings)
-    with running_sandbox(settings) as handle:
-        yield handle
-
-
-def _attach(base_url: str, settings: Any) -> RunningSandbox:
-    from worker.providers.passkit.sandbox.server import attach  # noqa: PLC0415
-
-    assert isinstance(settings, PassKitSandboxSettings)
-    return attach(base_url, settings)
-
-
-def _serve(settings: Any) -> None:
-    from worker.providers.passkit.sandbox.server import serve  # noqa: PLC0415
-
-    assert isinstance(settings, PassKitSandboxSettings)
-    serve(settings)
 
 
 KIND = ProviderKind(
@@ -103,17 +110,18 @@ KIND = ProviderKind(
     actions=_actions,
     catalog=_catalog,
     template_fields=_template_fields,
+    takes_unlisted_field=_takes_unlisted_field,
     parse_callback=callbacks.parse_callback,
+    callback_methods=callbacks.METHODS,
     callback_events=callbacks.SUBSCRIBED,
     subscribe_callbacks=callbacks.subscribe,
-    sandbox=SandboxKit(
-        settings_model=PassKitSandboxSettings,
-        account_overrides=_overrides,
-        running=_running,
-        serve=_serve,
-        attach=_attach,
+    sandbox=sandbox_kit(
+        "worker.providers.passkit.sandbox.server",
+        PassKitSandboxSettings,
+        _overrides,
         simulate_device=callbacks.simulate_device,
     ),
+    describe_credential=describe_credential,
     credential_hint=(
         "set PASSSYNC_PROVIDERS__{ACCOUNT}__API_KEY and __API_SECRET (PassKit portal: developer "
         "tools, REST credentials) or __LONG_LIVED_TOKEN, and `region` (pub1 or pub2); leave "

@@ -46,6 +46,11 @@ class PassKitSandboxBehaviour(_Strict):
     slow_ms: float = Field(default=2000.0, ge=0)
     # A list stream that breaks off with a {"error"} line after some results (HTTP 200 sent).
     stream_error_probability: float = Field(default=0.0, ge=0, le=1)
+    # A member key (or a `person` key) protojson does not know: `reject` answers 400 with
+    # grpc-gateway's {"code": 3, "message": "proto: unknown field ..."} and writes nothing;
+    # `ignore` drops it (protojson's DiscardUnknown) and writes the rest. metaData is an open
+    # map, so its keys are never unknown.
+    unknown_properties: Literal["reject", "ignore"] = "reject"
     seed: int = 0
 
 

@@ -32,7 +32,10 @@ from worker.providers.passcreator.sandbox.store import (
     StoredHook,
     StoredPass,
     StoredTemplate,
+    UnknownProperties,
     UnknownTemplate,
+    property_id_for,
+    template_properties,
 )
 from worker.providers.passcreator.settings import SandboxSettings
 
@@ -115,11 +118,20 @@ def _err(prop: str, message: str) -> dict[str, str]:
     return {"property": prop, "message": message}
 
 
+def _unknown_properties(exc: UnknownProperties) -> ApiError:
+    """The v2/v3 failure envelope (§2.1): one `{property, message}` per unknown property."""
+    errors = [
+        _err(name, f"Unknown property {name}: template {exc.template} has no such property")
+        for name in exc.names
+    ]
+    return ApiError(400, "Invalid data.", errors)
+
+
 class SandboxApi:
     """The routes; a class so each app instance owns its store and control."""
 
     def __init__(self, settings: SandboxSettings, clock: Callable[[], float]) -> None:
-        self.store = SandboxStore(settings.templates, path=settings.store_path)
+        self.store = SandboxStore(settings.seeded_templates(), path=settings.store_path)
         self.control = SandboxControl(settings, clock=clock)
         self.callbacks = CallbackSender()
         self._key = settings.api_key.get_secret_value().encode()
@@ -230,7 +242,9 @@ class SandboxApi:
         data = await _json_data(request)
         config = self.control.config
         try:
-            stored = self.store.create(data)
+            stored = self.store.create(data, unknown=config.unknown_properties)
+        except UnknownProperties as exc:
+            raise _unknown_properties(exc) from None
         except UnknownTemplate:
             status = config.unknown_template_status
             raise ApiError(
@@ -256,10 +270,13 @@ class SandboxApi:
         data = await _json_data(request)
         by_upid = self.control.config.v3_accepts_user_provided_id
         write = self.store.replace if replace else self.store.patch
+        unknown = self.control.config.unknown_properties
         try:
-            stored = write(identifier, data, by_upid=by_upid)
+            stored = write(identifier, data, by_upid=by_upid, unknown=unknown)
         except PassNotFound:
             raise self.not_found(identifier) from None
+        except UnknownProperties as exc:
+            raise _unknown_properties(exc) from None
         return await self.committed(envelope(200, self.write_data(request, stored, barcode=True)))
 
     async def delete_pass(self, identifier: str) -> Response:
@@ -397,8 +414,7 @@ class SandboxApi:
 
     def describe(self, template: StoredTemplate) -> dict[str, Any]:
         """The deprecated v1 describe shape (§5); the v2 shape is unconfirmed, so the same."""
-        names = template.data.get("additionalProperties")
-        properties = [str(n) for n in names] if isinstance(names, list) else []
+        properties = template_properties(template)
         return {
             **template.data,
             "identifier": template.identifier,
@@ -409,7 +425,9 @@ class SandboxApi:
             "dynamicFields": {
                 "passFrontFields": [],
                 "passBackFields": [],
-                "additionalProperties": {n: f"{template.identifier}.{n}" for n in properties},
+                "additionalProperties": {
+                    n: property_id_for(template.identifier, n) for n in properties
+                },
             },
         }
 

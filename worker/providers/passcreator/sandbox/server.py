@@ -2,45 +2,26 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import uvicorn
 
+from worker.providers.common import sandbox as common
+from worker.providers.common.sandbox import ControlClient
 from worker.providers.passcreator.sandbox.app import create_sandbox_app
 from worker.providers.passcreator.settings import SandboxSettings
 from worker.providers.port import SandboxPass
 
-STARTUP_TIMEOUT_SECONDS = 10.0
-
 
 @dataclass(frozen=True)
-class SandboxHandle:
+class SandboxHandle(ControlClient):
     """A running sandbox: where it listens, its key, and its /_sandbox control endpoints."""
 
     base_url: str
     api_key: str
-
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        url = f"{self.base_url}/_sandbox{path}"
-        response = httpx.request(method, url, json=body, timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change behaviour at runtime (see SandboxConfig); returns the full config."""
-        result: dict[str, Any] = self._control("POST", "/config", changes)
-        return result
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._control("GET", "/stats")
-        return result
 
     def passes(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._control("GET", "/passes")["passes"]
@@ -66,10 +47,6 @@ class SandboxHandle:
     def delete_externally(self, identifier: str) -> None:
         self._control("POST", f"/passes/{identifier}/delete-externally")
 
-    def reset(self) -> None:
-        """Empty the store, zero the stats, restore the start-up config."""
-        self._control("POST", "/reset")
-
     # -- the neutral RunningSandbox view (worker.providers.port) ----------------------------
 
     def account_overrides(self) -> dict[str, str]:
@@ -92,15 +69,15 @@ class SandboxHandle:
         ]
 
 
+def attach(base_url: str, settings: SandboxSettings) -> SandboxHandle:
+    """The handle of a sandbox running elsewhere (a `passsync sandbox` process)."""
+    return SandboxHandle(base_url, settings.api_key.get_secret_value())
+
+
 def make_server(settings: SandboxSettings, *, log_level: str = "info") -> uvicorn.Server:
-    config = uvicorn.Config(
-        create_sandbox_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        access_log=log_level == "debug",
+    return common.make_server(
+        create_sandbox_app(settings), settings.host, settings.port, log_level=log_level
     )
-    return uvicorn.Server(config)
 
 
 def serve(settings: SandboxSettings) -> None:
@@ -111,31 +88,6 @@ def serve(settings: SandboxSettings) -> None:
 @contextmanager
 def running_sandbox(settings: SandboxSettings) -> Iterator[SandboxHandle]:
     """Serve in a daemon thread and yield its handle; port 0 picks a free port."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    port = sock.getsockname()[1]
-    server = make_server(settings, log_level="warning")
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="sandbox", daemon=True
-    )
-    thread.start()
-    try:
-        _wait_started(server, thread)
-        host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
-        yield SandboxHandle(f"http://{host}:{port}", settings.api_key.get_secret_value())
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_TIMEOUT_SECONDS)
-        sock.close()
-
-
-def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the sandbox server stopped during start-up")
-        if time.monotonic() > deadline:
-            raise RuntimeError("the sandbox server did not start in time")
-        time.sleep(0.01)
+    app = create_sandbox_app(settings)
+    with common.running_app(app, settings.host, settings.port, name="sandbox server") as base_url:
+        yield SandboxHandle(base_url, settings.api_key.get_secret_value())

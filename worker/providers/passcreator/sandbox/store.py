@@ -9,10 +9,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from worker.providers.passcreator.settings import SEEDED_PROPERTIES
 
 # Fixed namespace so the same template name gets the same id on every run and machine.
 TEMPLATE_NAMESPACE = uuid.UUID("6f1f3f4e-2b7a-5a51-9a77-5f0d2c8e1a10")
@@ -44,6 +46,15 @@ class DuplicateUserProvidedId(StoreError):
     pass
 
 
+class UnknownProperties(StoreError):
+    """Properties the pass's template does not have (with `unknown_properties: reject`)."""
+
+    def __init__(self, template: str, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.template = template
+        self.names = names
+
+
 class PassVoided(StoreError):
     """The pass is voided: Passcreator refuses a push to a pass that is not active."""
 
@@ -51,6 +62,17 @@ class PassVoided(StoreError):
 def template_id_for(name: str) -> str:
     """The deterministic template id the sandbox gives a template name."""
     return str(uuid.uuid5(TEMPLATE_NAMESPACE, name))
+
+
+def property_id_for(template_id: str, name: str) -> str:
+    """The id the sandbox gives a template's property (a rule may use it for the name)."""
+    return f"{template_id}.{name}"
+
+
+def template_properties(template: StoredTemplate) -> list[str]:
+    """The names of a template's additional properties (its `additionalProperties`)."""
+    names = template.data.get("additionalProperties")
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 @dataclass
@@ -146,29 +168,44 @@ class SandboxStore:
 
     def __init__(
         self,
-        templates: Iterable[str],
+        templates: Mapping[str, list[str]] | Iterable[str],
         *,
         clock: Callable[[], float] = time.time,
         path: Path | None = None,
     ):
         self._lock = threading.Lock()
         self._clock = clock
-        self._seeds = list(templates)
+        # name -> its properties (a bare name: the default seed's, else none)
+        self._seeds = (
+            {name: list(props) for name, props in templates.items()}
+            if isinstance(templates, Mapping)
+            else {name: list(SEEDED_PROPERTIES.get(name, [])) for name in templates}
+        )
         self._passes: dict[str, StoredPass] = {}
         self._records = Records()
         self._seq = 0
         self._disk = _Disk(path) if path is not None else None
         if self._disk is not None and self._disk.load(self):
+            self._give_seeds_properties()
             return
         self._seed()
 
     def _seed(self) -> None:
         now = self._now_ms()
-        for name in self._seeds:
+        for name, props in self._seeds.items():
             tid = template_id_for(name)
-            template = StoredTemplate(tid, name, {"name": name, "type": "generic"}, now, now, True)
+            data = {"name": name, "type": "generic", "additionalProperties": props}
+            template = StoredTemplate(tid, name, data, now, now, True)
             self._records.templates[tid] = template
             self._save("template", tid, template)
+
+    def _give_seeds_properties(self) -> None:
+        """A seeded template kept on disk by a sandbox without properties gets them now."""
+        for template in self._records.templates.values():
+            props = self._seeds.get(template.name)
+            if template.seeded and props and "additionalProperties" not in template.data:
+                template.data["additionalProperties"] = list(props)
+                self._save("template", template.identifier, template)
 
     # -- templates ---------------------------------------------------------------------------
 
@@ -297,14 +334,17 @@ class SandboxStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def create(self, data: dict[str, Any]) -> StoredPass:
-        """Store a pass from a v3 create `data` object, applying the uniqueness guard."""
+    def create(self, data: dict[str, Any], *, unknown: str = "reject") -> StoredPass:
+        """Store a pass from a v3 create `data` object, applying the uniqueness guard; a
+        property the template lacks is refused (UnknownProperties) or, `unknown="ignore"`,
+        dropped."""
         known, props = split_data(data)
         template_id = str(known.get("templateId") or "")
         upid = _opt_str(known.get("userProvidedId"))
         with self._lock:
             if self.template_name(template_id) is None:
                 raise UnknownTemplate(template_id)
+            props = self._properties(template_id, props, unknown)
             enforce = known.get("enforceUniqueUserProvidedId") is True
             if upid is not None and enforce and self._live_by_upid(upid):
                 raise DuplicateUserProvidedId(upid)
@@ -325,13 +365,17 @@ class SandboxStore:
             self._save("pass", stored.identifier, stored)
             return copy.deepcopy(stored)
 
-    def patch(self, identifier: str, data: dict[str, Any], *, by_upid: bool) -> StoredPass:
+    def patch(
+        self, identifier: str, data: dict[str, Any], *, by_upid: bool, unknown: str = "reject"
+    ) -> StoredPass:
         """Merge: properties not sent are kept."""
-        return self._write(identifier, data, by_upid=by_upid, replace=False)
+        return self._write(identifier, data, by_upid=by_upid, replace=False, unknown=unknown)
 
-    def replace(self, identifier: str, data: dict[str, Any], *, by_upid: bool) -> StoredPass:
+    def replace(
+        self, identifier: str, data: dict[str, Any], *, by_upid: bool, unknown: str = "reject"
+    ) -> StoredPass:
         """Full update: properties not sent are dropped (the real API's POST pitfall)."""
-        return self._write(identifier, data, by_upid=by_upid, replace=True)
+        return self._write(identifier, data, by_upid=by_upid, replace=True, unknown=unknown)
 
     def delete(self, identifier: str, *, by_upid: bool) -> StoredPass:
         with self._lock:
@@ -400,11 +444,15 @@ class SandboxStore:
     # -- internals (call with the lock held) -------------------------------------------------
 
     def _write(
-        self, identifier: str, data: dict[str, Any], *, by_upid: bool, replace: bool
+        self, identifier: str, data: dict[str, Any], *, by_upid: bool, replace: bool, unknown: str
     ) -> StoredPass:
         known, props = split_data(data)
         with self._lock:
             stored = self._live_v3(identifier, by_upid=by_upid)
+            target = str(known.get("templateId") or "")
+            if not self.template_name(target):
+                target = stored.template_id
+            props = self._properties(target, props, unknown)
             if replace:
                 stored.fields = copy.deepcopy(props)
             else:
@@ -418,6 +466,27 @@ class SandboxStore:
             stored.modified_ms = self._now_ms()
             self._save("pass", stored.identifier, stored)
             return copy.deepcopy(stored)
+
+    def _properties(self, template_id: str, props: dict[str, Any], unknown: str) -> dict[str, Any]:
+        """`props` keyed by property name (a property id is accepted for its name); those the
+        template lacks raise UnknownProperties, or are dropped with unknown="ignore". A
+        template whose record is gone (its passes outlive it) checks nothing."""
+        template = self._records.templates.get(template_id)
+        if template is None:
+            return props
+        names = template_properties(template)
+        by_id = {property_id_for(template.identifier, n): n for n in names}
+        out: dict[str, Any] = {}
+        missing = []
+        for key, value in props.items():
+            name = key if key in names else by_id.get(key)
+            if name is None:
+                missing.append(key)
+            else:
+                out[name] = value
+        if missing and unknown == "reject":
+            raise UnknownProperties(template.name, missing)
+        return out
 
     def _bound(self, start_uid: str | None, start_ms: int | None) -> tuple[int, int] | None:
         anchor = self._passes.get(start_uid) if start_uid else None

@@ -30,6 +30,7 @@ from worker.providers.passkit.sandbox.store import (
     SandboxStore,
     StoredMember,
     StoreError,
+    known_member_keys,
     member_view,
 )
 from worker.providers.passkit.sandbox.webhooks import WebhookSender
@@ -192,8 +193,13 @@ class SandboxApi:
 
     # -- members -------------------------------------------------------------------------------
 
+    def _known_keys(self, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = self.control.config.unknown_properties
+        result: dict[str, Any] = self._store_call(lambda: known_member_keys(body, unknown))
+        return result
+
     async def enrol(self, request: Request) -> Response:
-        body = await _json_object(request)
+        body = self._known_keys(await _json_object(request))
         stored = self._store_call(lambda: self.store.enrol(body))
         answer = await self.committed(JSONResponse({"id": stored.id}), created=True)
         await self.notify("PASS_EVENT_RECORD_CREATED", stored)
@@ -209,7 +215,7 @@ class SandboxApi:
         return JSONResponse(self.view(stored))
 
     async def update(self, request: Request) -> Response:
-        body = await _json_object(request)
+        body = self._known_keys(await _json_object(request))
         stored = self._store_call(lambda: self.store.update(body))
         answer = await self.committed(JSONResponse({"id": stored.id}))
         await self.notify("PASS_EVENT_RECORD_UPDATED", stored)

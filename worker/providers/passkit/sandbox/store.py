@@ -52,6 +52,25 @@ MEMBER_KEYS = frozenset(
 )
 
 
+# Fields of `Person` (a `person` key outside them is unknown to protojson).
+PERSON_KEYS = frozenset(
+    {
+        "surname",
+        "forename",
+        "otherNames",
+        "salutation",
+        "suffix",
+        "displayName",
+        "gender",
+        "dateOfBirth",
+        "emailAddress",
+        "mobileNumber",
+        "externalId",
+        "externalIds",
+    }
+)
+
+
 class StoreError(Exception):
     """Base of the store's refusals; `status` and `code` are HTTP and gRPC."""
 
@@ -476,6 +495,26 @@ class _Disk:
 
     def clear(self) -> None:
         self._db.execute("DELETE FROM record")
+
+
+def known_member_keys(body: dict[str, Any], unknown: str) -> dict[str, Any]:
+    """A member body without keys protojson does not know (member and `person` keys):
+    `unknown="reject"` raises Invalid naming the first, "ignore" drops them all."""
+    person = body.get("person")
+    extra = sorted(set(body) - MEMBER_KEYS)
+    extra += (
+        [f"person.{k}" for k in sorted(set(person) - PERSON_KEYS)]
+        if isinstance(person, dict)
+        else []
+    )
+    if not extra:
+        return body
+    if unknown == "reject":
+        raise Invalid(f'proto: unknown field "{extra[0]}"')
+    out = {k: v for k, v in body.items() if k in MEMBER_KEYS}
+    if isinstance(person, dict):
+        out["person"] = {k: v for k, v in person.items() if k in PERSON_KEYS}
+    return out
 
 
 def _check_keys(body: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""What the sync engine and the dead letter emit, and the pass view shared by push and pull.
+"""What the sync engine emits for a pass, and the pass view shared by push and pull.
 
 `pass.issued` goes out once per provider pass: when a pass id the customer was never told
 about is recorded (a first create, an adoption after a lost answer, a re-creation after the
@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.inbound.models import InboundEvent
+from worker.outbox.causes import cause_of
 from worker.outbox.emit import emit
 from worker.outbox.models import OutboxEvent
 from worker.sync.models import PassMapping, PassStatus
 
-CAMPAIGN_SOURCE = "campaign"  # campaign recipients' ledger ids are "<campaign>:<recipient>:1"
 ISSUING = frozenset({"created", "recreated", "adopted"})
 UPDATING = frozenset({"updated", "unvoided"})
 
@@ -55,21 +55,6 @@ def list_pass_views(
         query = query.where(PassMapping.customer_id == customer_id)
     rows = session.scalars(query.limit(limit).offset(offset))
     return [pass_view(row) for row in rows]
-
-
-def cause_of(event: InboundEvent) -> tuple[str, dict[str, Any]]:
-    """The cause label and the inbound event reference every payload carries."""
-    ref: dict[str, Any] = {
-        "ledger_id": event.id,
-        "source": event.source,
-        "id": event.event_id,
-        "type": event.type,
-    }
-    if event.source == CAMPAIGN_SOURCE and ":" in event.event_id:
-        campaign = event.event_id.split(":", 1)[0]
-        ref["campaign_id"] = campaign
-        return f"campaign:{campaign}", ref
-    return f"event:{event.id}", ref
 
 
 def pass_event_types(
@@ -121,10 +106,3 @@ def emit_pass_changes(
             payload |= {"pass_id": pass_id, "status": PassStatus.DELETED.value}
         emitted.append(emit(session, kind, payload, row.customer_id, cause))
     return emitted
-
-
-def emit_event_failed(session: Session, event: InboundEvent, reason: str) -> OutboxEvent:
-    """`event.failed`: an inbound event went to the dead letter (in the same transaction)."""
-    cause, ref = cause_of(event)
-    payload = {"event": ref, "reason": reason, "attempts": event.attempts}
-    return emit(session, "event.failed", payload, event.customer_id, cause)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from worker.sync.expressions import (
+from worker.expressions import (
     ExpressionError,
     Path,
     evaluate,

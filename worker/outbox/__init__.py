@@ -1,0 +1,1 @@
+"""Outbound events to the CRM: the outbox table, its store and delivery."""

@@ -1,0 +1,1 @@
+"""A local Airship Wallet-compatible API for tests, demos and `passsync run` without keys."""

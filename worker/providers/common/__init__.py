@@ -1,0 +1,1 @@
+"""Machinery every platform package shares: HTTP calls with bounded retries, sandbox servers."""
