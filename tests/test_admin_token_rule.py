@@ -28,6 +28,8 @@ CHANGES = [
     ["outbox", "redeliver", "1"],
     ["audit", "purge"],
     ["retention", "run"],
+    ["accounts", "rotate"],
+    ["accounts", "rotate", "--no-check"],
     ["adoption", "subscribe"],
     ["campaign", "create", "{csv}"],
     ["campaign", "start", "1"],

@@ -80,6 +80,10 @@ def fleet(
         "PASSSYNC_DATA_DIR": str(tmp_path / "data"),
         "PASSSYNC_SOURCES__CRM__SECRET": SECRET,
         "PASSSYNC_CREDENTIALS__SECRETS_FILE": str(secrets),
+        # `accounts rotate` changes every process: it needs a token with the write scope.
+        "PASSSYNC_ADMIN_TOKENS__OPS__SECRET": "airship-rotation-ops-token-0123",
+        "PASSSYNC_ADMIN_TOKENS__OPS__SCOPES": '["read", "write"]',
+        "PASSSYNC_TOKEN": "airship-rotation-ops-token-0123",
         "PASSSYNC_CREDENTIALS__RELOAD_CHECK_SECONDS": "1",
         "PASSSYNC_CREDENTIALS__GENERATION_KEY": f"test:credentials:{tmp_path.name}",
         "PASSSYNC_SYNC__DEFAULT_ACCOUNT": "airship",
