@@ -88,6 +88,7 @@ def create_command(
             _counting(rows),
             batch_rows=settings.campaigns.import_batch_rows,
             on_batch=session.commit,
+            overlap=True,  # the next batch is parsed while the database takes this one
         )
         if result.imported == 0 and service.discard_empty_draft(session, campaign.id):
             session.commit()
