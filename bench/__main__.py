@@ -16,6 +16,9 @@
   e.g. "--customers 2000");
 - `bench.crash_recovery`: a worker SIGKILLed during a provider call, seconds until every event
   is handled (`BENCH_CRASH_ARGS`, e.g. "--runs 5");
+- `bench.rotation`: calls the provider refused while a key was revoked and then rotated, the
+  plain client vs `RotatingProvider`, and the wrapper's cost on an unchanged key
+  (`BENCH_ROTATION_ARGS`, e.g. "--threads 8 --window 5");
 - `bench.memory`: a worker's RSS over campaign recipients after its warm-up
   (`BENCH_MEMORY_ARGS`, e.g. "--recipients 10000 --limiter off");
 - `bench.retention`: intake p50/p99 while the retention purge deletes 1,000,000 ledger rows,
@@ -38,6 +41,7 @@ def main() -> int:
     status |= calls_per_event()
     status |= engine()
     status |= crash_recovery()
+    status |= rotation()
     status |= memory()
     status |= retention()
     return status
@@ -61,6 +65,12 @@ def ingest_metrics() -> int:
     return subprocess.run(
         [sys.executable, "-m", "bench.ingest.metrics", *args], check=False
     ).returncode
+
+
+def rotation() -> int:
+    args = os.environ.get("BENCH_ROTATION_ARGS", "").split()
+    print("\nbenchmark: refused calls while a key is rotated, with and without the hold")
+    return subprocess.run([sys.executable, "-m", "bench.rotation", *args], check=False).returncode
 
 
 def crash_recovery() -> int:

@@ -7,9 +7,17 @@ import json
 from collections.abc import Callable
 
 import pytest
+from rich.console import Console
 
 from worker.config import Settings
-from worker.demo import DemoOptions, demo_accounts, expected_by_account, generate_events
+from worker.demo import (
+    DemoOptions,
+    DemoReport,
+    _print,
+    demo_accounts,
+    expected_by_account,
+    generate_events,
+)
 from worker.providers import registry
 
 WITH_SANDBOX = [k for k in registry.kinds() if registry.get_kind(k).sandbox is not None]
@@ -51,3 +59,14 @@ def test_mixed_puts_two_cards_on_two_accounts_and_checks_each_on_its_own(
     assert len(first) == len(second) == 5
     assert all(upid.startswith("passsync-loyalty-") for upid in first)
     assert all(upid.startswith("passsync-member-") for upid in second)
+
+
+def test_the_report_table_shows_no_python_dict(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a report of two accounts
+    report = DemoReport(accounts={"brand_a": "3 passes (passcreator)", "brand_b": "2 passes"})
+    # When it is printed for people
+    _print(report, Console(), as_json=False)
+    shown = capsys.readouterr().out
+    # Then each account is a line of its own, not a Python dict
+    assert "{" not in shown and "'" not in shown
+    assert "brand_a: 3 passes (passcreator)" in shown and "brand_b: 2 passes" in shown

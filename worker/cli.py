@@ -408,8 +408,9 @@ def worker(
 
 @app.command()
 def beat() -> None:
-    """The scheduler: the pending-event sweeper, campaign dispatch and scheduled starts, the
-    audit purge (production process; run exactly one)."""
+    """The scheduler of every periodic job: the pending-event and scan sweepers, campaign
+    dispatch and scheduled starts, outbound deliveries, the drift reconcile, the purges
+    (production process; run exactly one)."""
     from worker.private import private_dir
     from worker.tasks.app import configure, declare_amqp_topology
     from worker.tasks.observe import HEARTBEAT_CONF_KEY

@@ -98,7 +98,7 @@ class DemoReport:
     passes_not_issued: int = 0
     elapsed_seconds: float = 0.0
     events_per_second: float = 0.0
-    # account -> "<kind>: <passes at its sandbox>" (each checked against its own sandbox)
+    # account -> "<passes at its sandbox> passes (<kind>)" (each checked against its own sandbox)
     accounts: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -455,7 +455,7 @@ def _check_provider(
         by_id.setdefault(str(item.external_id), []).append(item)
     report.passes_expected += len(expected)
     report.passes_at_provider += len(live)
-    report.accounts[account] = f"{chosen.kind.kind}: {len(live)} passes"
+    report.accounts[account] = f"{len(live)} passes ({chosen.kind.kind})"
     for upid, fields in expected.items():
         found = by_id.get(upid, [])
         if not found:
@@ -589,6 +589,13 @@ def _wait_for_outbox(database: Database, timeout: float, console: Console) -> No
             time.sleep(0.25)
 
 
+def _cell(value: object) -> str:
+    """A report value for people: a mapping as one `name: value` line each, not a dict."""
+    if isinstance(value, dict):
+        return "\n".join(f"{name}: {shown}" for name, shown in value.items())
+    return str(value)
+
+
 def _print(report: DemoReport, console: Console, as_json: bool) -> None:
     if as_json:
         payload = asdict(report) | {"ok": report.ok, "problems": report.problems[:20]}
@@ -597,7 +604,7 @@ def _print(report: DemoReport, console: Console, as_json: bool) -> None:
     table = Table(title="passsync demo report", show_header=False)
     for key, value in asdict(report).items():
         if key != "problems":
-            table.add_row(key.replace("_", " "), str(value))
+            table.add_row(key.replace("_", " "), _cell(value))
     table.add_row("result", "[green]OK[/green]" if report.ok else "[red]FAILED[/red]")
     Console().print(table)
     for problem in report.problems[:20]:

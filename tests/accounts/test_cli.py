@@ -16,6 +16,8 @@ from worker.cli import app
 from worker.config import ConfigError
 
 SECRETS = (PC_KEY, PK_KEY, PK_SECRET)
+OPS_TOKEN = "accounts-ops-token-0123456789"
+VIEWER_TOKEN = "accounts-viewer-token-0123456789"
 
 
 def _no_secret(text: str) -> None:
@@ -143,6 +145,10 @@ def shared_redis(monkeypatch: pytest.MonkeyPatch) -> redis.Redis:
     need_service("Redis", parts.hostname or "127.0.0.1", parts.port or 6379)
     monkeypatch.setenv("PASSSYNC_BROKER_URL", REDIS_TEST_URL)
     monkeypatch.setenv("PASSSYNC_CREDENTIALS__GENERATION_KEY", "test:accounts:generation")
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SECRET", OPS_TOKEN)
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SCOPES", '["read", "write"]')
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__VIEWER__SECRET", VIEWER_TOKEN)
+    monkeypatch.setenv("PASSSYNC_TOKEN", OPS_TOKEN)
     client = redis.Redis.from_url(REDIS_TEST_URL)
     client.delete("test:accounts:generation")
     return client
@@ -188,7 +194,57 @@ def test_rotate_with_an_invalid_secrets_file_changes_nothing(
     assert shared_redis.get("test:accounts:generation") is None
 
 
-def test_rotate_without_a_shared_redis_says_what_to_do(accounts: Accounts) -> None:
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (None, "passsync: this command changes state and needs an admin token"),
+        ("not-a-token", "passsync: wrong token: PASSSYNC_TOKEN matches none of the admin tokens"),
+        (VIEWER_TOKEN, "passsync: token viewer lacks the write scope"),
+    ],
+)
+def test_rotate_needs_an_admin_token_with_the_write_scope(
+    accounts: Accounts,
+    shared_redis: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    token: str | None,
+    expected: str,
+) -> None:
+    if token is None:
+        monkeypatch.delenv("PASSSYNC_TOKEN")
+    else:
+        monkeypatch.setenv("PASSSYNC_TOKEN", token)
+    result = CliRunner().invoke(app, ["accounts", "rotate"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(expected)
+    assert shared_redis.get("test:accounts:generation") is None
+
+
+def test_rotate_without_a_shared_redis_says_what_to_do(
+    accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SECRET", OPS_TOKEN)
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SCOPES", '["write"]')
+    monkeypatch.setenv("PASSSYNC_TOKEN", OPS_TOKEN)
     result = CliRunner().invoke(app, ["accounts", "rotate", "--no-check"])
     assert isinstance(result.exception, ConfigError)
     assert "send SIGHUP to each passsync process" in str(result.exception)
+
+
+def test_check_of_an_account_without_credentials_says_which_settings_to_set(
+    accounts: Accounts,
+) -> None:
+    # Given brand_b (PassKit) has no credentials (and no base URL: the local sandbox)
+    accounts.config.write_text(
+        "providers:\n"
+        f"  brand_a: {{kind: passcreator, base_url: '{accounts.pc_url}'}}\n"
+        "  brand_b: {kind: passkit}\n"
+    )
+    accounts.write_secrets({"PASSSYNC_PROVIDERS__BRAND_A__API_KEY": PC_KEY})
+    result = CliRunner().invoke(app, ["accounts", "check"])
+    assert result.output.splitlines()[1] == (
+        "brand_b (PassKit): missing: no credentials: set PASSSYNC_PROVIDERS__BRAND_B__API_KEY "
+        "and __SECRET (PassKit portal: developer tools, REST credentials), or `auth: "
+        "long_lived_token` with the token in __API_KEY, and `region` (pub1 or pub2); leave them "
+        "unset to use the local PassKit sandbox under `passsync run`"
+    )
+    assert result.exit_code == 1

@@ -41,6 +41,7 @@ FLEET_REDIS_URL = os.environ.get("PASSSYNC_TEST_FLEET_REDIS_URL", "redis://127.0
 OLD_KEY = "rotation-old-key-3f9a1c"
 NEW_KEY = "rotation-new-key-77d0b2"
 RECIPIENTS = 200
+OPS_TOKEN = "rotation-ops-token-0123456789"
 # Refused calls allowed in all: about one per pool process per hold while the provider
 # already wants the new key and the processes do not have it yet (a storm would be hundreds).
 MAX_REFUSED_CALLS = 12
@@ -188,6 +189,9 @@ def fleet(
         "PASSSYNC_BROKER_URL": FLEET_REDIS_URL,
         "PASSSYNC_DATA_DIR": str(tmp_path / "data"),
         "PASSSYNC_CREDENTIALS__SECRETS_FILE": str(secrets),
+        "PASSSYNC_ADMIN_TOKENS__OPS__SECRET": OPS_TOKEN,
+        "PASSSYNC_ADMIN_TOKENS__OPS__SCOPES": '["read", "write"]',
+        "PASSSYNC_TOKEN": OPS_TOKEN,
         "PASSSYNC_CREDENTIALS__RELOAD_CHECK_SECONDS": "1",
         "PASSSYNC_CREDENTIALS__GENERATION_KEY": f"test:credentials:{tmp_path.name}",
         "PASSSYNC_PROVIDERS__PASSCREATOR__BASE_URL": sandbox.handle.base_url,

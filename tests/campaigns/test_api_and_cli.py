@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from worker.api.app import create_app
-from worker.campaigns.models import Campaign, CampaignRecipient
+from worker.campaigns.models import Campaign, CampaignImportError, CampaignRecipient
 from worker.cli import app as cli_app
 from worker.config import Settings
 from worker.db import Database
@@ -181,3 +181,32 @@ def test_cli_refuses_an_empty_file_and_a_draft_says_how_to_start(
     rows = [" ".join(line.strip("│ ").split()) for line in report.stdout.splitlines()]
     assert "status │ draft" in rows and "time │ not started" in rows
     assert "pending │ 1" in rows and "recipients │ 1" in rows
+
+
+@pytest.mark.parametrize("start", [False, True], ids=["draft", "--start"])
+def test_cli_a_file_with_no_valid_recipient_creates_no_campaign(
+    settings: Settings, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: bool
+) -> None:
+    # Given a file whose every line is an error (an unterminated quote, a missing id)
+    monkeypatch.setenv("PASSSYNC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SECRET", WRITE)
+    monkeypatch.setenv("PASSSYNC_ADMIN_TOKENS__OPS__SCOPES", '["read", "write"]')
+    monkeypatch.setenv("PASSSYNC_TOKEN", WRITE)
+    bad = tmp_path / "bad.csv"
+    bad.write_text('customer_id,tier\n,gold\n"c2,silver\n')
+    # When it is imported
+    refused = CliRunner().invoke(
+        cli_app, ["campaign", "create", str(bad), *(["--start"] if start else [])]
+    )
+    # Then no campaign (empty, or running with nothing to send) is left behind, and the
+    # lines say why
+    assert refused.exit_code == 2
+    assert refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        f"{bad}: no valid recipient (2 errors); no campaign created",
+        "  line 2: customer_id: Field required",
+        "  line 3: unterminated quoted field: the quote opened on this line never closes",
+    ]
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+        assert session.scalar(select(func.count()).select_from(CampaignImportError)) == 0

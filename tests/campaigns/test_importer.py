@@ -215,3 +215,93 @@ def test_tabs_newlines_backslashes_and_unicode_are_stored_exactly(db: Database) 
         },
         "pending",
     )
+
+
+def _recipients(db: Database, campaign_id: int) -> list[tuple[int, str, dict[str, object]]]:
+    with db.sessions() as session:
+        rows = session.execute(
+            select(CampaignRecipient.line, CampaignRecipient.customer_id, CampaignRecipient.payload)
+            .where(CampaignRecipient.campaign_id == campaign_id)
+            .order_by(CampaignRecipient.line)
+        ).all()
+    return [(line, customer, payload) for line, customer, payload in rows]
+
+
+def test_overlapped_batches_import_exactly_what_one_thread_does(db: Database) -> None:
+    # Given a CSV with a repeat across batches, a bad row and a row with a NUL character
+    text = (
+        "customer_id,first_name,tier\n"
+        + "".join(f"c{n},Name{n},gold\n" for n in range(9))
+        + "c3,Again,gold\n,NoId,gold\nc20,Bad\x00Name,gold\nc21,Last,silver\n"
+    )
+    results = {}
+    for overlap in (False, True):
+        campaign_id = draft(db)
+        # When it is imported two rows a batch, with and without a writer thread
+        with db.session() as session:
+            result = import_rows(
+                session,
+                campaign_id,
+                read_csv(io.StringIO(text)),
+                batch_rows=2,
+                on_batch=session.commit,
+                overlap=overlap,
+            )
+        with db.sessions() as session:
+            errors = import_errors(session, campaign_id, limit=10)
+        results[overlap] = (result.imported, result.errors, _recipients(db, campaign_id), errors)
+    # Then both hold the same recipients and the same errors, line by line
+    assert results[True][2:] == results[False][2:]
+    assert results[True][:2] == results[False][:2] == (10, 3)
+    assert [e["line"] for e in results[True][3]] == [11, 12, 13]
+    assert results[True][3][1:] == [
+        {"line": 12, "message": "customer_id: Field required"},
+        {"line": 13, "message": "first_name: Value error, text must not contain the NUL character"},
+    ]
+
+
+def test_a_failing_write_in_the_writer_thread_stops_the_import_with_its_error(
+    db: Database,
+) -> None:
+    campaign_id = draft(db)
+    text = "customer_id\n" + "".join(f"c{n}\n" for n in range(10))
+    calls: list[int] = []
+
+    def commit_fails() -> None:
+        calls.append(1)
+        raise RuntimeError("database went away")
+
+    with db.session() as session:
+        try:
+            import_rows(
+                session,
+                campaign_id,
+                read_csv(io.StringIO(text)),
+                batch_rows=2,
+                on_batch=commit_fails,
+                overlap=True,
+            )
+        except RuntimeError as exc:
+            assert str(exc) == "database went away"
+        else:
+            raise AssertionError("the writer's error was not raised")
+        session.rollback()
+    assert calls == [1]  # no batch is written after the failed one
+    assert _recipients(db, campaign_id) == []
+
+
+def test_a_plain_csv_row_is_stored_as_the_validated_customer() -> None:
+    # A row that skips pydantic (plain text within the limits) gives what validation gives
+    [row] = list(read_csv(io.StringIO("id,email,first_name,last_name,tier\nc1,a@b.c,A,B,gold\n")))
+    assert isinstance(row, Row)
+    assert row.customer == {
+        "id": "c1",
+        "email": "a@b.c",
+        "first_name": "A",
+        "last_name": "B",
+        "attributes": {"tier": "gold"},
+    }
+    too_long = list(read_csv(io.StringIO("customer_id,first_name\nc1," + "x" * 256 + "\n")))
+    assert too_long == [
+        RowError(2, "first_name: Value should have at most 255 items after validation, not 256")
+    ]

@@ -9,7 +9,7 @@ import uuid
 import pytest
 import redis
 
-from worker.ratelimit.pacing import LocalPacer, RedisPacer, schedule
+from worker.ratelimit.pacing import LocalPacer, RedisPacer, delays, schedule
 
 
 def test_schedule_runs_the_first_at_once_and_gathers_the_rest_at_the_window_end() -> None:
@@ -70,3 +70,29 @@ def test_redis_pacer_forgets_a_customer_quiet_for_a_window(redis_url: str) -> No
 def test_an_unreachable_redis_paces_nothing() -> None:
     pacer = RedisPacer(redis.Redis(port=1, socket_connect_timeout=0.2), "p", 0.5)
     assert pacer.delay("c1") == 0.0
+
+
+def test_a_group_is_paced_in_one_round_trip_as_one_by_one(redis_url: str) -> None:
+    # Given a customer applied just now, and a group holding it, a new one, and it again
+    client = redis.Redis.from_url(redis_url)
+    pacer = RedisPacer(client, f"test:pace:{uuid.uuid4().hex}", 5.0)
+    assert pacer.delay("c1") == 0.0
+    sent: list[int] = []
+    original = client.pipeline
+
+    def counting_pipeline(**options: object) -> redis.client.Pipeline:
+        sent.append(1)
+        return original(**options)  # type: ignore[arg-type]
+
+    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    # When the group is paced
+    c1, c2, c1_again = delays(pacer, ["c1", "c2", "c1"])
+    # Then, in one pipeline, c1 waits for its window's end, c2 runs now, c1 again rides along
+    assert sent == [1]
+    assert 4.0 < c1 <= 5.0 and c2 == 0.0 and 3.9 < c1_again <= c1
+
+
+def test_an_unreachable_redis_paces_no_group() -> None:
+    pacer = RedisPacer(redis.Redis(port=1, socket_connect_timeout=0.2), "p", 0.5)
+    assert delays(pacer, ["c1", "c2"]) == [0.0, 0.0]
+    assert delays(LocalPacer(0.5, clock=lambda: 10.0), ["c1", "c1"]) == [0.0, 0.5]

@@ -103,3 +103,39 @@ def test_cli_lists_and_shows_scans(db: Database, monkeypatch: pytest.MonkeyPatch
     assert json.loads(shown.stdout)["effect"]["void"] is True
     missing = runner.invoke(cli_app, ["scans", "show", "999999"])
     assert (missing.exit_code, missing.stderr) == (1, "no scan with id 999999\n")
+
+
+@pytest.fixture
+def three_times(client: TestClient) -> None:
+    """Scans at 09:00, 10:00 and 11:00 UTC (10:00 given with a +02:00 offset)."""
+    post_scans(client, scan("t9", barcode="b9", scanned_at="2026-11-20T09:00:00+00:00"))
+    post_scans(client, scan("t10", barcode="b10", scanned_at="2026-11-20T12:00:00+02:00"))
+    post_scans(client, scan("t11", barcode="b11", scanned_at="2026-11-20T11:00:00Z"))
+
+
+@pytest.mark.usefixtures("three_times")
+def test_since_and_until_narrow_by_scan_time_in_any_offset(client: TestClient) -> None:
+    def ids(query: str) -> list[str]:
+        answer = client.get(f"/api/scans?{query}", headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        return [s["scan_id"] for s in answer.json()["scans"]]
+
+    # since is inclusive, until exclusive; offsets are compared as instants
+    assert ids("since=2026-11-20T10:00:00Z") == ["t11", "t10"]
+    assert ids("until=2026-11-20T10:00:00Z") == ["t9"]
+    assert ids("since=2026-11-20T11:00:00%2B01:00&until=2026-11-20T11:00:00Z") == ["t10"]
+    assert client.get("/api/scans?since=yesterday", headers=AUTH).status_code == 422
+
+
+@pytest.mark.usefixtures("three_times")
+def test_cli_since_and_until_read_a_naive_time_as_utc(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PASSSYNC_DATABASE_URL", db.url)
+    runner = CliRunner()
+    window = ["--since", "2026-11-20T09:30:00", "--until", "2026-11-20T10:30:00"]
+    listed = runner.invoke(cli_app, ["scans", "list", "--json", *window])
+    assert listed.exit_code == 0, listed.output
+    assert [r["scan_id"] for r in json.loads(listed.stdout)["scans"]] == ["t10"]
+    bad = runner.invoke(cli_app, ["scans", "list", "--until", "soon"])
+    assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output

@@ -12,6 +12,10 @@ Write policy and what it guarantees:
   batch ends, after the event's transaction has committed or rolled back (the edge opens the
   batch outside the session). A rollback loses nothing; a hard crash (SIGKILL, power loss)
   during the batch loses the rows of that batch — at most one event's calls per process.
+- A batch opened with `hold=True` keeps its rows in memory on every backend and writes them
+  in one transaction when it ends: the sync engine's group path (worker.sync.group) holds a
+  whole commit group's rows, written after its record transaction. A hard crash during such
+  a batch loses that group's rows (at most `DISPATCH_CHUNK` events' calls per process).
 - Outside any batch, rows are written at once on every backend: the caller must not then hold
   a SQLite write transaction in the same thread.
 - If the final write fails (database unreachable), the rows are dropped and the count is
@@ -68,6 +72,9 @@ class AuditRecorder:
         self._pending: ContextVar[list[dict[str, Any]] | None] = ContextVar(
             f"passsync_audit_pending_{id(self)}", default=None
         )
+        self._holding: ContextVar[bool] = ContextVar(
+            f"passsync_audit_holding_{id(self)}", default=False
+        )
 
     def hook(self, account: str) -> Callable[[AttemptRecord], None]:
         """An `on_attempt` hook for another account's client: its rows carry that account
@@ -89,7 +96,7 @@ class AuditRecorder:
         )
         row = self.row_for(record, account=account)
         pending = self._pending.get()
-        if pending is not None and self._buffered:
+        if pending is not None and (self._buffered or self._holding.get()):
             pending.append(row)
             return
         try:
@@ -101,20 +108,23 @@ class AuditRecorder:
             pending.append(row)  # retried when the batch ends
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Hold rows (SQLite) until the block ends, then write them, even when it raises.
+    def batch(self, *, hold: bool = False) -> Iterator[None]:
+        """Hold rows (SQLite; with `hold`, every backend) until the block ends, then write
+        them, even when it raises.
 
         Open it outside the database session whose transaction spans the provider calls.
-        Nested batches join the outermost one.
+        Nested batches join the outermost one (threads join it through a copied context).
         """
         if self._pending.get() is not None:
             yield
             return
         pending: list[dict[str, Any]] = []
         token = self._pending.set(pending)
+        holding = self._holding.set(hold)
         try:
             yield
         finally:
+            self._holding.reset(holding)
             self._pending.reset(token)
             self._flush(pending)
 

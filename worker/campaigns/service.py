@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from worker.audit.models import AuditEntry
@@ -97,6 +97,23 @@ def create_campaign(session: Session, spec: CampaignSpec, rules: RuleSet) -> Cam
     session.add(campaign)
     session.flush()
     return campaign
+
+
+def discard_empty_draft(session: Session, campaign_id: int) -> bool:
+    """Delete a draft that holds no recipient, with its import errors; False when the
+    campaign is not such a draft (then nothing is deleted)."""
+    campaign = get_campaign(session, campaign_id, lock=True)
+    has_recipient = session.scalar(
+        select(CampaignRecipient.id).where(CampaignRecipient.campaign_id == campaign_id).limit(1)
+    )
+    if campaign.status != CampaignStatus.DRAFT or has_recipient is not None:
+        return False
+    session.execute(
+        delete(CampaignImportError).where(CampaignImportError.campaign_id == campaign_id)
+    )
+    session.execute(delete(Campaign).where(Campaign.id == campaign_id))
+    session.expunge(campaign)
+    return True
 
 
 def get_campaign(session: Session, campaign_id: int, *, lock: bool = False) -> Campaign:

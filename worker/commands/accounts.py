@@ -8,13 +8,17 @@ is shown by its name, platform, region, auth scheme, where its credential comes 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated
 
 import typer
 
+from worker.commands.admin_token import require_token
 from worker.config import ConfigError, load_settings
 from worker.providers.credentials import AccountReport, describe_accounts
 from worker.providers.registry import UnknownAccountError
+
+log = logging.getLogger("passsync.credentials")
 
 accounts_app = typer.Typer(
     rich_markup_mode=None,
@@ -101,10 +105,12 @@ def rotate(
     """Reload the credentials (environment, secrets file) in every running process: each
     one builds new clients at its next provider call; calls already under way finish with
     the old credential. First the settings are read and each credential is checked: an
-    invalid secrets file, or a credential the provider refuses, changes nothing (exit 1)."""
+    invalid secrets file, or a credential the provider refuses, changes nothing (exit 1).
+    Needs PASSSYNC_TOKEN (an admin token with the write scope)."""
     from worker.providers.rotation import bump_generation  # noqa: PLC0415
 
     settings = load_settings()  # an invalid or too open secrets file stops here (exit 2)
+    who = require_token(settings)  # it changes every running process: the admin-token rule
     if not no_check:
         reports = describe_accounts(settings, check=True)
         refused = [r for r in reports if r.status == "refused"]
@@ -121,6 +127,7 @@ def rotate(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     seconds = settings.credentials.reload_check_seconds
+    log.info("credential generation %s started by token %s", generation, who)
     typer.echo(
         f"credential generation {generation}: every passsync process reloads its accounts' "
         f"credentials within {seconds:g} s (at its next provider call)"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from worker.campaigns import service
 from worker.campaigns.importer import (
     FileError,
+    ImportResult,
     Row,
     RowError,
     import_rows,
@@ -87,7 +88,11 @@ def create_command(
             _counting(rows),
             batch_rows=settings.campaigns.import_batch_rows,
             on_batch=session.commit,
+            overlap=True,  # the next batch is parsed while the database takes this one
         )
+        if result.imported == 0 and service.discard_empty_draft(session, campaign.id):
+            session.commit()
+            _no_valid_recipient(file, result)
         if start:
             _guard(lambda: service.start(session, campaign.id))
         campaign_id, status = campaign.id, campaign.status
@@ -97,6 +102,16 @@ def create_command(
         typer.echo(f"  line {error.line}: {error.message}", err=True)
     if result.errors > len(result.first_errors):
         typer.echo(f"  ... see `passsync campaign report {campaign_id}`", err=True)
+
+
+def _no_valid_recipient(file: Path, result: ImportResult) -> NoReturn:
+    """Every line was an error: no campaign is left behind (exit 2), the first errors shown."""
+    typer.echo(
+        f"{file}: no valid recipient ({result.errors} errors); no campaign created", err=True
+    )
+    for error in result.first_errors:
+        typer.echo(f"  line {error.line}: {error.message}", err=True)
+    raise typer.Exit(2)
 
 
 def _next_step(campaign_id: int, status: str, spec: CampaignSpec) -> str:

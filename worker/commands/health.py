@@ -35,7 +35,8 @@ def api_health(
     url: Annotated[str | None, typer.Option(help="Default: http://127.0.0.1:<api.port>.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds.")] = 5.0,
 ) -> None:
-    """The API answers GET /readyz with 200 (database reachable, intake not overloaded)."""
+    """The API answers GET /readyz with 200 (database reachable and migrated, intake not
+    overloaded, no provider key refused)."""
     base = url or f"http://127.0.0.1:{load_settings().api.port}"
     try:
         status = httpx.get(base.rstrip("/") + "/readyz", timeout=timeout).status_code

@@ -104,7 +104,7 @@ def show_command(event_id: Annotated[int, typer.Argument(metavar="EVENT")]) -> N
 
 @outbox_app.command("redeliver")
 def redeliver_command(
-    event_id: Annotated[int | None, typer.Argument(metavar="[EVENT]")] = None,
+    event_id: Annotated[int | None, typer.Argument(metavar="EVENT", show_default=False)] = None,
     destination: Annotated[
         str | None,
         typer.Option(help="Only this destination; alone: re-enable it and retry its failures."),

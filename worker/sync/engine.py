@@ -15,6 +15,10 @@ write lock) is open while the provider is called:
    claims released, the event handled. If a call fails, the passes already done are recorded
    and every claim is released (committed here) before the error propagates.
 
+A commit group's events go through the same steps together, set-based, in
+worker/sync/group.py (the task path); this module applies one event (campaigns, and the
+building blocks the group reuses).
+
 Ordering: an event older (by occurred_at, then event id) than what a pass reflects changes
 nothing on it. Coalescing (sync.coalesce_window_ms > 0): newer unfinished events of the same
 customer whose plans are upserts only ride along in the same calls (their fields merged in
@@ -360,6 +364,13 @@ def _job(
     """The work on pass `key`, or None (and a STALE result) when every event is stale."""
     account = ctx.rules.account_of(key) or ctx.account
     mapping = _lock_mapping(session, ctx, account, members[0].event.customer.id, key)
+    return _plan_job(mapping, members, key, result, account)
+
+
+def _plan_job(
+    mapping: PassMapping, members: list[_Member], key: str, result: EventResult, account: str
+) -> _Job | None:
+    """The work on pass `key` given its locked mapping row (see `_job`)."""
     fresh = [m for m in members if key in m.plans and not _is_stale(mapping, m.event)]
     if not fresh:
         if key in members[0].plans:
@@ -684,24 +695,7 @@ def _lock_mapping(
     The `provider` column holds the account's name (before named accounts: the platform's,
     which is the name of an upgraded install's only account)."""
     provider = account
-    values = {
-        "provider": provider,
-        "kind": ctx.on(account).provider.name,
-        "customer_id": customer_id,
-        "pass_key": pass_key,
-        "user_provided_id": user_provided_id(
-            ctx.settings.sync.external_id_prefix, pass_key, customer_id
-        ),
-        "status": PassStatus.NEW,
-        "created_at": utcnow(),
-        "updated_at": utcnow(),
-    }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(
-        dialect.insert(PassMapping)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["provider", "customer_id", "pass_key"])
-    )
+    insert_mappings(session, [mapping_values(ctx, account, customer_id, pass_key)])
     return session.execute(
         select(PassMapping)
         .where(
@@ -712,3 +706,33 @@ def _lock_mapping(
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
+
+
+def mapping_values(
+    ctx: SyncContext, account: str, customer_id: str, pass_key: str
+) -> dict[str, Any]:
+    """The columns of a new mapping row (status new: nothing created at the provider yet)."""
+    now = utcnow()
+    return {
+        "provider": account,
+        "kind": ctx.on(account).provider.name,
+        "customer_id": customer_id,
+        "pass_key": pass_key,
+        "user_provided_id": user_provided_id(
+            ctx.settings.sync.external_id_prefix, pass_key, customer_id
+        ),
+        "status": PassStatus.NEW,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def insert_mappings(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert the mapping rows that do not exist yet, in one statement."""
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(PassMapping).on_conflict_do_nothing(
+        index_elements=["provider", "customer_id", "pass_key"]
+    )
+    session.execute(statement, rows)  # one multi-row statement (insertmanyvalues), cached

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from worker.audit import Actor, purge_expired, retention_cutoff
-from worker.inbound.status import stale_pending_ids, touch, unfinished_customer
+from worker.inbound.status import stale_pending_ids, touch
 from worker.observability import logs, metrics, tracing
 from worker.observability.tracing import TRACE_HEADERS
 from worker.providers.errors import ProviderError, RateLimitedError, TransientError
-from worker.ratelimit.pacing import Pacer
+from worker.ratelimit.pacing import delays
 from worker.sync.engine import EventNotFoundError, EventResult, PassBusyError
-from worker.sync.engine import process_event as apply_event
 from worker.sync.failures import record_failure
+from worker.sync.group import HandedOn, HandOn
+from worker.sync.group import process_group as apply_events
 from worker.tasks import observe  # noqa: F401 - its signals: log context per task
 from worker.tasks.app import REALTIME_QUEUE, celery_app
 from worker.tasks.runtime import Runtime, get_runtime
@@ -59,21 +61,25 @@ def process_event(self: Any, event_id: int, paced: bool = False, waiting: bool =
     logs.bind(
         event_id=event_id, actor=f"event:{event_id}", account=runtime.settings.sync.default_account
     )
-    if not paced and runtime.pacer is not None:
-        wait = _pace(runtime.pacer, event_id)
-        if wait > 0:
-            raise self.retry(countdown=wait, max_retries=None, kwargs={"paced": True})
     with tracing.span(
         "passsync.process_event", parent=trace_parent(self.request), event_id=event_id
     ):
-        return _process(self, runtime, event_id, waiting=waiting)
+        return _process(self, runtime, event_id, waiting=waiting, paced=paced)
 
 
-def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> str:
+def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool, paced: bool) -> str:
     try:
-        # The audit scope is outside the session: its rows are written after commit/rollback.
-        with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
-            result = apply_event(session, event_id, runtime.sync)
+        # A group of one (worker.sync.group): the pacer is asked inside the claim
+        # transaction, and the audit rows are written after the record commits.
+        with runtime.holding_audit(), runtime.db.session() as session:
+            outcome = apply_events(
+                session,
+                [event_id],
+                runtime.sync,
+                pace=None if paced else _pacing(runtime),
+                scope=lambda i: runtime.audited(Actor.event(i)),
+            )
+        result = outcome.only(event_id)
     except EventNotFoundError:
         log.warning("event %s is not in the ledger; dropping the message", event_id)
         metrics.event_attempt("missing")
@@ -103,6 +109,8 @@ def _process(self: Any, runtime: Runtime, event_id: int, *, waiting: bool) -> st
         return _retry_or_fail(
             self, event_id, TransientError(type(exc).__name__), type(exc).__name__
         )
+    if isinstance(result, float):  # its customer was applied less than a window ago
+        raise self.retry(countdown=result, max_retries=None, kwargs={"paced": True})
     return _finished(event_id, result)
 
 
@@ -117,10 +125,12 @@ def _finished(event_id: int, result: EventResult) -> str:
     return summary
 
 
-def _pace(pacer: Pacer, event_id: int) -> float:
-    with get_runtime().db.session() as session:
-        customer = unfinished_customer(session, event_id)
-    return 0.0 if customer is None else pacer.delay(customer)
+def _pacing(runtime: Runtime) -> Callable[[list[str]], list[float]] | None:
+    """The group engine's pace: the fleet's pacer, asked for a whole group at once."""
+    pacer = runtime.pacer
+    if pacer is None:
+        return None
+    return lambda customers: delays(pacer, customers)
 
 
 def trace_parent(request: Any) -> dict[str, str] | None:
@@ -264,37 +274,55 @@ DISPATCH_CHUNK = 50
 
 @celery_app.task(name="passsync.dispatch_events", acks_late=True, reject_on_worker_lost=True)
 def dispatch_events_task(ids: list[int], traces: dict[str, dict[str, str]] | None = None) -> int:
-    """Apply a commit group's events in this one task, `sync.group_concurrency` at a time
-    (their provider calls and database waits overlap). An event that must wait (paced, a
-    claimed pass) or fails goes on as its own process_event task, with the full retry and
-    dead-letter policy. With trace headers (tracing on) the group is fanned out into one
-    process_event task each instead, so that each event continues its own trace."""
+    """Apply a commit group's events together in this one task (worker.sync.group: one claim
+    and one record transaction for the group, the provider calls `sync.group_concurrency`
+    at a time). An event that must wait (paced, a claimed pass) or fails goes on as its own
+    process_event task, with the full retry and dead-letter policy. With trace headers
+    (tracing on) the group is fanned out into one process_event task each instead, so that
+    each event continues its own trace."""
     if traces:
         with tracing.carriers({int(k): v for k, v in traces.items()}):
             enqueue_events(ids)
         return len(ids)
-    return sum(get_runtime().map_group(_apply_in_group, ids))
+    return apply_group(ids)
 
 
-def _apply_in_group(event_id: int) -> int:
-    """1 when applied (or found already handled) here, 0 when handed to its own task."""
+def apply_group(ids: list[int]) -> int:
+    """Apply `ids` as one group; how many were applied (or found already handled) here."""
     runtime = get_runtime()
     try:
-        if runtime.pacer is not None:
-            wait = _pace(runtime.pacer, event_id)
-            if wait > 0:
-                _own_task(event_id, countdown=wait)
-                return 0
-        with runtime.audited(Actor.event(event_id)), runtime.db.session() as session:
-            result = apply_event(session, event_id, runtime.sync)
+        with runtime.holding_audit(), runtime.db.session() as session:
+            result = apply_events(
+                session,
+                ids,
+                runtime.sync,
+                pace=_pacing(runtime),
+                scope=lambda event_id: runtime.audited(Actor.event(event_id)),
+                concurrency=1 if runtime.db.is_sqlite else runtime.settings.sync.group_concurrency,
+            )
     except Exception as exc:
+        # The database failed the claim or the record: nothing of the group was recorded (a
+        # claim taken lapses with its lease); each event starts over as its own task.
+        log.warning("a group of %d events failed (%s); each goes on alone", len(ids), exc)
+        for event_id in ids:
+            _own_task(event_id, countdown=0.0)
+        return 0
+    for event_id, applied in result.applied.items():
+        _finished(event_id, applied)
+    for handed in result.handed_on:
+        _hand_on(handed)
+    return len(result.applied)
+
+
+def _hand_on(handed: HandedOn) -> None:
+    if handed.reason == HandOn.FAILED:
         # Busy, transient, rejected, or a bug: the event's own task starts over from the
         # ledger with the whole policy (no attempt is counted here).
-        log.info("event %s leaves its group (%s)", event_id, type(exc).__name__)
-        _own_task(event_id, countdown=0.0)
-        return 0
-    _finished(event_id, result)
-    return 1
+        log.info("event %s leaves its group (%s)", handed.event_id, type(handed.error).__name__)
+    countdown = handed.wait
+    if handed.reason == HandOn.BUSY:
+        countdown = busy_countdown(handed.wait)
+    _own_task(handed.event_id, countdown=countdown)
 
 
 def _own_task(event_id: int, *, countdown: float) -> None:

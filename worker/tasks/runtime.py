@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
 
 from worker.audit import Actor, AuditRecorder, acting_as
 from worker.brokers import SOCKET_SCHEME, redis_client
@@ -33,17 +31,16 @@ class Runtime:
     pacer: Pacer | None = None  # when each customer's event may run (None: coalescing off)
     # Keeps settings.providers current after `passsync accounts rotate` (None: tests).
     credentials: CredentialReloader | None = None
-    _pool: ThreadPoolExecutor | None = None
 
-    def map_group(self, apply: Callable[[int], T], ids: list[int]) -> list[T]:
-        """`apply` over a group's ids, sync.group_concurrency at a time (one by one on
-        SQLite: one writer)."""
-        threads = 1 if self.db.is_sqlite else self.settings.sync.group_concurrency
-        if threads <= 1 or len(ids) <= 1:
-            return [apply(i) for i in ids]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="passsync-group")
-        return list(self._pool.map(apply, ids))
+    @contextmanager
+    def holding_audit(self) -> Iterator[None]:
+        """Keep the block's audit rows in memory, written in one transaction at its end (a
+        group's calls); open it outside the session, as `audited`."""
+        if self.audit is None:
+            yield
+            return
+        with self.audit.batch(hold=True):
+            yield
 
     @contextmanager
     def audited(self, actor: Actor) -> Iterator[None]:
@@ -57,7 +54,6 @@ class Runtime:
                 yield
 
 
-T = TypeVar("T")
 _lock = threading.Lock()
 _state: dict[int, Runtime] = {}
 

@@ -190,3 +190,25 @@ def test_concurrent_401s_on_one_token_refresh_it_once() -> None:
         for t in threads:
             t.join()
     assert issued == ["tok-1", "tok-2"]
+
+
+def test_passsync_run_sandboxes_an_airship_account_without_credentials(
+    make_settings: Any,
+) -> None:
+    from worker.cli import _sandboxed_accounts
+
+    settings = make_settings(
+        providers={
+            "passcreator": {"api_key": "k"},
+            "wallet": {"kind": "airship"},
+            "keyed": {"kind": "airship", "api_key": "k", "secret": "s"},
+        }
+    )
+    assert _sandboxed_accounts(settings) == {"wallet": 8092}
+    account = registry.account(settings, "wallet")
+    kit = account.kind.sandbox
+    assert kit is not None
+    pointed = account.pointed_at(kit.account_overrides(account.sandbox_settings, "http://h:1"))
+    assert isinstance(pointed, AirshipSettings)
+    assert (pointed.api_base(), pointed.token_endpoint()) == ("http://h:1/v1", "http://h:1/token")
+    assert pointed.has_credentials() and pointed.project_id == "12345"

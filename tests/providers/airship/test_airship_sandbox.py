@@ -250,3 +250,19 @@ def test_the_credential_is_described_without_its_secret(
     assert after.token_expires_at is not None
     secret = airship_sandbox.client_secret
     assert secret not in repr(after)
+
+
+def test_with_a_store_path_passes_survive_a_restart(tmp_path: Any) -> None:
+    from worker.providers.airship.sandbox.server import running_sandbox
+    from worker.providers.airship.settings import AirshipSandboxSettings
+
+    settings = AirshipSandboxSettings(port=0, store_path=tmp_path / "sandbox-air.json")
+    with running_sandbox(settings) as first, quick(first) as client:
+        made = client.create_pass(template_id=LOYALTY, user_provided_id="ext-1", fields={"a": 1})
+    with running_sandbox(settings) as second, quick(second) as client:
+        assert client.get_pass("ext-1").pass_id == made.pass_id
+        with pytest.raises(AlreadyExistsError):
+            client.create_pass(template_id=LOYALTY, user_provided_id="ext-1", fields={})
+        other = client.create_pass(template_id=LOYALTY, user_provided_id="ext-2", fields={})
+    assert int(other.pass_id) == int(made.pass_id) + 1
+    assert oct((tmp_path / "sandbox-air.json").stat().st_mode & 0o777) == "0o600"

@@ -6,6 +6,7 @@ likely behaviour as its default; docs/airship.md lists them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -73,6 +74,9 @@ class AirshipSandboxSettings(AirshipSandboxBehaviour):
     project_id: int = 12345
     # Template names; their ids are integers from 1000 on, in this order.
     templates: list[str] = ["Loyalty Card", "Welcome Discount", "Event Ticket"]
+    # A JSON file that keeps the passes and the callback target across restarts (`passsync
+    # run` puts it beside its database); none keeps everything in memory.
+    store_path: Path | None = None
 
 
 class AirshipSettings(AccountSettings):

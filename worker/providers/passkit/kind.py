@@ -123,8 +123,9 @@ KIND = ProviderKind(
     ),
     describe_credential=describe_credential,
     credential_hint=(
-        "set PASSSYNC_PROVIDERS__{ACCOUNT}__API_KEY and __API_SECRET (PassKit portal: developer "
-        "tools, REST credentials) or __LONG_LIVED_TOKEN, and `region` (pub1 or pub2); leave "
-        "them unset to use the local PassKit sandbox under `passsync run`"
+        "set PASSSYNC_PROVIDERS__{ACCOUNT}__API_KEY and __SECRET (PassKit portal: developer "
+        "tools, REST credentials), or `auth: long_lived_token` with the token in __API_KEY, "
+        "and `region` (pub1 or pub2); leave them unset to use the local PassKit sandbox under "
+        "`passsync run`"
     ),
 )

@@ -84,7 +84,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 class SandboxApi:
     def __init__(self, settings: AirshipSandboxSettings, clock: Callable[[], float]) -> None:
-        self.store = SandboxStore(settings.templates, settings.project_id)
+        self.store = SandboxStore(settings.templates, settings.project_id, settings.store_path)
         self.control = SandboxControl(settings)
         self._clock = clock
         self._basic = (
@@ -218,6 +218,7 @@ class SandboxApi:
         return str(request.base_url).rstrip("/")
 
     async def committed(self, response: Response, *, created: bool = False) -> Response:
+        self.store.save()
         self.control.count_write(created=created)
         if self.control.config.answer_delay_ms > 0:
             await asyncio.sleep(self.control.config.answer_delay_ms / 1000)
@@ -367,6 +368,7 @@ class SandboxApi:
             stored.status, stored.installs = "installed", stored.installs + 1
         else:
             stored.status, stored.uninstalls = "uninstalled", stored.uninstalls + 1
+        self.store.save()
         sent = await self._call_back(
             stored, "install" if action == "install" else "uninstall", platform
         )
@@ -473,6 +475,7 @@ class SandboxApi:
         except StoreError:
             return JSONResponse({"detail": f"no live pass {pass_id}"}, status_code=404)
         self.store.delete(stored)
+        self.store.save()
         return JSONResponse({"id": stored.id, "deleted": True})
 
     async def pass_page(self, pass_id: str) -> Response:

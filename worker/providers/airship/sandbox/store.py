@@ -3,11 +3,14 @@ template), adaptive links, the project's callback target and issued OAuth tokens
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 FIRST_TEMPLATE_ID = 1000
@@ -76,13 +79,16 @@ class Token:
 class SandboxStore:
     """Thread-safe; every method raises StoreError with Airship's status."""
 
-    def __init__(self, templates: list[str], project_id: int) -> None:
+    def __init__(self, templates: list[str], project_id: int, path: Path | None = None) -> None:
         self._names = list(templates)
         self.project_id = project_id
-        self._lock = threading.Lock()
-        self.reset()
+        self._path = path
+        self._lock = threading.RLock()
+        self.reset(keep_file=True)
+        if path is not None and path.exists():
+            self._load(path)
 
-    def reset(self) -> None:
+    def reset(self, *, keep_file: bool = False) -> None:
         with self._lock:
             self.templates: dict[int, str] = {
                 FIRST_TEMPLATE_ID + i: name for i, name in enumerate(self._names)
@@ -95,6 +101,38 @@ class SandboxStore:
             self.token_requests = 0
             self._next_pass = FIRST_PASS_ID
             self._tickets = 12345
+            if not keep_file:
+                self.save()
+
+    # -- persistence (`store_path`): passes and the callback target survive a restart --------
+
+    def save(self) -> None:
+        """Write the passes and the callback target to `store_path` (atomically), if set."""
+        if self._path is None:
+            return
+        with self._lock:
+            data = {
+                "passes": [asdict(p) for _, p in sorted(self.passes.items())],
+                "callback": self.callback,
+                "next_pass": self._next_pass,
+                "tickets": self._tickets,
+            }
+            tmp = self._path.with_suffix(self._path.suffix + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(data, out)
+            os.replace(tmp, self._path)
+
+    def _load(self, path: Path) -> None:
+        data = json.loads(path.read_text())
+        for row in data.get("passes", []):
+            stored = StoredPass(**row)
+            self.passes[stored.id] = stored
+            if stored.external_id is not None and not stored.deleted:
+                self.by_external[(stored.template_id, stored.external_id)] = stored.id
+        self.callback = data.get("callback")
+        self._next_pass = int(data.get("next_pass", self._next_pass))
+        self._tickets = int(data.get("tickets", self._tickets))
 
     # -- templates -----------------------------------------------------------------------------
 
