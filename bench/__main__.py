@@ -18,7 +18,11 @@
   is handled (`BENCH_CRASH_ARGS`, e.g. "--runs 5");
 - `bench.rotation`: calls the provider refused while a key was revoked and then rotated, the
   plain client vs `RotatingProvider`, and the wrapper's cost on an unchanged key
-  (`BENCH_ROTATION_ARGS`, e.g. "--threads 8 --window 5").
+  (`BENCH_ROTATION_ARGS`, e.g. "--threads 8 --window 5");
+- `bench.memory`: a worker's RSS over campaign recipients after its warm-up
+  (`BENCH_MEMORY_ARGS`, e.g. "--recipients 10000 --limiter off");
+- `bench.retention`: intake p50/p99 while the retention purge deletes 1,000,000 ledger rows,
+  against the same load without a purge (`BENCH_RETENTION_ARGS`, e.g. "--rows 200000").
 """
 
 from __future__ import annotations
@@ -38,7 +42,21 @@ def main() -> int:
     status |= engine()
     status |= crash_recovery()
     status |= rotation()
+    status |= memory()
+    status |= retention()
     return status
+
+
+def memory() -> int:
+    args = os.environ.get("BENCH_MEMORY_ARGS", "").split()
+    print("\nbenchmark: worker memory over campaign recipients")
+    return subprocess.run([sys.executable, "-m", "bench.memory", *args], check=False).returncode
+
+
+def retention() -> int:
+    args = os.environ.get("BENCH_RETENTION_ARGS", "").split()
+    print("\nbenchmark: intake latency during a retention purge")
+    return subprocess.run([sys.executable, "-m", "bench.retention", *args], check=False).returncode
 
 
 def ingest_metrics() -> int:

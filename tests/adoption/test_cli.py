@@ -58,3 +58,23 @@ def test_subscribe_without_a_public_url_refuses(seeded: Database) -> None:
     result = CliRunner().invoke(app, ["adoption", "subscribe"])
     assert result.exit_code == 2
     assert "callbacks.public_url" in result.output
+
+
+def test_an_empty_funnel_says_what_to_set_up(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given no passes and no callbacks set up (a fresh `passsync run`)
+    monkeypatch.setenv("PASSSYNC_DATABASE_URL", db.url)
+    # When the funnel is shown
+    table = CliRunner().invoke(app, ["adoption"])
+    # Then it says where events go and how downloads get reported
+    assert table.exit_code == 0, table.output
+    assert "no passes yet: send signed customer events to POST /webhooks/<source>" in table.stdout
+    assert "then run `passsync adoption subscribe`" in table.stdout
+    # And a filter that selects nothing, or JSON, gets no hint
+    filtered = CliRunner().invoke(app, ["adoption", "--pass-key", "nope"])
+    assert "no passes yet" not in filtered.stdout and "callbacks" not in filtered.stdout
+    assert json.loads(CliRunner().invoke(app, ["adoption", "--json"]).stdout)["steps"]
+
+
+def test_a_funnel_with_downloads_gives_no_hint(seeded: Database) -> None:
+    table = CliRunner().invoke(app, ["adoption"])
+    assert "no passes yet" not in table.stdout and "need provider callbacks" not in table.stdout

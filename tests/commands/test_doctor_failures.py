@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from tests.actions.fixtures import LOYALTY, SANDBOX_KEY, Provider
 from tests.commands.test_doctor import doctor, ready  # noqa: F401 - the fixture by name
+from worker.cli import app
 from worker.commands import doctor as module
 from worker.stack import free_port
 
@@ -75,3 +77,22 @@ def test_an_unreachable_database_is_one_failed_check(monkeypatch: pytest.MonkeyP
     status, detail = checks["database"]
     assert status == "fail" and "unreachable" in detail and "Connection refused" in detail
     assert "clock" not in checks
+
+
+def test_the_table_aligns_long_names_and_shows_brackets_as_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given checks with a long name and details holding square brackets
+    found = [
+        module.Check("config", "ok", "valid; 1 rule(s)"),
+        module.Check("provider passcreator", "fail", "refused [401] at [bold]x[/bold]"),
+    ]
+    monkeypatch.setattr(module, "run_checks", lambda: iter(found))
+    # When the table is printed
+    result = CliRunner().invoke(app, ["doctor"])
+    # Then every detail starts in one column, word for word
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "ok    config               valid; 1 rule(s)",
+        "fail  provider passcreator refused [401] at [bold]x[/bold]",
+    ]

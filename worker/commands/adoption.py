@@ -53,7 +53,8 @@ def funnel_command(
     if ctx.invoked_subcommand is not None:
         return
     filters = Filters(template, pass_key, campaign, platform, _day(since), _day(until))
-    report = load_report(load_settings(), filters)
+    settings = load_settings()
+    report = load_report(settings, filters)
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     elif as_csv:
@@ -65,6 +66,8 @@ def funnel_command(
             )
     else:
         print_funnel(report, Console(width=120))
+        for hint in setup_hints(report, settings, filters):
+            typer.echo(hint)
 
 
 def load_report(settings: Settings, filters: Filters) -> dict[str, Any]:
@@ -94,6 +97,32 @@ def print_funnel(report: dict[str, Any], console: Console) -> None:
     console.print(f"median time to install: {'-' if wait is None else f'{wait / 60:.1f} min'}")
     split = ", ".join(f"{k} {v}" for k, v in report["platforms"].items()) or "-"
     console.print(f"platforms: {split}")
+
+
+def setup_hints(report: dict[str, Any], settings: Settings, filters: Filters) -> list[str]:
+    """What to set up when the funnel is empty (as the dashboard's empty state says it):
+    events first, then the provider callbacks that report downloads, installs and removals."""
+    if any(value is not None for value in vars(filters).values()):
+        return []  # a filter that selects nothing is not a setup problem
+    counts = {step["step"]: step["count"] for step in report["steps"]}
+    hints = []
+    if counts["known"] == 0:
+        hints.append(
+            "no passes yet: send signed customer events to POST /webhooks/<source> (README, "
+            '"The webhook contract"), or `passsync campaign create FILE.csv --start`'
+        )
+    if counts["downloaded"] == 0:
+        how = (
+            f"subscribed at {settings.callbacks.public_url}: saves show up once phones save passes"
+            if settings.callbacks.public_url
+            else "set callbacks.public_url (an address the provider can reach) and "
+            "PASSSYNC_CALLBACKS__SECRET, then run `passsync adoption subscribe`"
+        )
+        hints.append(
+            "downloads, installs and removals need provider callbacks (the wallet apps tell "
+            f"the provider, the provider tells passsync): {how}"
+        )
+    return hints
 
 
 def callbacks_url(public_url: str, account: str) -> str:

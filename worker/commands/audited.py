@@ -13,7 +13,8 @@ from worker.audit import AuditEntry, AuditRecorder
 from worker.config import Settings
 from worker.db import Database
 from worker.providers import registry
-from worker.providers.port import ClosableProvider
+from worker.providers.port import AccountSettings, ClosableProvider
+from worker.providers.rotation import CredentialReloader, RotatingProvider
 
 
 def catalogue_of(settings: Settings, account: str | None = None) -> Catalogue:
@@ -42,9 +43,15 @@ class SetupError(Exception):
 
 
 @contextmanager
-def audited_client(settings: Settings, account: str | None = None) -> Iterator[ClosableProvider]:
+def audited_client(
+    settings: Settings,
+    account: str | None = None,
+    *,
+    reloader: CredentialReloader | None = None,
+) -> Iterator[ClosableProvider]:
     """The account's client (default: sync.default_account) whose every HTTP attempt becomes
-    an audit row carrying the account (actor: the caller's context).
+    an audit row carrying the account (actor: the caller's context). With a `reloader`
+    (long-lived processes: `passsync mcp`), the client follows credential rotations.
 
     Refuses (SetupError) before any call when the account is unknown, has no credentials, or
     there is no audit table, so nothing is ever sent unrecorded.
@@ -59,7 +66,16 @@ def audited_client(settings: Settings, account: str | None = None) -> Iterator[C
     try:
         _require_audit_table(database)
         recorder = AuditRecorder(database, provider=chosen.name)
-        client = chosen.build_client(recorder.on_attempt)
+        client: ClosableProvider
+        if reloader is None:
+            client = chosen.build_client(recorder.on_attempt)
+        else:
+            kind = chosen.kind
+
+            def build(conf: AccountSettings) -> ClosableProvider:
+                return registry.Account(chosen.name, kind, conf).build_client(recorder.on_attempt)
+
+            client = RotatingProvider(reloader, chosen.name, build)
         try:
             yield client
         finally:

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import text
 
 from worker.commands.problems import explain
@@ -56,9 +57,11 @@ def doctor(
     else:
         out = Console(highlight=False, soft_wrap=True)
         colour = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+        width = max(len(c.name) for c in checks)
         for check in checks:
             mark = f"[{colour[check.status]}]{check.status:<4}[/]"
-            out.print(f"{mark}  {check.name:<12} {check.detail}")
+            # the name and detail are text, not markup: "[...]" in a detail is shown as is
+            out.print(f"{mark}  {escape(f'{check.name:<{width}}')} {escape(check.detail)}")
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)
 

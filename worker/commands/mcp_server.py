@@ -31,6 +31,7 @@ from worker.commands.audited import SetupError, audited_client, catalogue_of, no
 from worker.config import Settings
 from worker.providers import registry
 from worker.providers.errors import ProviderError, RateLimitedError
+from worker.providers.rotation import CredentialReloader
 
 log = logging.getLogger("passsync.mcp")
 SERVER_NAME = "passsync"
@@ -163,7 +164,8 @@ def build_server(tools: ToolServer) -> Server[Any]:
 
 async def serve_stdio(settings: Settings) -> None:
     """Serve until the client closes stdin; the audited clients (one per account with
-    credentials and a catalogue) live as long as the server."""
+    credentials and a catalogue) live as long as the server, and follow credential rotations."""
+    reloader = CredentialReloader(settings)  # `passsync accounts rotate` reaches the server
     with ExitStack() as stack:
         accounts, skipped = [], []
         for account in registry.accounts(settings).values():
@@ -173,7 +175,9 @@ async def serve_stdio(settings: Settings) -> None:
             elif not account.has_credentials:
                 skipped.append(no_credentials(account))
             else:
-                client = stack.enter_context(audited_client(settings, account.name))
+                client = stack.enter_context(
+                    audited_client(settings, account.name, reloader=reloader)
+                )
                 accounts.append(AccountTools(account.name, account.kind.title, catalogue, client))
         for reason in skipped:
             log.warning("not served: %s", reason)

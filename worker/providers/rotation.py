@@ -264,40 +264,41 @@ class RotatingProvider:
         )
         raise CredentialRefusedError(self._account, refused.status, retry_after=hold) from None
 
-    # -- the port ------------------------------------------------------------------------------
+    # -- the port, and a kind's own calls (same signatures as the current client's) ----------
 
-    def create_pass(
-        self, *, template_id: str, user_provided_id: str, fields: dict[str, Any]
-    ) -> ProviderPass:
-        return self._call(
-            lambda c: c.create_pass(
-                template_id=template_id, user_provided_id=user_provided_id, fields=fields
-            )
-        )
+    def create_pass(self, *args: Any, **kwargs: Any) -> ProviderPass:
+        return self._call(lambda c: c.create_pass(*args, **kwargs))
 
-    def update_pass(self, pass_id: str, fields: dict[str, Any]) -> ProviderPass:
-        return self._call(lambda c: c.update_pass(pass_id, fields))
+    def update_pass(self, *args: Any, **kwargs: Any) -> ProviderPass:
+        return self._call(lambda c: c.update_pass(*args, **kwargs))
 
-    def get_pass(self, identifier: str, *, template_id: str | None = None) -> ProviderPass:
-        return self._call(lambda c: c.get_pass(identifier, template_id=template_id))
+    def get_pass(self, *args: Any, **kwargs: Any) -> ProviderPass:
+        return self._call(lambda c: c.get_pass(*args, **kwargs))
 
-    def list_templates(self) -> list[ProviderTemplate]:
-        return self._call(lambda c: c.list_templates())
+    def list_templates(self, *args: Any, **kwargs: Any) -> list[ProviderTemplate]:
+        return self._call(lambda c: c.list_templates(*args, **kwargs))
 
-    def set_voided(self, pass_id: str, voided: bool) -> ProviderPass:
-        return self._call(lambda c: c.set_voided(pass_id, voided))
+    def set_voided(self, *args: Any, **kwargs: Any) -> ProviderPass:
+        return self._call(lambda c: c.set_voided(*args, **kwargs))
 
-    def delete_pass(self, pass_id: str) -> None:
-        self._call(lambda c: c.delete_pass(pass_id))
+    def delete_pass(self, *args: Any, **kwargs: Any) -> None:
+        self._call(lambda c: c.delete_pass(*args, **kwargs))
 
-    def send_push(self, pass_id: str, message: str) -> None:
-        self._call(lambda c: c.send_push(pass_id, message))
+    def send_push(self, *args: Any, **kwargs: Any) -> None:
+        self._call(lambda c: c.send_push(*args, **kwargs))
 
     def __getattr__(self, name: str) -> Any:
-        # A kind's own calls (catalogs, template fields, actions) go to the current client.
+        # A kind's own calls (actions, catalogs) go to the current client, through the hold.
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self.client, name)
+        found = getattr(self.client, name)
+        if not callable(found):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._call(lambda c: getattr(c, name)(*args, **kwargs))
+
+        return call
 
     def close(self) -> None:
         with self._lock:
