@@ -7,6 +7,7 @@ A kind's sandbox keeps its own routes, store and behaviour model; its control su
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import socket
@@ -19,7 +20,9 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import httpx
 import uvicorn
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 C = TypeVar("C", bound=BaseModel)
@@ -174,6 +177,23 @@ class FaultControl(Generic[C]):
         self._rate_limited = 0
         self._burst_left = 0
         self._bucket = TokenBucket(self._rate(self._config), self._clock)
+
+
+async def configure_from_request(control: FaultControl[Any], request: Request) -> Response:
+    """`POST /_sandbox/config`: apply a JSON object of changes to a sandbox's control; 422 with
+    the invalid settings (nothing applied) for a body that is not an object or not valid."""
+    try:
+        changes = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
+    if not isinstance(changes, dict):
+        return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
+    try:
+        config = control.configure(changes)
+    except ValidationError as exc:
+        detail = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+    return JSONResponse(config.model_dump())
 
 
 class ControlClient:

@@ -24,13 +24,13 @@ from urllib.parse import parse_qs, unquote
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from worker.providers.airship.models import flat_fields
 from worker.providers.airship.sandbox.control import SandboxControl
 from worker.providers.airship.sandbox.store import SandboxStore, StoredPass, StoreError
 from worker.providers.airship.settings import AirshipSandboxSettings
+from worker.providers.common.sandbox import configure_from_request
 
 # Which OAuth scope each route family needs (V: Wallet API Authorization Reference).
 SCOPE_OF_PREFIX = (
@@ -449,18 +449,7 @@ class SandboxApi:
         return self.control.config.model_dump()
 
     async def set_config(self, request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
-        if not isinstance(changes, dict):
-            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
-        try:
-            config = self.control.configure(changes)
-        except ValidationError as exc:
-            detail = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
-            return JSONResponse({"detail": detail}, status_code=422)
-        return JSONResponse(config.model_dump())
+        return await configure_from_request(self.control, request)
 
     async def reset(self) -> dict[str, Any]:
         self.store.reset()

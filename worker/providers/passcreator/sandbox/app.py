@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import ValidationError
 
 from worker.observability.redact import redact_url
+from worker.providers.common.sandbox import configure_from_request
 from worker.providers.passcreator.sandbox.callbacks import CallbackSender, pass_payload
 from worker.providers.passcreator.sandbox.control import SandboxControl
 from worker.providers.passcreator.sandbox.query import (
@@ -572,18 +572,7 @@ class SandboxApi:
         return self.control.config.model_dump()
 
     async def set_config(self, request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
-        if not isinstance(changes, dict):
-            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
-        try:
-            config = self.control.configure(changes)
-        except ValidationError as exc:
-            detail = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
-            return JSONResponse({"detail": detail}, status_code=422)
-        return JSONResponse(config.model_dump())
+        return await configure_from_request(self.control, request)
 
     async def device(self, identifier: str, action: str, request: Request) -> Response:
         """A test's stand-in for a phone: install (save) or remove the pass on a device."""

@@ -19,9 +19,9 @@ from typing import Any, NoReturn
 import jwt
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
+from worker.providers.common.sandbox import configure_from_request
 from worker.providers.passkit.models import flatten_member
 from worker.providers.passkit.sandbox.control import SandboxControl
 from worker.providers.passkit.sandbox.store import (
@@ -441,18 +441,7 @@ class SandboxApi:
         return self.control.config.model_dump()
 
     async def set_config(self, request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
-        if not isinstance(changes, dict):
-            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
-        try:
-            config = self.control.configure(changes)
-        except ValidationError as exc:
-            detail = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
-            return JSONResponse({"detail": detail}, status_code=422)
-        return JSONResponse(config.model_dump())
+        return await configure_from_request(self.control, request)
 
     async def reset(self) -> dict[str, Any]:
         self.webhooks.reset()
