@@ -21,8 +21,6 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 import httpx
 import uvicorn
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 C = TypeVar("C", bound=BaseModel)
@@ -179,21 +177,21 @@ class FaultControl(Generic[C]):
         self._bucket = TokenBucket(self._rate(self._config), self._clock)
 
 
-async def configure_from_request(control: FaultControl[Any], request: Request) -> Response:
-    """`POST /_sandbox/config`: apply a JSON object of changes to a sandbox's control; 422 with
-    the invalid settings (nothing applied) for a body that is not an object or not valid."""
+def configure_from_json(control: FaultControl[Any], body: bytes) -> tuple[int, Any]:
+    """`POST /_sandbox/config`: apply a JSON object of changes to a sandbox's control. Returns
+    the status and the JSON answer: 200 and the new config, or 422 naming what is invalid
+    (nothing applied) for a body that is not an object or holds invalid settings."""
     try:
-        changes = json.loads(await request.body() or b"{}")
+        changes = json.loads(body or b"{}")
     except ValueError:
-        return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
+        return 422, {"detail": "body must be a JSON object"}
     if not isinstance(changes, dict):
-        return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
+        return 422, {"detail": "body must be a JSON object"}
     try:
         config = control.configure(changes)
     except ValidationError as exc:
-        detail = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"detail": detail}, status_code=422)
-    return JSONResponse(config.model_dump())
+        return 422, {"detail": [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]}
+    return 200, config.model_dump()
 
 
 class ControlClient:

@@ -8,33 +8,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from worker.actions.inputs import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ActionInput,
+    ActionOutput,
+    FieldValue,
+    Text,
+    not_blank,
+)
 from worker.actions.registry import Action
 from worker.providers.passkit.client import PassKitClient
 from worker.providers.port import ProviderPass, ProviderTemplate
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 10_000
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-Text = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_not_blank)]
-FieldValue = str | int | float | bool | None
 Points = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class _Output(BaseModel):
-    model_config = ConfigDict(frozen=True)
+_Input = ActionInput
+_Output = ActionOutput
 
 
 class NoInput(_Input):
@@ -95,7 +88,7 @@ class SetPointsInput(_Input):
 
 class MessageInput(_Input):
     member_id: Text
-    message: Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_not_blank)]
+    message: Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(not_blank)]
 
 
 class TemplateList(_Output):

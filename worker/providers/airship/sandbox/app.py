@@ -30,7 +30,7 @@ from worker.providers.airship.models import flat_fields
 from worker.providers.airship.sandbox.control import SandboxControl
 from worker.providers.airship.sandbox.store import SandboxStore, StoredPass, StoreError
 from worker.providers.airship.settings import AirshipSandboxSettings
-from worker.providers.common.sandbox import configure_from_request
+from worker.providers.common.sandbox import configure_from_json
 
 # Which OAuth scope each route family needs (V: Wallet API Authorization Reference).
 SCOPE_OF_PREFIX = (
@@ -449,7 +449,8 @@ class SandboxApi:
         return self.control.config.model_dump()
 
     async def set_config(self, request: Request) -> Response:
-        return await configure_from_request(self.control, request)
+        status, answer = configure_from_json(self.control, await request.body())
+        return JSONResponse(answer, status_code=status)
 
     async def reset(self) -> dict[str, Any]:
         self.store.reset()

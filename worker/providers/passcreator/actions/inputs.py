@@ -8,27 +8,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from worker.actions.inputs import (  # noqa: F401 - re-exported for the catalogue
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ActionInput,
+    FieldValue,
+    Scalar,
+    Text,
+    not_blank,
+)
 from worker.providers.passcreator.models import TemplateType
 from worker.providers.passcreator.query import UNARY, Operator, PassQuery
 
 # Keys the client sets itself on create; a field of the same name would be dropped silently.
 RESERVED_PASS_FIELDS = frozenset({"templateId", "userProvidedId", "enforceUniqueUserProvidedId"})
 RESERVED_TEMPLATE_KEYS = frozenset({"name", "type", "description", "organizationName"})
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 10_000
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-Text = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_not_blank)]
-Scalar = str | int | float | bool
-FieldValue = Scalar | None
 OperatorName = Literal[
     "equals",
     "notEquals",
@@ -51,12 +47,6 @@ PageSize = Annotated[
 Limit = Annotated[
     int, Field(ge=1, le=MAX_LIMIT, description="Return at most this many passes, newest first.")
 ]
-
-
-class ActionInput(BaseModel):
-    """Base of every input: strict types, unknown arguments refused, immutable."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 class PassExistsInput(ActionInput):

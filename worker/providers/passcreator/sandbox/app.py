@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from worker.observability.redact import redact_url
-from worker.providers.common.sandbox import configure_from_request
+from worker.providers.common.sandbox import configure_from_json
 from worker.providers.passcreator.sandbox.callbacks import CallbackSender, pass_payload
 from worker.providers.passcreator.sandbox.control import SandboxControl
 from worker.providers.passcreator.sandbox.query import (
@@ -572,7 +572,8 @@ class SandboxApi:
         return self.control.config.model_dump()
 
     async def set_config(self, request: Request) -> Response:
-        return await configure_from_request(self.control, request)
+        status, answer = configure_from_json(self.control, await request.body())
+        return JSONResponse(answer, status_code=status)
 
     async def device(self, identifier: str, action: str, request: Request) -> Response:
         """A test's stand-in for a phone: install (save) or remove the pass on a device."""

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from worker.providers.common.sandbox import configure_from_request
+from worker.providers.common.sandbox import configure_from_json
 from worker.providers.passkit.models import flatten_member
 from worker.providers.passkit.sandbox.control import SandboxControl
 from worker.providers.passkit.sandbox.store import (
@@ -441,7 +441,8 @@ class SandboxApi:
         return self.control.config.model_dump()
 
     async def set_config(self, request: Request) -> Response:
-        return await configure_from_request(self.control, request)
+        status, answer = configure_from_json(self.control, await request.body())
+        return JSONResponse(answer, status_code=status)
 
     async def reset(self) -> dict[str, Any]:
         self.webhooks.reset()
