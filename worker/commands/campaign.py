@@ -24,12 +24,13 @@ from sqlalchemy.orm import Session
 
 from worker.campaigns import service
 from worker.campaigns.importer import (
+    Block,
     FileError,
     ImportResult,
     Row,
     RowError,
     import_rows,
-    read_csv,
+    read_csv_blocks,
     read_jsonl,
 )
 from worker.campaigns.models import FINAL, Campaign
@@ -78,7 +79,7 @@ def create_command(
         ends_at=_time(end_at, "--end-at"),
         created_by=f"admin:{who}",
     )
-    reader = read_jsonl if (file_format or _format_of(file)) == "jsonl" else read_csv
+    reader = read_jsonl if (file_format or _format_of(file)) == "jsonl" else read_csv_blocks
     with _session(settings) as session, file.open(encoding="utf-8", newline="") as stream:
         rows = _first_checked(file, reader(stream))  # an empty file creates no campaign
         campaign = _guard(lambda: _create(session, spec, settings))
@@ -124,7 +125,9 @@ def _next_step(campaign_id: int, status: str, spec: CampaignSpec) -> str:
     return f"status: {status} (follow it: `passsync campaign status {campaign_id} --follow`)"
 
 
-def _first_checked(file: Path, rows: Iterator[Row | RowError]) -> Iterator[Row | RowError]:
+def _first_checked(
+    file: Path, rows: Iterator[Row | RowError | Block]
+) -> Iterator[Row | RowError | Block]:
     """The rows, once the file is known to hold some: an empty file, or one whose header is
     unusable, is refused (exit 2) before any campaign exists."""
     first = next(rows, None)
@@ -145,11 +148,14 @@ def _create(session: Session, spec: CampaignSpec, settings: Settings) -> Campaig
     return campaign
 
 
-def _counting(rows: Iterator[Row | RowError]) -> Iterator[Row | RowError]:
+def _counting(rows: Iterator[Row | RowError | Block]) -> Iterator[Row | RowError | Block]:
     """Pass rows through, printing a count now and then on big files."""
-    for count, row in enumerate(rows, start=1):
-        if count % 100_000 == 0:
-            console.print(f"  {count:,} rows read")
+    count = 0
+    for row in rows:
+        before = count
+        count += len(row) if isinstance(row, Block) else 1
+        if count // 100_000 > before // 100_000:
+            console.print(f"  {count - count % 100_000:,} rows read")
         yield row
 
 
