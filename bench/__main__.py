@@ -8,6 +8,9 @@
   (`BENCH_METRICS_ARGS`, e.g. "--rounds 3");
 - `bench.limiter`: a campaign against the rate-limited sandbox, passsync's shared limiter vs
   Celery's per-task rate_limit (`BENCH_LIMITER_ARGS`, e.g. "--passes 2000 --limit 1200");
+- `bench.limiter --import-rows`: `passsync campaign create` on CSV files of 100,000 and
+  1,000,000 rows (rows/s, peak RSS ratio), COPY vs batched INSERT (`BENCH_IMPORT_ARGS`,
+  default "--import-rows 1000000");
 - `bench.calls_per_event`: provider calls per event, the real engine vs the naive check-then-
   create-or-update, on one seeded workload, and a quiet system's latency
   (`BENCH_CALLS_ARGS`, e.g. "--events 1000 --quiet 20");
@@ -38,6 +41,7 @@ def main() -> int:
     status |= ingest()
     status |= ingest_metrics()
     status |= limiter()
+    status |= campaign_import()
     status |= calls_per_event()
     status |= engine()
     status |= crash_recovery()
@@ -104,6 +108,12 @@ def ingest() -> int:
 def limiter() -> int:
     args = os.environ.get("BENCH_LIMITER_ARGS", "").split()
     print("\nbenchmark: campaign under a rate limit, shared limiter vs Celery rate_limit")
+    return subprocess.run([sys.executable, "-m", "bench.limiter", *args], check=False).returncode
+
+
+def campaign_import() -> int:
+    args = os.environ.get("BENCH_IMPORT_ARGS", "--import-rows 1000000").split()
+    print("\nbenchmark: campaign import from CSV (Postgres here), COPY vs batched INSERT")
     return subprocess.run([sys.executable, "-m", "bench.limiter", *args], check=False).returncode
 
 
