@@ -52,7 +52,7 @@ def test_the_task_purges_and_hands_the_rest_to_its_next_run(
     db: Database, task_env: pytest.MonkeyPatch
 ) -> None:
     # Given three old handled events, one pending, batches of one row, and a clock that
-    # moves 10 s per read: a 30 s run has time for two batches
+    # moves 7.5 s per read (twice per batch): a 30 s run has time for two batches
     old_handled(db, 3)
     seed.inbound(db, status="pending", received=utcnow() - timedelta(days=400))
     published: list[dict[str, Any]] = []
@@ -60,7 +60,7 @@ def test_the_task_purges_and_hands_the_rest_to_its_next_run(
     task_env.setenv("PASSSYNC_RETENTION__BATCH_SIZE", "1")
     task_env.setenv("PASSSYNC_RETENTION__PAUSE_SECONDS", "0")
     ticks = iter(range(1000))
-    task_env.setattr(retention_task, "run_retention", _with_clock(lambda: next(ticks) * 10.0))
+    task_env.setattr(retention_task, "run_retention", _with_clock(lambda: next(ticks) * 7.5))
     # When beat's run ends with rows left, Then it publishes the next run on the bulk queue
     assert purge_retention() == "more"
     assert ledger_count(db) == 2

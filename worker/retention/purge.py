@@ -33,13 +33,15 @@ RETENTION_MIN_DEDUP_DAYS, beyond the retry horizon of the senders we know (READM
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, not_, or_, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from worker.adoption.models import AdoptionEvent
@@ -52,6 +54,14 @@ from worker.outbox.models import DeliveryStatus, OutboxAttempt, OutboxDelivery, 
 from worker.scans.models import Scan, ScanStatus
 
 TABLES = ("inbound", "outbox", "adoption", "scans")
+
+log = logging.getLogger("passsync.retention")
+
+# Postgres bounds on every batch: it never queues for a lock (the rows it takes are SKIP
+# LOCKED; this is for a table lock, say a migration's) and never runs long; either way it is
+# rolled back whole and the rest waits for the next run.
+LOCK_TIMEOUT_MS = 200
+STATEMENT_TIMEOUT_MS = 5_000
 
 # The ledger source of campaign recipients' events (worker.campaigns.runner.SOURCE), whose
 # event ids start with "<campaign id>:".
@@ -135,15 +145,27 @@ def run_retention(
     for table in tables:
         entry = TableReport(table, window_days(settings, table), cutoff_for(settings, table, now))
         report.tables.append(entry)
-        if entry.cutoff is not None:
-            _purge_table(
-                db, entry, entry.cutoff, settings, sleep=sleep, deadline=deadline, clock=clock
-            )
+        if entry.cutoff is None:
+            continue
+        for walk in WALKS[table]:
+            if not _purge_walk(
+                db, walk, entry, entry.cutoff, settings, sleep=sleep, deadline=deadline, clock=clock
+            ):
+                entry.done = False
+                break
     return report
 
 
-def _purge_table(
+def pause_after(batch_seconds: float, settings: RetentionSettings) -> float:
+    """The pause after a batch that took `batch_seconds`: long enough that batches take at most
+    `duty_cycle` of the wall time, never shorter than `pause_seconds`."""
+    duty = settings.duty_cycle
+    return max(settings.pause_seconds, batch_seconds * (1.0 - duty) / duty)
+
+
+def _purge_walk(
     db: Database,
+    walk: Walk,
     entry: TableReport,
     cutoff: datetime,
     settings: RetentionSettings,
@@ -151,37 +173,115 @@ def _purge_table(
     sleep: Callable[[float], None],
     deadline: float,
     clock: Callable[[], float],
-) -> None:
-    batch = BATCHES[entry.table]
+) -> bool:
+    """Walk one index range oldest first, batch after batch; False when the run's time ran out
+    (or a batch hit a timeout) with the range not yet walked to its end."""
+    after: Position | None = None
     while True:
-        if clock() >= deadline:
-            entry.done = False
-            return
-        with db.session() as session:
-            selected, deleted = batch(session, cutoff, settings.batch_size)
-        entry.batches += 1
-        entry.purged += deleted
-        metrics.retention_purged(entry.table, deleted)
-        if selected < settings.batch_size:
-            return
-        sleep(settings.pause_seconds)
+        started = clock()
+        if started >= deadline:
+            return False
+        try:
+            with db.session() as session:
+                _bound(session)
+                found = walk.batch(session, cutoff, settings.batch_size, after)
+        except OperationalError as exc:
+            if not _timed_out(exc):
+                raise
+            # Rolled back whole: the rest waits for the next run rather than queueing here.
+            log.warning("retention: a %s batch timed out (%s); the rest waits", entry.table, exc)
+            return False
+        entry.batches += 1 if found.selected else 0
+        entry.purged += found.deleted
+        metrics.retention_purged(entry.table, found.deleted)
+        if found.selected < settings.batch_size or found.last is None:
+            return True
+        after = found.last
+        sleep(pause_after(clock() - started, settings))
 
 
-def _locked_ids(session: Session, query: Select[Any]) -> list[int]:
-    """The ids, locked until the batch commits; rows another transaction holds are skipped."""
-    return list(session.scalars(query.with_for_update(skip_locked=True)))
+def _bound(session: Session) -> None:
+    """Postgres: a batch never waits long for a lock nor runs long, and its commit does not
+    wait for the WAL flush (a batch lost in a crash is purged again by the next run)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
+    session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+    session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
-# -- one batch per table: (rows selected, rows deleted), in the caller's transaction -----------
+def _timed_out(exc: OperationalError) -> bool:
+    """Postgres cancelled the statement (statement_timeout) or gave up on a lock."""
+    return getattr(exc.orig, "sqlstate", None) in {"57014", "55P03"}
 
 
-def _inbound_eligible(session: Session, cutoff: datetime) -> list[ColumnElement[bool]]:
-    return [
-        InboundEvent.status.in_(INBOUND_FINISHED),
-        InboundEvent.received_at < cutoff,
-        or_(InboundEvent.handled_at.is_(None), InboundEvent.handled_at < cutoff),
-        *_open_campaign_guard(session),
-    ]
+# -- one batch: the next index range of a walk, in the caller's transaction --------------------
+
+Position = tuple[datetime, int]  # (the walk's time column, id) of the last row a batch took
+
+
+@dataclass(frozen=True)
+class Found:
+    selected: int  # rows the batch took from the range (locked ones are skipped)
+    deleted: int
+    last: Position | None  # where the next batch starts (after this row)
+
+
+Eligible = Callable[[Session, datetime], list[ColumnElement[bool]]]
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The eligible rows of one table, oldest first along an index on (`where`'s equality
+    columns, `at`): each batch starts where the last one stopped, so it reads one index range
+    and never the dead entries of the ranges before it."""
+
+    model: Any
+    at: Any  # the time column the index orders by
+    eligible: Eligible
+    delete_batch: Callable[[Session, Walk, Select[Any], datetime], Found] | None = None
+
+    def batch(
+        self, session: Session, cutoff: datetime, limit: int, after: Position | None
+    ) -> Found:
+        query = select(self.model.id, self.at).where(*self.eligible(session, cutoff))
+        if after is not None:
+            at, row_id = after
+            query = query.where(self.at >= at, or_(self.at > at, self.model.id > row_id))
+        query = query.order_by(self.at, self.model.id).limit(limit)
+        query = query.with_for_update(skip_locked=True)
+        if self.delete_batch is not None:
+            return self.delete_batch(session, self, query, cutoff)
+        return _delete_rows(session, self, query)
+
+
+def _delete_rows(session: Session, walk: Walk, query: Select[Any]) -> Found:
+    """One statement: delete the rows the query locks, returning where they were."""
+    ids = query.with_only_columns(walk.model.id).correlate(None).scalar_subquery()
+    # Postgres: `= ANY(ARRAY(...))` takes the ids first (an init plan) and then finds each by
+    # its primary key; `IN (...)` may be planned as a hash join over a scan of the table.
+    postgres = session.get_bind().dialect.name == "postgresql"
+    which = walk.model.id == func.any(func.array(ids)) if postgres else walk.model.id.in_(ids)
+    gone = session.execute(
+        delete(walk.model)
+        .where(which)
+        .returning(walk.at, walk.model.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    last = max(((at, row_id) for at, row_id in gone), default=None)
+    return Found(len(gone), len(gone), last)
+
+
+def _inbound_eligible(statuses: Sequence[str]) -> Eligible:
+    def eligible(session: Session, cutoff: datetime) -> list[ColumnElement[bool]]:
+        return [
+            InboundEvent.status.in_(statuses),
+            InboundEvent.received_at < cutoff,
+            or_(InboundEvent.handled_at.is_(None), InboundEvent.handled_at < cutoff),
+            *_open_campaign_guard(session),
+        ]
+
+    return eligible
 
 
 def _open_campaign_guard(session: Session) -> list[ColumnElement[bool]]:
@@ -208,18 +308,6 @@ def _open_campaign_guard(session: Session) -> list[ColumnElement[bool]]:
     ]
 
 
-def _inbound_batch(session: Session, cutoff: datetime, limit: int) -> tuple[int, int]:
-    query = select(InboundEvent.id).where(*_inbound_eligible(session, cutoff)).limit(limit)
-    ids = _locked_ids(session, query)
-    if ids:
-        session.execute(
-            delete(InboundEvent)
-            .where(InboundEvent.id.in_(ids))
-            .execution_options(synchronize_session=False)
-        )
-    return len(ids), len(ids)
-
-
 def _outbox_unfinished(cutoff: datetime) -> ColumnElement[bool]:
     """A delivery of the event that is not delivered, or delivered within the window."""
     return exists().where(
@@ -232,7 +320,7 @@ def _outbox_unfinished(cutoff: datetime) -> ColumnElement[bool]:
     )
 
 
-def _outbox_eligible(cutoff: datetime) -> list[ColumnElement[bool]]:
+def _outbox_eligible(_session: Session, cutoff: datetime) -> list[ColumnElement[bool]]:
     return [
         OutboxEvent.fanned_out_at.is_not(None),
         OutboxEvent.fanned_out_at < cutoff,
@@ -240,11 +328,14 @@ def _outbox_eligible(cutoff: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
-def _outbox_batch(session: Session, cutoff: datetime, limit: int) -> tuple[int, int]:
-    query = select(OutboxEvent.id).where(*_outbox_eligible(cutoff)).limit(limit)
-    ids = _locked_ids(session, query)
-    if not ids:
-        return 0, 0
+def _outbox_delete(session: Session, _walk: Walk, query: Select[Any], cutoff: datetime) -> Found:
+    """Outbox events go with their deliveries and attempt log, once each is locked and
+    checked again."""
+    rows = session.execute(query).all()
+    if not rows:
+        return Found(0, 0, None)
+    ids = [row_id for row_id, _at in rows]
+    last = max((at, row_id) for row_id, at in rows)
     # Lock their deliveries and look again: a redelivery may have reset one meanwhile.
     deliveries = session.execute(
         select(OutboxDelivery.outbox_event_id, OutboxDelivery.status, OutboxDelivery.delivered_at)
@@ -265,49 +356,33 @@ def _outbox_batch(session: Session, cutoff: datetime, limit: int) -> tuple[int, 
             delete(OutboxEvent).where(OutboxEvent.id.in_(gone)),
         ):
             session.execute(statement.execution_options(synchronize_session=False))
-    return len(ids), len(gone)
+    return Found(len(ids), len(gone), last)
 
 
-def _adoption_eligible(cutoff: datetime) -> list[ColumnElement[bool]]:
+def _adoption_eligible(_session: Session, cutoff: datetime) -> list[ColumnElement[bool]]:
     return [AdoptionEvent.received_at < cutoff]
 
 
-def _adoption_batch(session: Session, cutoff: datetime, limit: int) -> tuple[int, int]:
-    ids = _locked_ids(
-        session, select(AdoptionEvent.id).where(*_adoption_eligible(cutoff)).limit(limit)
-    )
-    if ids:
-        session.execute(
-            delete(AdoptionEvent)
-            .where(AdoptionEvent.id.in_(ids))
-            .execution_options(synchronize_session=False)
-        )
-    return len(ids), len(ids)
+def _scans_eligible(statuses: Sequence[str]) -> Eligible:
+    def eligible(_session: Session, cutoff: datetime) -> list[ColumnElement[bool]]:
+        return [
+            Scan.status.in_(statuses),
+            Scan.received_at < cutoff,
+            or_(Scan.handled_at.is_(None), Scan.handled_at < cutoff),
+        ]
+
+    return eligible
 
 
-def _scans_eligible(cutoff: datetime) -> list[ColumnElement[bool]]:
-    return [
-        Scan.status.in_(SCANS_FINISHED),
-        Scan.received_at < cutoff,
-        or_(Scan.handled_at.is_(None), Scan.handled_at < cutoff),
-    ]
-
-
-def _scans_batch(session: Session, cutoff: datetime, limit: int) -> tuple[int, int]:
-    ids = _locked_ids(session, select(Scan.id).where(*_scans_eligible(cutoff)).limit(limit))
-    if ids:
-        session.execute(
-            delete(Scan).where(Scan.id.in_(ids)).execution_options(synchronize_session=False)
-        )
-    return len(ids), len(ids)
-
-
-Batch = Callable[[Session, datetime, int], tuple[int, int]]
-BATCHES: dict[str, Batch] = {
-    "inbound": _inbound_batch,
-    "outbox": _outbox_batch,
-    "adoption": _adoption_batch,
-    "scans": _scans_batch,
+# Each table's walks: one per finished status where the index leads with the status.
+WALKS: dict[str, tuple[Walk, ...]] = {
+    "inbound": tuple(
+        Walk(InboundEvent, InboundEvent.received_at, _inbound_eligible([s]))
+        for s in INBOUND_FINISHED
+    ),
+    "outbox": (Walk(OutboxEvent, OutboxEvent.fanned_out_at, _outbox_eligible, _outbox_delete),),
+    "adoption": (Walk(AdoptionEvent, AdoptionEvent.received_at, _adoption_eligible),),
+    "scans": tuple(Walk(Scan, Scan.received_at, _scans_eligible([s])) for s in SCANS_FINISHED),
 }
 
 
@@ -343,10 +418,9 @@ def retention_status(
     return found
 
 
-Eligible = Callable[[Session, datetime], list[ColumnElement[bool]]]
 _COUNTED: dict[str, tuple[Any, Eligible]] = {
-    "inbound": (InboundEvent, _inbound_eligible),
-    "outbox": (OutboxEvent, lambda _s, cutoff: _outbox_eligible(cutoff)),
-    "adoption": (AdoptionEvent, lambda _s, cutoff: _adoption_eligible(cutoff)),
-    "scans": (Scan, lambda _s, cutoff: _scans_eligible(cutoff)),
+    "inbound": (InboundEvent, _inbound_eligible(INBOUND_FINISHED)),
+    "outbox": (OutboxEvent, _outbox_eligible),
+    "adoption": (AdoptionEvent, _adoption_eligible),
+    "scans": (Scan, _scans_eligible(SCANS_FINISHED)),
 }
