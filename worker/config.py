@@ -380,8 +380,8 @@ class RetentionSettings(_Strict):
     # paces itself from its own cost, batches taking at most `duty_cycle` of the wall time
     # (a batch that took 10 ms is followed by 10 ms * (1 - duty) / duty), and never less
     # than `pause_seconds` apart.
-    batch_size: int = Field(default=2_000, ge=1, le=50_000)
-    pause_seconds: float = Field(default=0.05, ge=0, le=60)
+    batch_size: int = Field(default=500, ge=1, le=50_000)
+    pause_seconds: float = Field(default=0.02, ge=0, le=60)
     duty_cycle: float = Field(default=0.25, gt=0, le=1)
     # How often beat starts a purge, and how long one may run (the rest waits for the next).
     interval_seconds: float = Field(default=3600.0, gt=0)

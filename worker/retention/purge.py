@@ -177,6 +177,9 @@ def _purge_walk(
     """Walk one index range oldest first, batch after batch; False when the run's time ran out
     (or a batch hit a timeout) with the range not yet walked to its end."""
     after: Position | None = None
+    # Once per walk: an event of a campaign that opens meanwhile is too new to be eligible.
+    with db.session() as session:
+        where = walk.eligible(session, cutoff)
     while True:
         started = clock()
         if started >= deadline:
@@ -184,7 +187,7 @@ def _purge_walk(
         try:
             with db.session() as session:
                 _bound(session)
-                found = walk.batch(session, cutoff, settings.batch_size, after)
+                found = walk.batch(session, where, cutoff, settings.batch_size, after)
         except OperationalError as exc:
             if not _timed_out(exc):
                 raise
@@ -205,9 +208,14 @@ def _bound(session: Session) -> None:
     wait for the WAL flush (a batch lost in a crash is purged again by the next run)."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    session.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
-    session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-    session.execute(text("SET LOCAL synchronous_commit = off"))
+    session.execute(
+        text(
+            "SELECT set_config('lock_timeout', :lock, true),"
+            " set_config('statement_timeout', :statement, true),"
+            " set_config('synchronous_commit', 'off', true)"
+        ),
+        {"lock": f"{LOCK_TIMEOUT_MS}ms", "statement": f"{STATEMENT_TIMEOUT_MS}ms"},
+    )
 
 
 def _timed_out(exc: OperationalError) -> bool:
@@ -242,9 +250,14 @@ class Walk:
     delete_batch: Callable[[Session, Walk, Select[Any], datetime], Found] | None = None
 
     def batch(
-        self, session: Session, cutoff: datetime, limit: int, after: Position | None
+        self,
+        session: Session,
+        where: list[ColumnElement[bool]],
+        cutoff: datetime,
+        limit: int,
+        after: Position | None,
     ) -> Found:
-        query = select(self.model.id, self.at).where(*self.eligible(session, cutoff))
+        query = select(self.model.id, self.at).where(*where)
         if after is not None:
             at, row_id = after
             query = query.where(self.at >= at, or_(self.at > at, self.model.id > row_id))
