@@ -14,6 +14,14 @@ never forgets) from native memory (C libraries, the allocator's arenas); and the
 `malloc_trim(0)` (glibc), which tells memory still in use from free memory the allocator
 keeps. The issue's bar: over 100,000 recipients, RSS within 10 MB of its warm-up value.
 
+`--process` runs the campaign through a real `passsync worker --concurrency 1` with pool
+recycling off and reports each of its processes against that bar: the pool process (the
+campaign path) and the main process (Celery's consumer: it receives every message and arms
+every task's time limit); the exit status is 1 when one is over. With `--tracemalloc N` every
+worker process (`--trace main`: the main one only) is traced from its start, through a
+`sitecustomize` on the worker's PYTHONPATH written by this script, and dumps a snapshot
+after the warm-up and at the end: the top growth per process, `--frames` deep.
+
 Environment: PASSSYNC_BENCH_PG (admin URL; `--database postgres` creates and drops its own
 database), PASSSYNC_BENCH_LIMITER_REDIS (the limiter's Redis, default
 redis://127.0.0.1:6379/11, flushed).
@@ -45,8 +53,9 @@ from bench.common import drop_database, free_port, fresh_database
 from worker.providers import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-DB_NAME = "passsync_bench_memory"
+DB_NAME = f"passsync_bench_memory_{os.getpid()}"  # two runs never share one
 KEY = "bench-memory-key"
+BAR_MB = 10  # issue 17: over 100,000 recipients, RSS within 10 MB of its warm-up value
 ACCOUNT = f"PASSSYNC_PROVIDERS__{registry.default_kind().upper()}__"
 
 
@@ -224,16 +233,155 @@ def run_campaign(args: argparse.Namespace, campaign_id: int) -> dict[str, Any]:
     return report
 
 
+# Written to a temporary directory put first on the worker's PYTHONPATH (bench only): every
+# process of the worker (the main one, and each pool process after its fork) dumps a
+# tracemalloc snapshot `<pid>-<tag>.snap` when the bench writes `<tag>` into `request`.
+SNAPSHOT_HOOK = """\
+import os, threading, time, tracemalloc
+
+_DIR = os.environ.get("BENCH_MEMORY_SNAPSHOTS")
+
+
+def _loop():
+    last = None
+    while True:
+        try:
+            with open(os.path.join(_DIR, "request")) as f:
+                tag = f.read().strip()
+        except OSError:
+            tag = ""
+        if tag and tag != last and tracemalloc.is_tracing():
+            last = tag
+            path = os.path.join(_DIR, f"{os.getpid()}-{tag}.snap")
+            tracemalloc.take_snapshot().dump(path + ".tmp")
+            os.rename(path + ".tmp", path)
+        time.sleep(0.5)
+
+
+def _start():
+    threading.Thread(target=_loop, daemon=True, name="bench-memory-snapshots").start()
+
+
+def _child():
+    if os.environ.get("BENCH_MEMORY_TRACE_POOL") == "0":
+        tracemalloc.stop()  # the pool process runs at full speed, untraced
+    else:
+        _start()
+
+
+if _DIR:
+    _start()
+    os.register_at_fork(after_in_child=_child)
+"""
+
+
+def snapshot_env(env: dict[str, str], tmp: Path, frames: int, pool: bool) -> Path:
+    """The worker's environment for per-process tracemalloc snapshots; their directory."""
+    hook, snaps = tmp / "hook", tmp / "snapshots"
+    hook.mkdir()
+    snaps.mkdir()
+    (hook / "sitecustomize.py").write_text(SNAPSHOT_HOOK)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
+    env["PYTHONTRACEMALLOC"] = str(frames)
+    env["BENCH_MEMORY_SNAPSHOTS"] = str(snaps)
+    env["BENCH_MEMORY_TRACE_POOL"] = "1" if pool else "0"
+    return snaps
+
+
+def request_snapshots(snaps: Path, tag: str, pids: list[int]) -> None:
+    """Ask every process in `pids` for a snapshot tagged `tag`; wait until all are written."""
+    (snaps / "request").write_text(tag)
+    deadline = time.monotonic() + 300
+    while not all((snaps / f"{pid}-{tag}.snap").exists() for pid in pids):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no tracemalloc snapshot {tag} from every process in {pids}")
+        time.sleep(0.5)
+
+
+def heap_growth(snaps: Path, pid: int, measured: int) -> dict[str, Any]:
+    """The Python heap's growth of one worker process between its warm and end snapshots."""
+    warm = tracemalloc.Snapshot.load(str(snaps / f"{pid}-warm.snap"))
+    end = tracemalloc.Snapshot.load(str(snaps / f"{pid}-end.snap"))
+    stats = end.compare_to(warm, "traceback")
+    return {
+        "python_heap_bytes_per_recipient": round(sum(s.size_diff for s in stats) / measured, 1),
+        "top_python_growth": [
+            {
+                "bytes_per_recipient": round(s.size_diff / measured, 1),
+                "count_diff": s.count_diff,
+                "where": s.traceback.format(most_recent_first=True),
+            }
+            for s in stats[:10]
+        ],
+    }
+
+
+def finished_recipients(runtime: Any, campaign_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from worker.campaigns.models import CampaignRecipient, RecipientState
+
+    with runtime.db.session() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(CampaignRecipient)
+                .where(
+                    CampaignRecipient.campaign_id == campaign_id,
+                    CampaignRecipient.state.in_([RecipientState.DONE, RecipientState.SKIPPED]),
+                )
+            )
+            or 0
+        )
+
+
+@contextmanager
+def worker_process(env: dict[str, str], tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`passsync worker --concurrency 1`, stopped (its whole process group) on the way out."""
+    with (tmp / "worker.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "1"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+
+
+def process_report(samples: list[tuple[int, int]], measured: int) -> dict[str, Any]:
+    """One process's RSS: warm-up, end, peak, growth, and the growth over the second half
+    (bounded caches filling early show as growth that stops; a leak grows in both halves)."""
+    (warm_done, warm_rss), (end_done, end_rss) = samples[0], samples[-1]
+    half = warm_done + (end_done - warm_done) // 2
+    mid_rss = next(r for d, r in samples if d >= half)
+    return {
+        "warm_rss_mb": round(warm_rss / 2**20, 1),
+        "end_rss_mb": round(end_rss / 2**20, 1),
+        "peak_rss_mb": round(max(r for _, r in samples) / 2**20, 1),
+        "growth_mb": round((end_rss - warm_rss) / 2**20, 2),
+        "growth_bytes_per_recipient": round((end_rss - warm_rss) / measured, 1),
+        "second_half_growth_mb": round((end_rss - mid_rss) / 2**20, 2),
+    }
+
+
 def run_worker_process(
     args: argparse.Namespace, campaign_id: int, env: dict[str, str], tmp: Path
 ) -> dict[str, Any]:
     """The same campaign through a real `passsync worker --concurrency 1` (one pool process,
-    never recycled): its chunk tasks top the campaign up themselves; the pool process's RSS
-    is sampled against the recipients finished (read from the database)."""
-    from sqlalchemy import func, select
-
+    recycling off): its chunk tasks top the campaign up themselves; the RSS of each of its
+    processes (the main one, which consumes and hands tasks out, and the pool process) is
+    sampled against the recipients finished (read from the database)."""
     from worker.campaigns.dispatch import top_up
-    from worker.campaigns.models import CampaignRecipient, RecipientState
     from worker.config import load_settings
     from worker.tasks.app import configure
     from worker.tasks.campaigns import publish_chunks
@@ -241,77 +389,72 @@ def run_worker_process(
 
     configure(load_settings())
     runtime = get_runtime()
-
-    def finished() -> int:
-        with runtime.db.session() as session:
-            return int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(CampaignRecipient)
-                    .where(
-                        CampaignRecipient.campaign_id == campaign_id,
-                        CampaignRecipient.state.in_([RecipientState.DONE, RecipientState.SKIPPED]),
-                    )
-                )
-                or 0
-            )
-
     total = args.warmup + args.recipients
-    log = (tmp / "worker.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        start_new_session=True,
+    env = {**env, "PASSSYNC_CELERY__MAX_MEMORY_PER_CHILD_MB": "0"}  # recycling off
+    snaps = (
+        snapshot_env(env, tmp, args.tracemalloc, args.trace == "all") if args.tracemalloc else None
     )
-    samples: list[tuple[int, int]] = []
-    try:
+    pids: dict[str, int] = {}  # role -> pid, fixed at the warm-up
+    samples: dict[str, list[tuple[int, int]]] = {"main": [], "pool": []}
+    traced: list[int] = []  # the pids asked for tracemalloc snapshots
+    with worker_process(env, tmp) as proc:
+        main = psutil.Process(proc.pid)
+
+        def roles() -> dict[str, psutil.Process]:
+            children = main.children()
+            return {"main": main, "pool": children[0]} if len(children) == 1 else {}
+
         with runtime.db.session() as session:
             chunks = top_up(session, campaign_id, runtime.settings.campaigns)
         publish_chunks(chunks)
-        started, warm, next_sample = time.monotonic(), None, args.warmup
-        while (done := finished()) < total:
+        started, warm_at, warm_done, next_sample = time.monotonic(), 0.0, 0, args.warmup
+        while (done := finished_recipients(runtime, campaign_id)) < total:
             if proc.poll() is not None:
                 raise SystemExit(f"the worker stopped; see {tmp / 'worker.log'}")
-            children = psutil.Process(proc.pid).children()
-            if children and done >= next_sample:
-                pool_rss = sum(c.memory_info().rss for c in children)
-                main_rss = psutil.Process(proc.pid).memory_info().rss
-                samples.append((done, pool_rss))
-                warm = warm or (done, pool_rss, time.monotonic(), main_rss)
+            now = roles()
+            if pids and {r: p.pid for r, p in now.items()} != pids:
+                raise SystemExit(f"a worker process was replaced: {pids} -> {now}")
+            if now and done >= next_sample:
+                if not pids:
+                    if snaps is not None:
+                        traced = [
+                            p.pid for r, p in now.items() if args.trace == "all" or r == "main"
+                        ]
+                        request_snapshots(snaps, "warm", traced)
+                        done = finished_recipients(runtime, campaign_id)
+                    pids = {r: p.pid for r, p in now.items()}
+                    warm_at, warm_done = time.monotonic(), done
+                for role, process in now.items():
+                    samples[role].append((done, int(process.memory_info().rss)))
                 next_sample += args.sample_every
                 print(
-                    f"  {done:>8} recipients  pool RSS {pool_rss / 2**20:8.1f} MB  main "
-                    f"{main_rss / 2**20:8.1f} MB",
+                    f"  {done:>8} recipients  "
+                    + "  ".join(f"{r} RSS {s[-1][1] / 2**20:7.1f} MB" for r, s in samples.items()),
                     flush=True,
                 )
             time.sleep(1.0)
-        end_rss = sum(c.memory_info().rss for c in psutil.Process(proc.pid).children())
-        end_main = psutil.Process(proc.pid).memory_info().rss
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        log.close()
-    if warm is None:
+        ended_at = time.monotonic()
+        for role, process in roles().items():
+            samples[role].append((total, int(process.memory_info().rss)))
+        if snaps is not None:
+            request_snapshots(snaps, "end", traced)
+    if not pids:
         raise SystemExit("no sample after the warm-up")
-    warm_done, warm_rss, warm_at, warm_main = warm
     measured = max(total - warm_done, 1)
+    processes = {
+        role: {
+            "pid": pid,
+            **process_report(samples[role], measured),
+            **(heap_growth(snaps, pid, measured) if snaps and pid in traced else {}),
+        }
+        for role, pid in pids.items()
+    }
     return {
-        "main_process_growth_mb": round((end_main - warm_main) / 2**20, 2),
         "recipients": total,
         "measured_recipients": measured,
-        "seconds": round(time.monotonic() - started, 1),
-        "recipients_per_second": round(measured / (time.monotonic() - warm_at), 1),
-        "warm_rss_mb": round(warm_rss / 2**20, 1),
-        "end_rss_mb": round(end_rss / 2**20, 1),
-        "growth_mb": round((end_rss - warm_rss) / 2**20, 2),
-        "growth_bytes_per_recipient": round((end_rss - warm_rss) / measured, 1),
+        "seconds": round(ended_at - started, 1),
+        "recipients_per_second": round(measured / (ended_at - warm_at), 1),
+        "processes": processes,
         "samples": samples,
     }
 
@@ -324,7 +467,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limiter", choices=["on", "off"], default="on")
     parser.add_argument("--sample-every", type=int, default=5_000)
     parser.add_argument(
-        "--tracemalloc", type=int, default=0, help="frames per trace (0: off; slows the run)"
+        "--tracemalloc",
+        type=int,
+        default=0,
+        help="frames per trace (0: off; slows the run); with --process, in every worker process",
+    )
+    parser.add_argument(
+        "--frames", type=int, default=1, help="frames printed per top allocation site"
+    )
+    parser.add_argument(
+        "--trace",
+        choices=["all", "main"],
+        default="all",
+        help="with --process --tracemalloc: trace every worker process, or the main one only",
     )
     parser.add_argument(
         "--process",
@@ -360,32 +515,45 @@ def main(argv: list[str] | None = None) -> int:
             if postgres:
                 drop_database(DB_NAME)
     print_report(args, result)
-    return 0
+    return 0 if within_bar(result) else 1
 
 
 def print_report(args: argparse.Namespace, r: dict[str, Any]) -> None:
-    bar = "within" if abs(r["growth_mb"]) <= 10 else "OVER"
-    where = "a worker's pool process" if args.process else "in this process"
+    where = "a real worker, each process" if args.process else "in this process"
     print(
         f"benchmark: worker memory over campaign recipients ({where}, {args.database}, limiter "
         f"{args.limiter}, {r['recipients_per_second']} recipients/s)"
     )
     print(f"  recipients after warm-up   {r['measured_recipients']}")
-    print(f"  RSS warm-up / end          {r['warm_rss_mb']} / {r['end_rss_mb']} MB")
-    print(
-        f"  growth                     {r['growth_mb']} MB ({r['growth_bytes_per_recipient']} "
-        f"bytes per recipient; {bar} the 10 MB bar)"
-    )
-    if "main_process_growth_mb" in r:
-        print(f"  worker main process growth {r['main_process_growth_mb']} MB")
-    if "python_heap_bytes_per_recipient" in r:
+    for role, p in r.get("processes", {"this process": r}).items():
+        bar = "within" if abs(p["growth_mb"]) <= BAR_MB else "OVER"
+        print(f"  {role}:")
+        print(f"    RSS warm-up / end          {p['warm_rss_mb']} / {p['end_rss_mb']} MB")
         print(
-            f"  Python heap growth         {r['python_heap_bytes_per_recipient']} bytes/recipient"
+            f"    growth                     {p['growth_mb']} MB "
+            f"({p['growth_bytes_per_recipient']} bytes per recipient; {bar} the {BAR_MB} MB bar)"
         )
-        for top in r["top_python_growth"]:
-            print(f"    {top['bytes_per_recipient']:>8} B/recipient  {top['where'][0].strip()}")
-    if "end_rss_after_malloc_trim_mb" in r:
-        print(f"  RSS after malloc_trim(0)   {r['end_rss_after_malloc_trim_mb']} MB")
+        if "second_half_growth_mb" in p:
+            print(f"    growth, second half        {p['second_half_growth_mb']} MB")
+        if "python_heap_bytes_per_recipient" in p:
+            print(
+                "    Python heap growth         "
+                f"{p['python_heap_bytes_per_recipient']} bytes/recipient"
+            )
+            for top in p["top_python_growth"]:
+                frames = [w.strip() for w in top["where"] if w.strip().startswith("File")]
+                print(
+                    f"      {top['bytes_per_recipient']:>8} B/recipient "
+                    f"({top.get('count_diff', '?')} blocks)  {frames[0] if frames else '?'}"
+                )
+                for frame in frames[1 : args.frames]:
+                    print(f"{'':>36}{frame}")
+        if "end_rss_after_malloc_trim_mb" in p:
+            print(f"    RSS after malloc_trim(0)   {p['end_rss_after_malloc_trim_mb']} MB")
+
+
+def within_bar(r: dict[str, Any]) -> bool:
+    return all(abs(p["growth_mb"]) <= BAR_MB for p in r.get("processes", {"": r}).values())
 
 
 if __name__ == "__main__":

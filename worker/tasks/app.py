@@ -19,6 +19,7 @@ from kombu.transport.native_delayed_delivery import (
 from worker.brokers import make_ping
 from worker.config import ConfigError, Settings
 from worker.tasks.liveness import HEARTBEAT_CONF_KEY, LIVENESS_CONF_KEY, Liveness
+from worker.tasks.timers import DropCancelledTimers
 
 REALTIME_QUEUE = "realtime"
 BULK_QUEUE = "bulk"
@@ -88,6 +89,8 @@ celery_app = Celery(
 )
 # Every worker heartbeats the events it holds, so a killed worker's are sent again quickly.
 celery_app.steps["worker"].add(Liveness)
+# Finished tasks' time-limit timers are dropped, so the main process's memory stays flat.
+celery_app.steps["worker"].add(DropCancelledTimers)
 
 
 def configure(settings: Settings) -> Celery:
