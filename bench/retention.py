@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +54,10 @@ PURGE = """
 import json, sys, time
 from worker.config import load_settings
 from worker.db import Database
+from worker.retention import purge
 from worker.retention.purge import run_retention
+if sys.argv[1:] == ["sync"]:
+    purge.SYNCHRONOUS_COMMIT = "on"
 settings = load_settings()
 db = Database(settings.database_url, pool_size=1)
 paused = []
@@ -66,7 +71,8 @@ seconds = time.perf_counter() - started
 print(json.dumps({"purged": report.purged, "seconds": seconds,
                   "batches": report.tables[0].batches, "paused": sum(paused),
                   "batch_size": retention.batch_size, "pause_seconds": retention.pause_seconds,
-                  "duty_cycle": retention.duty_cycle}))
+                  "duty_cycle": retention.duty_cycle,
+                  "synchronous_commit": purge.SYNCHRONOUS_COMMIT}))
 """
 # Requests are signed before the clock starts; the receiver accepts signatures this old.
 TOLERANCE_SECONDS = 3600
@@ -165,11 +171,15 @@ async def drive(
     await asyncio.gather(*workers)
 
 
-async def scenario(args: argparse.Namespace, port: int, env: dict[str, str]) -> dict[str, Any]:
+async def scenario(
+    args: argparse.Namespace, port: int, env: dict[str, str], db_url: str
+) -> dict[str, Any]:
     expected = args.warmup_seconds + args.baseline_seconds + args.purge_budget_seconds
     bodies = Presigned(port, int(args.rate * (expected + args.tail_seconds)))
     load, stop = Load(), asyncio.Event()
     cpu_start = time.process_time()
+    vacuum = VacuumWatch(db_url)
+    vacuum.start()
     driver = asyncio.create_task(
         drive(port, args.rate, args.connections, stop=stop, load=load, bodies=bodies)
     )
@@ -178,20 +188,38 @@ async def scenario(args: argparse.Namespace, port: int, env: dict[str, str]) -> 
     await asyncio.sleep(args.baseline_seconds)
     purge_start = time.perf_counter()
     load_before = os.getloadavg()
+    server_before = server_counters(db_url)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", PURGE, env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-c",
+        PURGE,
+        *(["sync"] if args.sync_commit else []),
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await proc.communicate()
     purge_end = time.perf_counter()
     load_after = os.getloadavg()
+    server_after = server_counters(db_url)
     await asyncio.sleep(args.tail_seconds)
     stop.set()
     await driver
+    vacuum.stop()
     wall = time.perf_counter() - base_start + args.warmup_seconds
+    during = load.window(purge_start, purge_end)
+    vacuuming = [x for x in during if vacuum.running_at(x[0])]
     purge = json.loads(out.decode().strip().splitlines()[-1])
     return {
         "without_purge": summary(load.window(base_start, purge_start)),
-        "during_purge": summary(load.window(purge_start, purge_end)),
+        "during_purge": summary(during),
+        "during_purge_autovacuum": summary(vacuuming),
+        "during_purge_no_autovacuum": summary([x for x in during if not vacuum.running_at(x[0])]),
+        "server": {
+            "wal_mb": round((server_after[0] - server_before[0]) / 2**20, 1),
+            "checkpoints": server_after[1] - server_before[1],
+            "autovacuum_seconds": round(vacuum.seconds_between(purge_start, purge_end), 1),
+        },
         "purge": purge,
         "non_202": sum(1 for sample in load.samples if sample[2] != 202),
         "accepted": sum(1 for sample in load.samples if sample[2] == 202),
@@ -203,6 +231,47 @@ async def scenario(args: argparse.Namespace, port: int, env: dict[str, str]) -> 
         },
         "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
     }
+
+
+def server_counters(db_url: str) -> tuple[int, int]:
+    """(WAL position in bytes, checkpoints so far) of the server."""
+    with psycopg.connect(pg_conninfo(db_url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn,"
+            " checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+class VacuumWatch(threading.Thread):
+    """When (perf_counter) a vacuum of the benchmark's database was running, every 0.25 s."""
+
+    def __init__(self, db_url: str) -> None:
+        super().__init__(daemon=True)
+        self.db_url = db_url
+        self.samples: list[tuple[float, bool]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(pg_conninfo(self.db_url), autocommit=True) as conn:
+            while not self.done.wait(0.25):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_progress_vacuum"
+                    " WHERE datname = current_database()"
+                ).fetchone()
+                self.samples.append((time.perf_counter(), bool(row and row[0])))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+    def running_at(self, at: float) -> bool:
+        index = bisect.bisect_right(self.samples, (at, True)) - 1
+        return index >= 0 and self.samples[index][1]
+
+    def seconds_between(self, start: float, end: float) -> float:
+        running = [s for s in self.samples if start <= s[0] < end and s[1]]
+        return len(running) * 0.25
 
 
 def summary(samples: list[tuple[float, float, int]]) -> dict[str, Any]:
@@ -241,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause-seconds", type=float, default=None, help="default: the setting's")
     parser.add_argument("--duty-cycle", type=float, default=None, help="default: the setting's")
     parser.add_argument(
+        "--sync-commit",
+        action="store_true",
+        help="the purge's commits wait for the WAL flush (by default they do not)",
+    )
+    parser.add_argument(
         "--purge-budget-seconds",
         type=float,
         default=600.0,
@@ -266,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-m", "worker.cli", "api"]
             with server(cmd, env, port, Path(tmp) / "api.log"):
-                result = asyncio.run(scenario(args, port, env))
+                result = asyncio.run(scenario(args, port, env, db_url))
         result |= check(db_url)
     finally:
         drop_database(DB_NAME)
@@ -295,6 +369,14 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print(
         f"  purged {purge['purged']} rows in {purge['seconds']:.1f} s ({rows_per_s:,.0f} rows/s, "
         f"{purge['batches']} batches, in batches {busy:.0%} of the time)"
+    )
+    vac, novac, server = r["during_purge_autovacuum"], r["during_purge_no_autovacuum"], r["server"]
+    print(
+        f"  during purge, p99 while autovacuum ran {vac['p99_ms']} ms ({vac['requests']} "
+        f"requests), otherwise {novac['p99_ms']} ms; autovacuum ran "
+        f"{server['autovacuum_seconds']} s of the purge; WAL {server['wal_mb']} MB, "
+        f"{server['checkpoints']} checkpoints; purge commits synchronous_commit="
+        f"{purge['synchronous_commit']}"
     )
     print(
         f"  load generator: late by p99 {gen['late_p99_ms']} ms (max {gen['late_max_ms']} ms), "
