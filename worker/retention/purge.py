@@ -1,13 +1,18 @@
 """Purge finished rows past their retention windows, in bounded batches.
 
 Like the audit purge, this owns its transactions (it takes the Database): each batch is one
-short transaction that selects at most `retention.batch_size` eligible ids, locks them
-(Postgres: FOR UPDATE SKIP LOCKED, so a row a worker holds is left for the next run; SQLite:
-the transaction's write lock), deletes them and commits; then it pauses
-`retention.pause_seconds`, so the receiver's commits and the workers' writes get the database
-in between. A crash loses only the batch in flight, rolled back whole (an outbox event never
-loses part of its deliveries). A run stops after `retention.max_seconds` and says whether
-rows are left for the next one.
+short transaction, one DELETE of at most `retention.batch_size` eligible rows taken in order
+along the table's time index and locked first (Postgres: FOR UPDATE SKIP LOCKED, so a row a
+worker holds is left for the next run; SQLite: the transaction's write lock). Each batch
+starts after the (time, id) of the last row the one before took (keyset order), so it reads
+one index range and never the dead entries of the ranges already purged. The purge paces
+itself from its own cost: after a batch that took t it pauses t * (1 - d) / d, d being
+`retention.duty_cycle`, and never less than `retention.pause_seconds`, so the receiver's
+commits and the workers' writes get the database in between whatever the machine's load.
+On Postgres a batch never queues for a lock nor runs long (lock and statement timeouts: it is
+rolled back and the rest waits for the next run). A crash loses only the batch in flight,
+rolled back whole (an outbox event never loses part of its deliveries). A run stops after
+`retention.max_seconds` and says whether rows are left for the next one.
 
 Eligible, per table (never a row still in flight):
 
