@@ -19,6 +19,7 @@ from worker.brokers import redis_client
 from worker.config import Settings
 from worker.providers.port import RunningSandbox
 from worker.sync.models import PassMapping
+from worker.tasks.app import unacked_mutex_expire
 
 # A run fails when it stops moving for this many recovery bounds (see `recovery_bound`): a slow
 # machine only makes it slower, and progress of any kind resets the wait.
@@ -108,6 +109,7 @@ def recovery_bound(settings: Settings) -> float:
     return (
         celery.visibility_timeout_seconds
         + celery.unacked_restore_interval_seconds
+        + unacked_mutex_expire(celery.unacked_restore_interval_seconds)
         + sync.claim_seconds
         + sync.sweep_interval_seconds
         + 3 * sync.sweep_stale_after_seconds

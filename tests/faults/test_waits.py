@@ -34,7 +34,9 @@ def test_the_recovery_bound_follows_the_settings(make_settings: Callable[..., Se
         },
     }
     longer_lease = {**base, "sync": {**base["sync"], "claim_seconds": 30}}
-    assert recovery_bound(make_settings(**base)) == 10 + 1 + 5 + 1 + 3 * 2 + 2 + 1
+    # visibility, restore interval, its lock left by a killed worker (5), lease, sweeps, retry,
+    # window
+    assert recovery_bound(make_settings(**base)) == 10 + 1 + 5 + 5 + 1 + 3 * 2 + 2 + 1
     assert (
         recovery_bound(make_settings(**longer_lease)) == recovery_bound(make_settings(**base)) + 25
     )

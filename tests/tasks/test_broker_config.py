@@ -73,6 +73,23 @@ def test_redis_keeps_its_priority_order_and_no_declared_queues(
 
 
 @pytest.mark.usefixtures("restore")
+@pytest.mark.parametrize("interval", [1, 10])
+def test_a_worker_killed_during_a_restore_pass_blocks_restores_for_seconds_only(
+    make_settings: Callable[..., Settings], interval: int
+) -> None:
+    # Given the restore pass's lock, which a SIGKILLed worker would leave held (kombu's
+    # default: 300 s, during which no unacknowledged message of any dead worker comes back)
+    settings = make_settings(
+        broker_url="redis://127.0.0.1:6379/0",
+        celery={"unacked_restore_interval_seconds": interval},
+    )
+    options = configure(settings).conf.broker_transport_options
+    # Then it lapses within a few restore intervals
+    assert options["unacked_mutex_expire"] == max(5, 3 * interval)
+    assert options["unacked_mutex_expire"] < options["visibility_timeout"]
+
+
+@pytest.mark.usefixtures("restore")
 @pytest.mark.parametrize(
     ("whole", "given", "sent"),
     [(True, 0.5, 1), (True, 2.2, 3), (True, 0, None), (False, 0.5, 0.5)],

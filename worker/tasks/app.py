@@ -201,6 +201,11 @@ def is_amqp(url: str) -> bool:
     return url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
 
 
+def unacked_mutex_expire(restore_interval_seconds: int) -> int:
+    """How long the restore pass's lock outlives a worker killed while holding it."""
+    return max(5, 3 * restore_interval_seconds)
+
+
 def _redis(settings: Settings) -> dict[str, Any]:
     celery = settings.celery
     return {
@@ -208,6 +213,11 @@ def _redis(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": celery.visibility_timeout_seconds,
             "unacked_restore_interval": celery.unacked_restore_interval_seconds,
             "unacked_restore_throttle": 1,
+            # The restore pass holds a Redis lock while it runs (a few ms); a worker killed in
+            # that moment would leave it for kombu's default 300 s, and no unacknowledged
+            # message would come back meanwhile. Restores are WATCH transactions, so a lock
+            # that lapses during a slow pass only costs a repeated attempt, never a twin.
+            "unacked_mutex_expire": unacked_mutex_expire(celery.unacked_restore_interval_seconds),
             "socket_timeout": celery.publish_timeout_seconds,
             "socket_connect_timeout": celery.publish_timeout_seconds,
             # A worker serving both queues takes from them in the order given (realtime
